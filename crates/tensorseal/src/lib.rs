@@ -1,1 +1,33 @@
 //! placeholder
+mod cbor;
+mod codec;
+mod dtype;
+mod error;
+mod keys;
+mod layout;
+mod limits;
+mod manifest;
+mod mmap;
+mod reader;
+mod tree;
+mod verify;
+mod writer;
+
+pub use codec::{chunk_digests, group, sha256, ungroup};
+pub use dtype::{DType, TORCH_DTYPE_EXTRA_NAMES, is_torch_dtype_name};
+pub use error::{KeyError, ReadError, VerifyError, WriteError};
+pub use keys::{PublicKey, SecretKey};
+pub use layout::{
+    END_MAGIC, FOOTER_LEN, Footer, HEADER_LEN, MAGIC, SIGNATURE_DOMAIN, SignatureEntry,
+};
+pub use limits::{ALIGN, CHUNK, Limits, MAX_SIZE};
+pub use manifest::{
+    BlobEntry, Digest, FORMAT_VERSION, Manifest, ZstdCodec, check_metadata_entry, parse_step,
+};
+pub use mmap::MapMode;
+pub use reader::Checkpoint;
+pub use tree::{
+    BlobId, Global, Int, Node, Object, PathSegment, Tensor, TensorKind, Typed, dotted_path,
+};
+pub use verify::{SignerStatus, TrustPolicy, VerifyReport};
+pub use writer::{BlobSource, Compression, WriteOptions, Writer, WrittenFile, add_signature};

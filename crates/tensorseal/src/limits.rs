@@ -1,0 +1,89 @@
+//! Every bound the reader applies to untrusted files, in one place (spec §8).
+
+/// Alignment of every blob and of the manifest, in bytes (spec §1.3).
+pub const ALIGN: u64 = 64;
+
+/// Size of a digest chunk and of a zstd frame's logical content, in bytes (spec §4.1).
+pub const CHUNK: u64 = 1 << 24;
+
+/// Largest tensor byte size and file length the format allows (spec §2, §1.3).
+pub const MAX_SIZE: u64 = 1 << 62;
+
+/// Bounds on the files a reader accepts.
+///
+/// The defaults are conservative: any file within them is portable between implementations, and
+/// decoding a manifest within them needs at most a few hundred MiB of memory. Raise a field only
+/// for files you produced yourself. A file over a limit is rejected with
+/// [`ReadError::LimitExceeded`](crate::ReadError::LimitExceeded), naming the limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest manifest, in bytes. Default 64 MiB (about 500,000 tensors).
+    pub max_manifest_length: u64,
+    /// Most CBOR items in one manifest. Default 4,194,304.
+    pub max_cbor_items: usize,
+    /// Deepest CBOR nesting of arrays and maps. Default 400, enough for `max_tree_depth`.
+    pub max_cbor_depth: usize,
+    /// Deepest node nesting in the checkpoint tree; the root is at depth 1. Default 128.
+    pub max_tree_depth: usize,
+    /// Most dimensions of one tensor. Default 64 (numpy's limit).
+    pub max_rank: usize,
+    /// Longest bignum magnitude, in bytes. Default 2048 (Python prints ints up to 4300 digits).
+    pub max_bigint_bytes: usize,
+    /// Most signatures on one file. Default 64.
+    pub max_signatures: usize,
+    /// Most metadata entries. Default 1024.
+    pub max_metadata_entries: usize,
+    /// Largest file, in bytes. Default 2^62, the format's maximum.
+    pub max_file_length: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_manifest_length: 64 << 20,
+            max_cbor_items: 4 << 20,
+            max_cbor_depth: 400,
+            max_tree_depth: 128,
+            max_rank: 64,
+            max_bigint_bytes: 2048,
+            max_signatures: 64,
+            max_metadata_entries: 1024,
+            max_file_length: MAX_SIZE,
+        }
+    }
+}
+
+/// Longest metadata key, in bytes (spec §5).
+pub(crate) const MAX_METADATA_KEY: usize = 256;
+/// Longest metadata value, in bytes (spec §5).
+pub(crate) const MAX_METADATA_VALUE: usize = 65536;
+/// Longest module or name of an inert object or global, in bytes (spec §3.8).
+pub(crate) const MAX_QUALNAME: usize = 1024;
+
+/// Rounds `x` up to the next multiple of [`ALIGN`], or `None` on overflow.
+pub(crate) fn align_up(x: u64) -> Option<u64> {
+    x.checked_add(ALIGN - 1).map(|v| v & !(ALIGN - 1))
+}
+
+/// Number of [`CHUNK`]-sized chunks covering `len` bytes.
+pub(crate) fn chunk_count(len: u64) -> u64 {
+    len.div_ceil(CHUNK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alignment_and_chunks() {
+        assert_eq!(align_up(0), Some(0));
+        assert_eq!(align_up(1), Some(64));
+        assert_eq!(align_up(64), Some(64));
+        assert_eq!(align_up(65), Some(128));
+        assert_eq!(align_up(u64::MAX), None);
+        assert_eq!(chunk_count(0), 0);
+        assert_eq!(chunk_count(1), 1);
+        assert_eq!(chunk_count(CHUNK), 1);
+        assert_eq!(chunk_count(CHUNK + 1), 2);
+    }
+}

@@ -1,0 +1,303 @@
+//! Verification (spec §7): signatures against trusted keys, metadata expectations, and every
+//! digest, hashed in parallel across blobs and chunks.
+
+use crate::codec;
+use crate::error::VerifyError;
+use crate::keys::PublicKey;
+use crate::layout::{self, SignatureEntry};
+use crate::limits::{CHUNK, Limits};
+use crate::manifest::{self, Digest, Manifest};
+use crate::mmap::{self, MapMode};
+use crate::reader::{Checkpoint, Envelope};
+use rayon::prelude::*;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Whom to trust and what to require of a file.
+///
+/// # Example
+/// ```
+/// # let key = tensorseal::SecretKey::from_seed(&[1; 32]).public_key();
+/// use tensorseal::TrustPolicy;
+/// let policy = TrustPolicy::trusting(vec![key]).expect("run_id", "run-42").min_step(1000);
+/// ```
+#[derive(Debug, Clone)]
+pub struct TrustPolicy {
+    keys: Vec<PublicKey>,
+    threshold: usize,
+    authenticate: bool,
+    expected: BTreeMap<String, String>,
+    min_step: Option<u64>,
+}
+
+impl TrustPolicy {
+    /// Requires a valid signature from at least one of `keys`.
+    pub fn trusting(keys: Vec<PublicKey>) -> TrustPolicy {
+        TrustPolicy {
+            keys,
+            threshold: 1,
+            authenticate: true,
+            expected: BTreeMap::new(),
+            min_step: None,
+        }
+    }
+
+    /// Checks integrity only: structure, digests and that every signature present is valid for
+    /// its own key, but not who signed. Detects corruption, not tampering.
+    pub fn integrity_only() -> TrustPolicy {
+        TrustPolicy {
+            keys: Vec::new(),
+            threshold: 0,
+            authenticate: false,
+            expected: BTreeMap::new(),
+            min_step: None,
+        }
+    }
+
+    /// Requires signatures from at least `n` distinct trusted keys (default 1).
+    pub fn threshold(mut self, n: usize) -> TrustPolicy {
+        self.threshold = n;
+        self
+    }
+
+    /// Requires the signed metadata `key` to equal `value`.
+    pub fn expect(mut self, key: impl Into<String>, value: impl Into<String>) -> TrustPolicy {
+        self.expected.insert(key.into(), value.into());
+        self
+    }
+
+    /// Requires the signed `step` metadata to be at least `min` (refuses rollbacks).
+    pub fn min_step(mut self, min: u64) -> TrustPolicy {
+        self.min_step = Some(min);
+        self
+    }
+
+    /// Whether this policy checks who signed.
+    pub fn authenticates(&self) -> bool {
+        self.authenticate
+    }
+}
+
+/// A signature and whether its key is trusted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignerStatus {
+    /// Key id (spec §6).
+    pub key_id: String,
+    /// Whether the key is in the trust set.
+    pub trusted: bool,
+}
+
+/// What a successful verification established.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// SHA-256 of the manifest.
+    pub manifest_sha256: Digest,
+    /// File length in bytes.
+    pub file_length: u64,
+    /// Every signature, in file order; all of them are valid.
+    pub signers: Vec<SignerStatus>,
+    /// Whether authenticity was checked (false in integrity-only mode).
+    pub authenticated: bool,
+    /// Number of blobs checked.
+    pub blobs: usize,
+    /// Number of digest chunks checked.
+    pub chunks: usize,
+    /// Bytes hashed (stored plus decoded).
+    pub bytes_hashed: u64,
+}
+
+/// Checks every signature against its own key, then counts trusted ones (spec §6).
+pub(crate) fn check_signatures(
+    signatures: &[SignatureEntry],
+    content_length: u64,
+    manifest_sha256: &Digest,
+    policy: &TrustPolicy,
+) -> Result<Vec<SignerStatus>, VerifyError> {
+    let message = layout::signed_message(content_length, manifest_sha256);
+    let mut signers = Vec::with_capacity(signatures.len());
+    for (index, s) in signatures.iter().enumerate() {
+        if !s.key.verify_strict(&message, &s.signature) {
+            return Err(VerifyError::BadSignature {
+                index,
+                key_id: s.key.short_id(),
+            });
+        }
+        signers.push(SignerStatus {
+            key_id: s.key.key_id(),
+            trusted: policy.keys.contains(&s.key),
+        });
+    }
+    if policy.authenticate {
+        let trusted = signers.iter().filter(|s| s.trusted).count();
+        if trusted < policy.threshold.max(1) {
+            return Err(VerifyError::Untrusted {
+                signers: signers.iter().map(|s| s.key_id[..16].to_string()).collect(),
+                trusted,
+                threshold: policy.threshold.max(1),
+            });
+        }
+    }
+    Ok(signers)
+}
+
+pub(crate) fn check_metadata(manifest: &Manifest, policy: &TrustPolicy) -> Result<(), VerifyError> {
+    for (key, expected) in &policy.expected {
+        let found = manifest.metadata.get(key);
+        if found != Some(expected) {
+            return Err(VerifyError::MetadataMismatch {
+                key: key.clone(),
+                expected: expected.clone(),
+                found: found.cloned(),
+            });
+        }
+    }
+    if let Some(min) = policy.min_step {
+        let step = manifest
+            .metadata
+            .get("step")
+            .and_then(|s| manifest::parse_step(s))
+            .ok_or(VerifyError::StepMissing)?;
+        if step < min {
+            return Err(VerifyError::StepTooOld { found: step, min });
+        }
+    }
+    Ok(())
+}
+
+/// One unit of digest work: a stored chunk or frame of one blob.
+struct ChunkJob {
+    blob: usize,
+    chunk: usize,
+    offset: u64,
+    len: u64,
+}
+
+/// Verifies every stored digest and, for zstd blobs, every decoded chunk. Chunks of all blobs
+/// are hashed in parallel; the error reported is the first failing chunk in file order.
+pub(crate) fn check_blobs(ckpt: &Checkpoint) -> Result<(usize, u64), VerifyError> {
+    let manifest = ckpt.manifest();
+    let bytes = ckpt.bytes();
+    mmap::advise_sequential(bytes);
+    let jobs: Vec<ChunkJob> = manifest
+        .blobs
+        .iter()
+        .enumerate()
+        .flat_map(|(blob, b)| {
+            b.stored_chunks()
+                .into_iter()
+                .enumerate()
+                .map(move |(chunk, (offset, len))| ChunkJob {
+                    blob,
+                    chunk,
+                    offset,
+                    len,
+                })
+        })
+        .collect();
+    let failure = jobs.par_iter().find_map_first(|job| {
+        let entry = &manifest.blobs[job.blob];
+        let stored = &bytes[job.offset as usize..(job.offset + job.len) as usize];
+        if codec::sha256(stored) != entry.sha256[job.chunk] {
+            return Some(Err(job));
+        }
+        if let Some(c) = &entry.codec {
+            let expected = CHUNK.min(c.raw_length - job.chunk as u64 * CHUNK) as usize;
+            return match codec::decompress_chunk(stored, expected, usize::from(c.group)) {
+                Ok(raw) if codec::sha256(&raw) == c.raw_sha256[job.chunk] => None,
+                Ok(_) => Some(Err(job)),
+                Err(what) => Some(Ok((job, what))),
+            };
+        }
+        None
+    });
+    match failure {
+        None => {}
+        Some(Err(job)) => {
+            return Err(VerifyError::DigestMismatch {
+                blob: job.blob,
+                chunk: job.chunk,
+                offset: job.offset,
+                tensor: ckpt.tensor_path_of(job.blob),
+            });
+        }
+        Some(Ok((job, what))) => {
+            return Err(VerifyError::Malformed(crate::ReadError::Decode {
+                blob: job.blob,
+                chunk: job.chunk,
+                offset: job.offset,
+                what,
+            }));
+        }
+    }
+    let hashed = manifest
+        .blobs
+        .iter()
+        .map(|b| b.length + b.codec.as_ref().map_or(0, |c| c.raw_length))
+        .sum();
+    Ok((jobs.len(), hashed))
+}
+
+impl Checkpoint {
+    /// Verifies an opened file under `policy`: signatures, metadata expectations, every digest.
+    pub fn verify(&self, policy: &TrustPolicy) -> Result<VerifyReport, VerifyError> {
+        let footer = self.footer();
+        let signers = check_signatures(
+            self.signatures(),
+            footer.content_length(),
+            &footer.manifest_sha256,
+            policy,
+        )?;
+        check_metadata(self.manifest(), policy)?;
+        let (chunks, bytes_hashed) = check_blobs(self)?;
+        Ok(VerifyReport {
+            manifest_sha256: footer.manifest_sha256,
+            file_length: self.file_length(),
+            signers,
+            authenticated: policy.authenticate,
+            blobs: self.manifest().blobs.len(),
+            chunks,
+            bytes_hashed,
+        })
+    }
+
+    /// Opens and verifies a file in the order of spec §7: when `policy` names keys, the manifest
+    /// is parsed only after a trusted signature over it has been checked, so unauthenticated
+    /// manifests never reach the parser.
+    pub fn open_verified(
+        path: &Path,
+        policy: &TrustPolicy,
+        limits: &Limits,
+    ) -> Result<(Checkpoint, VerifyReport), VerifyError> {
+        Checkpoint::open_verified_with(path, policy, limits, MapMode::Map)
+    }
+
+    /// [`Checkpoint::open_verified`] choosing how the file's bytes are brought into memory.
+    pub fn open_verified_with(
+        path: &Path,
+        policy: &TrustPolicy,
+        limits: &Limits,
+        mode: MapMode,
+    ) -> Result<(Checkpoint, VerifyReport), VerifyError> {
+        let env = Envelope::open(path, limits, mode)?;
+        let footer = env.footer;
+        let signers = check_signatures(
+            &env.signatures,
+            footer.content_length(),
+            &footer.manifest_sha256,
+            policy,
+        )?;
+        let ckpt = env.into_checkpoint(limits)?;
+        check_metadata(ckpt.manifest(), policy)?;
+        let (chunks, bytes_hashed) = check_blobs(&ckpt)?;
+        let report = VerifyReport {
+            manifest_sha256: footer.manifest_sha256,
+            file_length: ckpt.file_length(),
+            signers,
+            authenticated: policy.authenticate,
+            blobs: ckpt.manifest().blobs.len(),
+            chunks,
+            bytes_hashed,
+        };
+        Ok((ckpt, report))
+    }
+}

@@ -1,0 +1,432 @@
+//! Writing files: blobs are streamed to a temporary file in the target directory as they arrive,
+//! then the manifest, signatures and footer; the file is fsynced and renamed into place, so the
+//! final name never holds a partial file.
+
+use crate::codec;
+use crate::dtype::DType;
+use crate::error::WriteError;
+use crate::keys::SecretKey;
+use crate::layout::{self, Footer, SignatureEntry};
+use crate::limits::{self, ALIGN, CHUNK, Limits};
+use crate::manifest::{BlobEntry, Digest, Manifest, ZstdCodec};
+use crate::tree::{BlobId, Node};
+use rayon::prelude::*;
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+/// How blobs are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    /// Store raw: zero-copy for readers.
+    #[default]
+    None,
+    /// zstd at `level` over byte-grouped chunks; a blob is stored raw unless this saves 5%.
+    Zstd {
+        /// zstd level; 1 is best on float weights (higher levels gain nothing measurable).
+        level: i32,
+    },
+}
+
+/// Options of a [`Writer`].
+#[derive(Debug, Clone, Default)]
+pub struct WriteOptions {
+    /// Blob encoding.
+    pub compression: Compression,
+    /// Limits the written manifest must satisfy (a reader with the same limits accepts it).
+    pub limits: Limits,
+}
+
+/// Supplies the bytes of a blob piece by piece, for data that is not one contiguous slice
+/// (strided views being materialized, byte-swapped data, ...). The writer asks for consecutive
+/// pieces of at most 16 MiB, and may ask for the same range again.
+pub trait BlobSource {
+    /// Fills `buf` with the blob's bytes starting at `offset`.
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()>;
+}
+
+impl BlobSource for &[u8] {
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let start = usize::try_from(offset).map_err(io::Error::other)?;
+        let src = self.get(start..start + buf.len()).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "read past the end of the blob",
+            )
+        })?;
+        buf.copy_from_slice(src);
+        Ok(())
+    }
+}
+
+/// The result of a successful write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WrittenFile {
+    /// Final path.
+    pub path: PathBuf,
+    /// File length.
+    pub length: u64,
+    /// SHA-256 of the manifest.
+    pub manifest_sha256: Digest,
+}
+
+/// Streams a tensorseal file to disk.
+///
+/// Dropping a writer without calling [`Writer::finish`] removes the temporary file.
+pub struct Writer {
+    file: File,
+    temp: Option<PathBuf>,
+    path: PathBuf,
+    pos: u64,
+    blobs: Vec<BlobEntry>,
+    options: WriteOptions,
+}
+
+/// Chunks processed together: enough to keep every core busy hashing or compressing, few enough
+/// to bound memory at a few dozen MiB.
+fn batch_chunks() -> usize {
+    2 * rayon::current_num_threads().max(1)
+}
+
+impl Writer {
+    /// Starts a file that will be renamed to `path` by [`Writer::finish`].
+    pub fn create(path: &Path, options: WriteOptions) -> Result<Writer, WriteError> {
+        let temp = temp_path(path)?;
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)?;
+        // From here on, Drop removes the temporary file if anything fails.
+        let mut w = Writer {
+            file,
+            temp: Some(temp),
+            path: path.to_path_buf(),
+            pos: 0,
+            blobs: Vec::new(),
+            options,
+        };
+        w.file.write_all(&layout::header())?;
+        w.pos = layout::HEADER_LEN;
+        Ok(w)
+    }
+
+    /// Blobs written so far.
+    pub fn blobs(&self) -> &[BlobEntry] {
+        &self.blobs
+    }
+
+    /// Writes one blob of tensor bytes and returns its id for [`Tensor::blob`](crate::Tensor).
+    /// `dtype` selects the byte-grouping width when compressing. Empty data is an error: zero-size
+    /// tensors have no blob.
+    pub fn write_blob(&mut self, data: &[u8], dtype: DType) -> Result<BlobId, WriteError> {
+        if data.is_empty() {
+            return Err(empty_blob());
+        }
+        if let Compression::Zstd { level } = self.options.compression {
+            let mut source = data;
+            if let Some(id) = self.try_compressed(&mut source, data.len() as u64, dtype, level)? {
+                return Ok(id);
+            }
+        }
+        let start = self.pos;
+        // Hash on the thread pool while this thread writes the same bytes.
+        let (sha256, written) =
+            rayon::join(|| codec::chunk_digests(data), || self.file.write_all(data));
+        written?;
+        self.end_blob(start, data.len() as u64, sha256, None)
+    }
+
+    /// Writes one blob of `len` bytes supplied piece by piece, with memory bounded by a few
+    /// chunks whatever `len` is.
+    pub fn write_blob_from(
+        &mut self,
+        source: &mut dyn BlobSource,
+        len: u64,
+        dtype: DType,
+    ) -> Result<BlobId, WriteError> {
+        if len == 0 {
+            return Err(empty_blob());
+        }
+        if let Compression::Zstd { level } = self.options.compression
+            && let Some(id) = self.try_compressed(source, len, dtype, level)?
+        {
+            return Ok(id);
+        }
+        let start = self.pos;
+        let mut sha256 = Vec::with_capacity(limits::chunk_count(len) as usize);
+        let mut buffers: Vec<Vec<u8>> = Vec::new();
+        let mut offset = 0;
+        while offset < len {
+            buffers.clear();
+            while offset < len && buffers.len() < batch_chunks() {
+                let n = CHUNK.min(len - offset) as usize;
+                let mut buf = vec![0u8; n];
+                source.read_at(offset, &mut buf)?;
+                offset += n as u64;
+                buffers.push(buf);
+            }
+            let (digests, written) = rayon::join(
+                || {
+                    buffers
+                        .par_iter()
+                        .map(|b| codec::sha256(b))
+                        .collect::<Vec<_>>()
+                },
+                || buffers.iter().try_for_each(|b| (&self.file).write_all(b)),
+            );
+            written?;
+            sha256.extend(digests);
+        }
+        self.end_blob(start, len, sha256, None)
+    }
+
+    /// Compresses a blob chunk by chunk; if that saves less than 5%, rewinds and returns `None`
+    /// so the caller stores it raw.
+    fn try_compressed(
+        &mut self,
+        source: &mut dyn BlobSource,
+        len: u64,
+        dtype: DType,
+        level: i32,
+    ) -> Result<Option<BlobId>, WriteError> {
+        let group = dtype.swap_width();
+        if !len.is_multiple_of(group) {
+            return Err(WriteError::Invalid {
+                what: "blob",
+                path: "blob".into(),
+                detail: format!("{len} bytes is not a whole number of {dtype} elements"),
+            });
+        }
+        let start = self.pos;
+        let (mut frames, mut sha256, mut raw_sha256) = (Vec::new(), Vec::new(), Vec::new());
+        let mut offset = 0;
+        let mut stored = 0u64;
+        while offset < len {
+            let mut raws = Vec::new();
+            while offset < len && raws.len() < batch_chunks() {
+                let n = CHUNK.min(len - offset) as usize;
+                let mut buf = vec![0u8; n];
+                source.read_at(offset, &mut buf)?;
+                offset += n as u64;
+                raws.push(buf);
+            }
+            let encoded: Vec<(Vec<u8>, Digest, Digest)> = raws
+                .par_iter()
+                .map(|raw| {
+                    let frame = codec::compress_chunk(raw, group as usize, level)?;
+                    let frame_sha = codec::sha256(&frame);
+                    Ok((frame, frame_sha, codec::sha256(raw)))
+                })
+                .collect::<io::Result<_>>()?;
+            for (frame, frame_sha, raw_sha) in encoded {
+                self.file.write_all(&frame)?;
+                stored += frame.len() as u64;
+                frames.push(frame.len() as u64);
+                sha256.push(frame_sha);
+                raw_sha256.push(raw_sha);
+            }
+        }
+        // Compression must save at least 5% to be worth losing zero-copy reads.
+        if stored.saturating_mul(20) > len.saturating_mul(19) {
+            self.file.seek(SeekFrom::Start(start))?;
+            self.file.set_len(start)?;
+            return Ok(None);
+        }
+        let codec = ZstdCodec {
+            group: group as u8,
+            frames,
+            raw_length: len,
+            raw_sha256,
+        };
+        self.end_blob(start, stored, sha256, Some(codec)).map(Some)
+    }
+
+    fn end_blob(
+        &mut self,
+        start: u64,
+        length: u64,
+        sha256: Vec<Digest>,
+        codec: Option<ZstdCodec>,
+    ) -> Result<BlobId, WriteError> {
+        let end = start + length;
+        let aligned = limits::align_up(end).ok_or_else(|| io::Error::other("file too large"))?;
+        self.file
+            .write_all(&[0u8; ALIGN as usize][..(aligned - end) as usize])?;
+        self.pos = aligned;
+        self.blobs.push(BlobEntry {
+            offset: start,
+            length,
+            sha256,
+            codec,
+        });
+        Ok(self.blobs.len() - 1)
+    }
+
+    /// Writes the manifest, the signatures of `signers`, and the footer; syncs and renames the
+    /// file into place. The tree must reference every blob written, each by tensors of its size.
+    pub fn finish(
+        mut self,
+        root: Node,
+        metadata: BTreeMap<String, String>,
+        signers: &[&SecretKey],
+    ) -> Result<WrittenFile, WriteError> {
+        let manifest = Manifest {
+            root,
+            blobs: std::mem::take(&mut self.blobs),
+            metadata,
+            ext: BTreeMap::new(),
+        };
+        let bytes = manifest.to_bytes(&self.options.limits)?;
+        let manifest_sha256 = codec::sha256(&bytes);
+        let manifest_offset = self.pos;
+        self.file.write_all(&bytes)?;
+        let content_length = manifest_offset + bytes.len() as u64;
+        let message = layout::signed_message(content_length, &manifest_sha256);
+        let mut entries: Vec<SignatureEntry> = Vec::with_capacity(signers.len());
+        for key in signers {
+            let key_pub = key.public_key();
+            if entries.iter().any(|e| e.key == key_pub) {
+                continue;
+            }
+            entries.push(SignatureEntry {
+                key: key_pub,
+                signature: key.sign(&message),
+            });
+        }
+        let sig_block = layout::encode_signatures(&entries);
+        self.file.write_all(&sig_block)?;
+        let footer = Footer {
+            manifest_offset,
+            manifest_length: bytes.len() as u64,
+            signatures_length: sig_block.len() as u64,
+            manifest_sha256,
+        };
+        self.file.write_all(&footer.encode())?;
+        let length = content_length + sig_block.len() as u64 + layout::FOOTER_LEN;
+        let temp = self.temp.take().expect("finish runs once");
+        persist(&self.file, &temp, &self.path)?;
+        Ok(WrittenFile {
+            path: self.path.clone(),
+            length,
+            manifest_sha256,
+        })
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        if let Some(temp) = self.temp.take() {
+            let _ = std::fs::remove_file(temp);
+        }
+    }
+}
+
+fn empty_blob() -> WriteError {
+    WriteError::Invalid {
+        what: "blob",
+        path: "blob".into(),
+        detail: "a blob cannot be empty; zero-size tensors have blob None".into(),
+    }
+}
+
+/// A fresh temporary name next to `path`, in the same directory so the final rename is atomic.
+pub(crate) fn temp_path(path: &Path) -> io::Result<PathBuf> {
+    let name = path.file_name().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} has no file name", path.display()),
+        )
+    })?;
+    let mut nonce = [0u8; 8];
+    getrandom::fill(&mut nonce).map_err(|e| io::Error::other(e.to_string()))?;
+    let mut tmp = std::ffi::OsString::from(".");
+    tmp.push(name);
+    tmp.push(format!(".tmp-{}", hex::encode(nonce)));
+    Ok(path.with_file_name(tmp))
+}
+
+/// Makes a rename durable: fsync the directory holding the entry.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    File::open(dir)?.sync_all()
+}
+
+/// fsyncs `file`, renames `temp` to `path`, fsyncs the directory.
+pub(crate) fn persist(file: &File, temp: &Path, path: &Path) -> io::Result<()> {
+    file.sync_all()?;
+    std::fs::rename(temp, path)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Adds a signature by `key` to the file at `path`, atomically.
+///
+/// The file's integrity is verified first (a signature attests the content, so a corrupt file is
+/// never signed). The header, blobs and manifest are copied byte for byte (a reflink where the
+/// file system supports it), the new signature block and footer appended, and the copy renamed
+/// over the original. Returns `false` if `key` had already signed the file (nothing is changed).
+pub fn add_signature(path: &Path, key: &SecretKey, limits: &Limits) -> Result<bool, WriteError> {
+    let ckpt = crate::Checkpoint::open_with(path, limits, crate::MapMode::Map)
+        .map_err(|e| WriteError::NotIntact(Box::new(e.into())))?;
+    ckpt.verify(&crate::TrustPolicy::integrity_only())
+        .map_err(|e| WriteError::NotIntact(Box::new(e)))?;
+    let public = key.public_key();
+    if ckpt.signatures().iter().any(|s| s.key == public) {
+        return Ok(false);
+    }
+    let footer = *ckpt.footer();
+    let mut entries = ckpt.signatures().to_vec();
+    if entries.len() >= limits.max_signatures {
+        return Err(WriteError::Invalid {
+            what: "signature block",
+            path: path.display().to_string(),
+            detail: format!(
+                "already holds the maximum of {} signatures",
+                limits.max_signatures
+            ),
+        });
+    }
+    entries.push(SignatureEntry {
+        key: public,
+        signature: key.sign(&layout::signed_message(
+            footer.content_length(),
+            &footer.manifest_sha256,
+        )),
+    });
+    drop(ckpt);
+    let block = layout::encode_signatures(&entries);
+    let new_footer = Footer {
+        signatures_length: block.len() as u64,
+        ..footer
+    };
+
+    let temp = temp_path(path)?;
+    let result = (|| -> io::Result<()> {
+        let src = File::open(path)?;
+        let mut dst = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)?;
+        dst.set_permissions(src.metadata()?.permissions())?;
+        // `io::copy` between files uses copy_file_range, which reflinks where it can.
+        let copied = io::copy(&mut io::Read::take(&src, footer.content_length()), &mut dst)?;
+        if copied != footer.content_length() {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "file shrank while being signed",
+            ));
+        }
+        dst.write_all(&block)?;
+        dst.write_all(&new_footer.encode())?;
+        persist(&dst, &temp, path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&temp);
+        return Err(e.into());
+    }
+    Ok(true)
+}

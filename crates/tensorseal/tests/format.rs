@@ -1,0 +1,158 @@
+//! End-to-end tests of the format: write, open, verify, sign, and refuse tampering.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use tensorseal::*;
+
+fn t(dtype: DType, shape: &[u64], blob: Option<usize>) -> Node {
+    Node::Tensor(Box::new(Tensor::new(dtype, shape.to_vec(), blob)))
+}
+
+fn write_sample(path: &Path, compression: Compression, signers: &[&SecretKey]) -> WrittenFile {
+    let mut w = Writer::create(
+        path,
+        WriteOptions {
+            compression,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let a: Vec<u8> = (0..24u32)
+        .flat_map(|i| (i as f32 / 7.0).to_le_bytes())
+        .collect();
+    let b: Vec<u8> = (0..5000u32)
+        .flat_map(|i| ((i % 17) as f32).to_le_bytes())
+        .collect();
+    let ba = w.write_blob(&a, DType::F32).unwrap();
+    let bb = w.write_blob(&b, DType::F32).unwrap();
+    let root = Node::Dict(vec![
+        (Node::Str("a".into()), t(DType::F32, &[2, 3, 4], Some(ba))),
+        (Node::Str("b".into()), t(DType::F32, &[5000], Some(bb))),
+        (
+            Node::Str("b_tied".into()),
+            t(DType::F32, &[50, 100], Some(bb)),
+        ),
+        (Node::Str("step".into()), Node::Int(7i64.into())),
+    ]);
+    let mut meta = BTreeMap::new();
+    meta.insert("step".to_string(), "7".to_string());
+    w.finish(root, meta, signers).unwrap()
+}
+
+#[test]
+fn write_open_verify() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.tseal");
+    let key = SecretKey::from_seed(&[3; 32]);
+    for compression in [Compression::None, Compression::Zstd { level: 1 }] {
+        let written = write_sample(&path, compression, &[&key]);
+        let ckpt = Checkpoint::open(&path, &Limits::default()).unwrap();
+        assert_eq!(ckpt.file_length(), written.length);
+        let report = ckpt
+            .verify(&TrustPolicy::trusting(vec![key.public_key()]))
+            .unwrap();
+        assert!(report.authenticated);
+        assert_eq!(report.blobs, 2);
+        let tensors = ckpt.root().tensors();
+        assert_eq!(tensors.len(), 3);
+        let b = ckpt.tensor_bytes(tensors[1].1).unwrap();
+        assert_eq!(b.len(), 20000);
+        assert_eq!(&b[4..8], &1f32.to_le_bytes());
+        if compression != Compression::None {
+            assert!(
+                ckpt.manifest().blobs[1].codec.is_some(),
+                "repetitive data compresses"
+            );
+        }
+        let (_, report2) = Checkpoint::open_verified(
+            &path,
+            &TrustPolicy::trusting(vec![key.public_key()]),
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(report, report2);
+        std::fs::remove_file(&path).unwrap();
+    }
+}
+
+#[test]
+fn untrusted_and_unsigned_files_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.tseal");
+    let key = SecretKey::from_seed(&[3; 32]);
+    let other = SecretKey::from_seed(&[4; 32]);
+    write_sample(&path, Compression::None, &[]);
+    let err = Checkpoint::open_verified(
+        &path,
+        &TrustPolicy::trusting(vec![key.public_key()]),
+        &Limits::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, VerifyError::Untrusted { trusted: 0, .. }),
+        "{err}"
+    );
+    Checkpoint::open_verified(&path, &TrustPolicy::integrity_only(), &Limits::default()).unwrap();
+    assert!(add_signature(&path, &other, &Limits::default()).unwrap());
+    assert!(!add_signature(&path, &other, &Limits::default()).unwrap());
+    let err = Checkpoint::open_verified(
+        &path,
+        &TrustPolicy::trusting(vec![key.public_key()]),
+        &Limits::default(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(err, VerifyError::Untrusted { trusted: 0, .. }),
+        "{err}"
+    );
+    assert!(add_signature(&path, &key, &Limits::default()).unwrap());
+    let policy = TrustPolicy::trusting(vec![key.public_key(), other.public_key()]).threshold(2);
+    let (_, report) = Checkpoint::open_verified(&path, &policy, &Limits::default()).unwrap();
+    assert_eq!(report.signers.len(), 2);
+    let err = Checkpoint::open_verified(&path, &policy.clone().min_step(8), &Limits::default())
+        .unwrap_err();
+    assert!(
+        matches!(err, VerifyError::StepTooOld { found: 7, min: 8 }),
+        "{err}"
+    );
+    let err = Checkpoint::open_verified(&path, &policy.expect("run_id", "x"), &Limits::default())
+        .unwrap_err();
+    assert!(matches!(err, VerifyError::MetadataMismatch { .. }), "{err}");
+}
+
+#[test]
+fn every_bit_flip_fails_verification() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.tseal");
+    let key = SecretKey::from_seed(&[3; 32]);
+    let signer2 = SecretKey::from_seed(&[5; 32]);
+    let mut w = Writer::create(&path, WriteOptions::default()).unwrap();
+    let b0 = w.write_blob(&[1, 2, 3], DType::U8).unwrap();
+    let b1 = w.write_blob(&[9; 16], DType::F32).unwrap();
+    let root = Node::List(vec![
+        t(DType::U8, &[3], Some(b0)),
+        t(DType::F32, &[4], Some(b1)),
+        Node::Float(0.5),
+    ]);
+    w.finish(root, BTreeMap::new(), &[&key, &signer2]).unwrap();
+    let original = std::fs::read(&path).unwrap();
+    let policy = TrustPolicy::trusting(vec![key.public_key()]);
+    let limits = Limits::default();
+    Checkpoint::from_vec(original.clone(), &limits)
+        .unwrap()
+        .verify(&policy)
+        .unwrap();
+    for byte in 0..original.len() {
+        for bit in 0..8 {
+            let mut bytes = original.clone();
+            bytes[byte] ^= 1 << bit;
+            let result = Checkpoint::from_vec(bytes, &limits)
+                .map_err(VerifyError::from)
+                .and_then(|c| c.verify(&policy));
+            assert!(
+                result.is_err(),
+                "flipping bit {bit} of byte {byte} went unnoticed"
+            );
+        }
+    }
+}
