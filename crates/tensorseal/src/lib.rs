@@ -1,8 +1,9 @@
-//! placeholder
+#![doc = include_str!("../README.md")]
 mod cbor;
 mod codec;
 mod dtype;
 mod error;
+pub mod json;
 mod keys;
 mod layout;
 mod limits;

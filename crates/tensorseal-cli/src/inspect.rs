@@ -1,0 +1,172 @@
+//! `inspect`: the tree, every tensor, metadata, signatures and the manifest digest.
+
+use crate::failure::Failure;
+use crate::render;
+use clap::Args;
+use serde_json::{Map, Value, json};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use tensorseal::json::{path_to_json, tensor_storage_json, tree_to_json};
+use tensorseal::{Checkpoint, Limits, Tensor, dotted_path, sha256};
+
+/// Show what a tensorseal file holds.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  tensorseal inspect model.tseal
+  tensorseal inspect model.tseal --json | jq '.tensors[].name'
+  tensorseal inspect model.tseal --json --hash   # adds each tensor's SHA-256
+
+inspect validates the file's structure but does not check signatures or blob digests;
+use `tensorseal verify` for that. --hash reads every tensor and prints the SHA-256
+of its C-contiguous little-endian bytes (comparable with hashlib on a numpy array).")]
+pub(crate) struct InspectArgs {
+    /// The file to inspect.
+    file: PathBuf,
+    /// Print JSON (spec §10 rendering of the tree) instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Read every tensor and print the SHA-256 of its bytes.
+    #[arg(long)]
+    hash: bool,
+}
+
+pub(crate) fn run(args: InspectArgs) -> Result<(), Failure> {
+    let ckpt = Checkpoint::open(&args.file, &Limits::default())
+        .map_err(|e| Failure::invalid(&args.file, &e))?;
+    let manifest = ckpt.manifest();
+    let tensors = ckpt.root().tensors();
+    // Hashes are computed once per tensor and looked up by identity when rendering the tree.
+    let mut hashes: HashMap<*const Tensor, String> = HashMap::new();
+    if args.hash {
+        for (_, t) in &tensors {
+            let bytes = ckpt
+                .tensor_bytes(t)
+                .map_err(|e| Failure::invalid(&args.file, &e))?;
+            hashes.insert(*t as *const Tensor, hex::encode(sha256(&bytes)));
+        }
+    }
+    let rows: Vec<_> = tensors
+        .iter()
+        .map(|(path, t)| (path, *t, hashes.get(&(*t as *const Tensor)).cloned()))
+        .collect();
+    if args.json {
+        let mut extra = |t: &Tensor| {
+            let mut m = tensor_storage_json(manifest, t);
+            if let Some(h) = hashes.get(&(t as *const Tensor)) {
+                m.insert("sha256".into(), Value::String(h.clone()));
+            }
+            m
+        };
+        let tree = tree_to_json(ckpt.root(), &mut extra);
+        let tensors_json: Vec<Value> = rows
+            .iter()
+            .map(|(path, t, hash)| {
+                let mut m = Map::new();
+                m.insert("path".into(), path_to_json(path));
+                m.insert("name".into(), Value::String(dotted_path(path)));
+                m.insert("dtype".into(), Value::String(t.dtype.name().into()));
+                m.insert("shape".into(), json!(t.shape));
+                if let Some(kind) = t.kind.name() {
+                    m.insert("kind".into(), Value::String(kind.into()));
+                }
+                m.extend(tensor_storage_json(manifest, t));
+                if let Some(h) = hash {
+                    m.insert("sha256".into(), Value::String(h.clone()));
+                }
+                Value::Object(m)
+            })
+            .collect();
+        let blobs: Vec<Value> = manifest
+            .blobs
+            .iter()
+            .map(|b| {
+                let mut m = Map::new();
+                m.insert("offset".into(), json!(b.offset));
+                m.insert("length".into(), json!(b.length));
+                m.insert("encoding".into(), Value::String(b.encoding_name()));
+                m.insert(
+                    "sha256".into(),
+                    json!(b.sha256.iter().map(hex::encode).collect::<Vec<_>>()),
+                );
+                if let Some(c) = &b.codec {
+                    m.insert("raw_length".into(), json!(c.raw_length));
+                    m.insert(
+                        "raw_sha256".into(),
+                        json!(c.raw_sha256.iter().map(hex::encode).collect::<Vec<_>>()),
+                    );
+                }
+                Value::Object(m)
+            })
+            .collect();
+        let value = json!({
+            "file": args.file.display().to_string(),
+            "format_version": tensorseal::FORMAT_VERSION,
+            "file_length": ckpt.file_length(),
+            "manifest_sha256": hex::encode(ckpt.manifest_sha256()),
+            "metadata": manifest.metadata,
+            "signatures": ckpt.signatures().iter().map(|s| json!({"key_id": s.key.key_id()})).collect::<Vec<_>>(),
+            "blobs": blobs,
+            "tensors": tensors_json,
+            "tree": tree,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&value).expect("JSON values serialize")
+        );
+        return Ok(());
+    }
+
+    let total: u64 = rows
+        .iter()
+        .map(|(_, t, _)| t.byte_size().unwrap_or(0))
+        .sum();
+    println!(
+        "file:            {} ({}, format version {})",
+        args.file.display(),
+        render::bytes(ckpt.file_length()),
+        tensorseal::FORMAT_VERSION
+    );
+    println!("manifest sha256: {}", hex::encode(ckpt.manifest_sha256()));
+    println!("signatures:      {}", ckpt.signatures().len());
+    for s in ckpt.signatures() {
+        println!("  key {}", s.key.key_id());
+    }
+    println!("metadata:        {}", manifest.metadata.len());
+    for (k, v) in &manifest.metadata {
+        println!("  {k} = {v}");
+    }
+    println!(
+        "tensors:         {} ({} of data in {} blob(s))",
+        rows.len(),
+        render::bytes(total),
+        manifest.blobs.len()
+    );
+    for (path, t, hash) in &rows {
+        let name = dotted_path(path);
+        let name = if name.is_empty() {
+            "(root)".to_string()
+        } else {
+            name
+        };
+        let storage = match t.blob {
+            Some(b) => format!("blob {b} {}", manifest.blobs[b].encoding_name()),
+            None => "no data".to_string(),
+        };
+        let hash = hash
+            .as_ref()
+            .map(|h| format!("  sha256 {h}"))
+            .unwrap_or_default();
+        println!(
+            "  {name}  {}{:?}  {}  {storage}{hash}",
+            t.dtype,
+            t.shape,
+            render::bytes(t.byte_size().unwrap_or(0))
+        );
+    }
+    println!("tree:");
+    let mut out = String::new();
+    render::tree(&mut out, ckpt.root(), 0);
+    print!("{out}");
+    Ok(())
+}

@@ -1,0 +1,60 @@
+//! The `tensorseal` command. This is the only place where errors become exit codes.
+
+mod failure;
+mod inspect;
+mod keys;
+mod render;
+mod verify;
+
+use clap::{Parser, Subcommand};
+use failure::Failure;
+use std::process::ExitCode;
+
+const EXIT_CODES: &str = "\
+Exit codes (the same for every command):
+  0  success
+  1  invalid input or I/O error
+  2  usage error
+  3  verification failed (missing, untrusted or bad signature, digest mismatch,
+     malformed or truncated signed file)
+  4  refused as unsafe (the converter)";
+
+/// Signed, pickle-free ML checkpoints.
+#[derive(Debug, Parser)]
+#[command(name = "tensorseal", version, after_help = EXIT_CODES)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Keygen(keys::KeygenArgs),
+    Sign(keys::SignArgs),
+    Verify(verify::VerifyArgs),
+    Inspect(inspect::InspectArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help and version to stdout with exit 0, usage errors to stderr with 2.
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { Failure::USAGE } else { 0 });
+        }
+    };
+    let result = match cli.command {
+        Command::Keygen(args) => keys::keygen(args),
+        Command::Sign(args) => keys::sign(args),
+        Command::Verify(args) => verify::run(args),
+        Command::Inspect(args) => inspect::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("tensorseal: error: {}", failure.message);
+            ExitCode::from(failure.code)
+        }
+    }
+}

@@ -1,0 +1,313 @@
+//! The `tensorseal` binary end to end: every command, exact exit codes, JSON shapes.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tensorseal"))
+}
+
+fn run(args: &[&str], cwd: &Path) -> Output {
+    bin()
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("run tensorseal")
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("exit code")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn vectors() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../spec/vectors")
+}
+
+/// A copy of an unsigned-then-signed vector in a scratch directory.
+fn scratch_file(dir: &Path, vector: &str) -> PathBuf {
+    let dst = dir.join(vector);
+    std::fs::copy(vectors().join(vector), &dst).unwrap();
+    dst
+}
+
+#[test]
+fn keygen_sign_verify_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = run(&["keygen", "--out", "signer"], d);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(d.join("signer.key"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // Refuses to overwrite.
+    assert_eq!(code(&run(&["keygen", "--out", "signer"], d)), 1);
+
+    let f = scratch_file(d, "empty.tseal");
+    let f = f.to_str().unwrap();
+    // Unsigned: no trust given -> 3; untrusted -> 3; digests-only -> 0.
+    assert_eq!(code(&run(&["verify", f], d)), 3);
+    assert_eq!(code(&run(&["verify", f, "--trust", "signer.pub"], d)), 3);
+    assert_eq!(code(&run(&["verify", f, "--digests-only"], d)), 0);
+    let o = run(&["sign", f, "--key", "signer.key"], d);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = run(&["verify", f, "--trust", "signer.pub"], d);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // Signing again is a no-op.
+    let before = std::fs::read(f).unwrap();
+    assert_eq!(code(&run(&["sign", f, "--key", "signer.key"], d)), 0);
+    assert_eq!(std::fs::read(f).unwrap(), before);
+}
+
+#[test]
+fn verify_json_reports_success_and_failure() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let f = scratch_file(d, "simple.tseal");
+    let key = vectors().join("test-key.pub");
+    let o = run(
+        &[
+            "verify",
+            f.to_str().unwrap(),
+            "--trust",
+            key.to_str().unwrap(),
+            "--json",
+        ],
+        d,
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["ok"], true);
+    assert_eq!(v["exit_code"], 0);
+    assert_eq!(v["signers"][0]["trusted"], true);
+    assert_eq!(
+        v["signers"][0]["key_id"],
+        "a050837d85070582ccf7394b0988847cc312cb88259b894899f6f239cf1791a5"
+    );
+    assert_eq!(
+        v["manifest_sha256"],
+        "552d12110bef33fb69977b494240d12f17e0ada5902d1df3bb143e2901b9dcab"
+    );
+
+    // Rollback protection through signed metadata.
+    let args = |extra: &[&str]| {
+        let mut a = vec![
+            "verify",
+            f.to_str().unwrap(),
+            "--trust",
+            key.to_str().unwrap(),
+        ];
+        a.extend_from_slice(extra);
+        a.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let o = bin()
+        .args(args(&["--min-step", "43", "--json"]))
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 3);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["error"]["kind"], "step_too_old");
+    assert!(
+        stderr(&o).contains("simple.tseal"),
+        "errors name the file: {}",
+        stderr(&o)
+    );
+    assert_eq!(
+        code(
+            &bin()
+                .args(args(&["--min-step", "42", "--expect", "run_id=vectors"]))
+                .output()
+                .unwrap()
+        ),
+        0
+    );
+    assert_eq!(
+        code(
+            &bin()
+                .args(args(&["--expect", "run_id=other"]))
+                .output()
+                .unwrap()
+        ),
+        3
+    );
+
+    // Tampering with one tensor byte.
+    let mut bytes = std::fs::read(&f).unwrap();
+    bytes[64] ^= 0x01;
+    std::fs::write(&f, &bytes).unwrap();
+    let o = bin().args(args(&["--json"])).output().unwrap();
+    assert_eq!(code(&o), 3);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "digest_mismatch");
+    assert!(
+        stderr(&o).contains("weight"),
+        "names the tensor: {}",
+        stderr(&o)
+    );
+}
+
+#[test]
+fn exit_codes_for_bad_input_and_usage() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let key = vectors().join("test-key.pub");
+    let key = key.to_str().unwrap();
+    // Missing file: I/O error -> 1.
+    assert_eq!(
+        code(&run(&["verify", "missing.tseal", "--trust", key], d)),
+        1
+    );
+    assert_eq!(code(&run(&["inspect", "missing.tseal"], d)), 1);
+    // A file that is not a tensorseal file: verify 3 (malformed), inspect 1 (invalid input).
+    std::fs::write(d.join("junk.tseal"), b"this is not a checkpoint at all, just text that is long enough for a header and a footer to be read from it.....................").unwrap();
+    let o = run(&["verify", "junk.tseal", "--trust", key], d);
+    assert_eq!(code(&o), 3);
+    assert!(
+        stderr(&o).contains("junk.tseal") && stderr(&o).contains("magic"),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(code(&run(&["inspect", "junk.tseal"], d)), 1);
+    // Truncated signed file.
+    let f = scratch_file(d, "simple.tseal");
+    let bytes = std::fs::read(&f).unwrap();
+    std::fs::write(&f, &bytes[..bytes.len() - 1]).unwrap();
+    assert_eq!(
+        code(&run(&["verify", f.to_str().unwrap(), "--trust", key], d)),
+        3
+    );
+    // A bad trust key file -> 1.
+    std::fs::write(d.join("bad.pub"), b"not a key").unwrap();
+    assert_eq!(
+        code(&run(
+            &["verify", f.to_str().unwrap(), "--trust", "bad.pub"],
+            d
+        )),
+        1
+    );
+    // Usage errors -> 2; help -> 0.
+    assert_eq!(code(&run(&["verify"], d)), 2);
+    assert_eq!(code(&run(&["frobnicate"], d)), 2);
+    assert_eq!(
+        code(&run(&["verify", "x", "--digests-only", "--trust", key], d)),
+        2
+    );
+    assert_eq!(code(&run(&["--help"], d)), 0);
+    for cmd in ["keygen", "sign", "verify", "inspect"] {
+        let o = run(&[cmd, "--help"], d);
+        assert_eq!(code(&o), 0);
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("Example"),
+            "{cmd} --help has an example"
+        );
+    }
+}
+
+#[test]
+fn openssl_keys_interoperate() {
+    if Command::new("openssl").arg("version").output().is_err() {
+        eprintln!("SKIPPED: openssl is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ok = |args: &[&str]| {
+        assert!(
+            Command::new("openssl")
+                .args(args)
+                .current_dir(d)
+                .status()
+                .unwrap()
+                .success()
+        )
+    };
+    ok(&["genpkey", "-algorithm", "ed25519", "-out", "o.key"]);
+    ok(&["pkey", "-in", "o.key", "-pubout", "-out", "o.pub"]);
+    let f = scratch_file(d, "empty.tseal");
+    let o = run(&["sign", f.to_str().unwrap(), "--key", "o.key"], d);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = run(
+        &["verify", f.to_str().unwrap(), "--trust", "o.pub", "--json"],
+        d,
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let der = Command::new("openssl")
+        .args(["pkey", "-pubin", "-in", "o.pub", "-outform", "DER"])
+        .current_dir(d)
+        .output()
+        .unwrap();
+    let mut dgst = Command::new("openssl")
+        .args(["dgst", "-sha256", "-r"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    dgst.stdin.take().unwrap().write_all(&der.stdout).unwrap();
+    let out = String::from_utf8(dgst.wait_with_output().unwrap().stdout).unwrap();
+    assert_eq!(
+        v["signers"][0]["key_id"].as_str().unwrap(),
+        out.split_whitespace().next().unwrap()
+    );
+    // Our keys are readable by openssl.
+    assert_eq!(code(&run(&["keygen", "--out", "ours"], d)), 0);
+    ok(&["pkey", "-in", "ours.key", "-noout"]);
+    ok(&["pkey", "-pubin", "-in", "ours.pub", "-noout"]);
+}
+
+#[test]
+fn inspect_json_lists_tensors_tree_and_hashes() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = run(
+        &[
+            "inspect",
+            vectors().join("simple.tseal").to_str().unwrap(),
+            "--json",
+            "--hash",
+        ],
+        dir.path(),
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["metadata"]["step"], "42");
+    assert_eq!(v["tensors"][0]["name"], "weight");
+    assert_eq!(v["tensors"][0]["dtype"], "float32");
+    assert_eq!(v["tensors"][0]["shape"], serde_json::json!([2, 3]));
+    // SHA-256 of the six little-endian float32 values 1..6.
+    let data: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]
+        .iter()
+        .flat_map(|f| f.to_le_bytes())
+        .collect();
+    let expected = hex_sha256(&data);
+    assert_eq!(v["tensors"][0]["sha256"], expected.as_str());
+    assert_eq!(v["tree"]["dict"][0][0], "weight");
+    assert_eq!(
+        v["tree"]["dict"][0][1]["tensor"]["sha256"],
+        expected.as_str()
+    );
+    let o = run(
+        &[
+            "inspect",
+            vectors().join("all-kinds.tseal").to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("collections.OrderedDict"));
+}
+
+fn hex_sha256(data: &[u8]) -> String {
+    hex::encode(tensorseal::sha256(data))
+}
