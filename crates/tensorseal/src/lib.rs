@@ -7,6 +7,7 @@ pub mod json;
 mod keys;
 mod layout;
 mod limits;
+mod loader;
 mod manifest;
 mod mmap;
 mod reader;
@@ -22,6 +23,7 @@ pub use layout::{
     END_MAGIC, FOOTER_LEN, Footer, HEADER_LEN, MAGIC, SIGNATURE_DOMAIN, SignatureEntry,
 };
 pub use limits::{ALIGN, CHUNK, Limits, MAX_SIZE};
+pub use loader::Loader;
 pub use manifest::{
     BlobEntry, Digest, FORMAT_VERSION, Manifest, ZstdCodec, check_metadata_entry, parse_step,
 };

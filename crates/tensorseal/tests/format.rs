@@ -156,3 +156,47 @@ fn every_bit_flip_fails_verification() {
         }
     }
 }
+
+#[test]
+fn loader_verifies_what_it_copies() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.tseal");
+    let key = SecretKey::from_seed(&[3; 32]);
+    let policy = TrustPolicy::trusting(vec![key.public_key()]);
+    for compression in [Compression::None, Compression::Zstd { level: 1 }] {
+        write_sample(&path, compression, &[&key]);
+        let ckpt = Checkpoint::open(&path, &Limits::default()).unwrap();
+        let expected: Vec<Vec<u8>> = (0..2)
+            .map(|b| ckpt.blob_bytes(b).unwrap().into_owned())
+            .collect();
+        drop(ckpt);
+        let loader = Loader::open(&path, &policy, &Limits::default()).unwrap();
+        assert_eq!(loader.read_all().unwrap(), expected);
+
+        // A file modified after open: the loader reads the new bytes and refuses them.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let blob = &loader.manifest().blobs[1];
+        bytes[blob.offset as usize + 3] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(
+            loader.read_blob(0).unwrap(),
+            expected[0],
+            "blob 0 is intact"
+        );
+        let err = loader.read_blob(1).unwrap_err();
+        assert!(
+            matches!(err, VerifyError::DigestMismatch { blob: 1, .. }),
+            "{err}"
+        );
+        // Truncated after open.
+        std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+        assert!(loader.read_all().is_err());
+        std::fs::remove_file(&path).unwrap();
+    }
+    // Untrusted: refused at open, before any blob is read.
+    write_sample(&path, Compression::None, &[]);
+    assert!(matches!(
+        Loader::open(&path, &policy, &Limits::default()).unwrap_err(),
+        VerifyError::Untrusted { .. }
+    ));
+}
