@@ -27,7 +27,7 @@ pub use loader::Loader;
 pub use manifest::{
     BlobEntry, Digest, FORMAT_VERSION, Manifest, ZstdCodec, check_metadata_entry, parse_step,
 };
-pub use mmap::MapMode;
+pub use mmap::{FileBytes, MapMode};
 pub use reader::Checkpoint;
 pub use tree::{
     BlobId, Global, Int, Node, Object, PathSegment, Tensor, TensorKind, Typed, dotted_path,

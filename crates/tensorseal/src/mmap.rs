@@ -5,9 +5,46 @@ use std::io::{self, Read};
 use std::ops::Deref;
 
 /// The bytes of an opened file: a read-only mapping, or an owned buffer.
-pub(crate) enum FileBytes {
+///
+/// Other crates of the workspace map their inputs through [`FileBytes::open`] so that the
+/// workspace's only `unsafe` stays in this module.
+pub enum FileBytes {
+    /// A read-only memory mapping.
+    #[doc(hidden)]
     Mapped(memmap2::Mmap),
+    /// Bytes read into memory.
+    #[doc(hidden)]
     Owned(Vec<u8>),
+}
+
+impl FileBytes {
+    /// Opens `path` and brings its bytes into memory as `mode` says.
+    pub fn open(path: &std::path::Path, mode: MapMode) -> io::Result<FileBytes> {
+        let mut file = File::open(path)?;
+        let len = file.metadata()?.len();
+        load(&mut file, len, mode)
+    }
+
+    /// Brings an already opened file's bytes into memory.
+    pub fn from_file(file: &mut File, mode: MapMode) -> io::Result<FileBytes> {
+        let len = file.metadata()?.len();
+        load(file, len, mode)
+    }
+
+    /// Hints the kernel that the bytes will be read in order (mapped files only).
+    pub fn advise_sequential(&self) {
+        advise_sequential(self);
+    }
+}
+
+impl std::fmt::Debug for FileBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self {
+            FileBytes::Mapped(_) => "Mapped",
+            FileBytes::Owned(_) => "Owned",
+        };
+        write!(f, "FileBytes::{kind}({} bytes)", self.len())
+    }
 }
 
 impl Deref for FileBytes {
