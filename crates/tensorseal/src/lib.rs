@@ -33,4 +33,6 @@ pub use tree::{
     BlobId, Global, Int, Node, Object, PathSegment, Tensor, TensorKind, Typed, dotted_path,
 };
 pub use verify::{SignerStatus, TrustPolicy, VerifyReport};
-pub use writer::{BlobSource, Compression, WriteOptions, Writer, WrittenFile, add_signature};
+pub use writer::{
+    AtomicFile, BlobSource, Compression, WriteOptions, Writer, WrittenFile, add_signature,
+};

@@ -430,3 +430,69 @@ pub fn add_signature(path: &Path, key: &SecretKey, limits: &Limits) -> Result<bo
     }
     Ok(true)
 }
+
+/// A file written under a temporary name in its final directory and renamed into place by
+/// [`AtomicFile::commit`] after an fsync; dropped without a commit, it removes itself. The final
+/// name therefore never holds a partial file, and an existing file there is untouched until the
+/// rename.
+#[derive(Debug)]
+pub struct AtomicFile {
+    file: File,
+    temp: Option<PathBuf>,
+    path: PathBuf,
+}
+
+impl AtomicFile {
+    /// Creates the temporary file next to `path`.
+    pub fn create(path: &Path) -> io::Result<AtomicFile> {
+        let temp = temp_path(path)?;
+        let file = OpenOptions::new()
+            .write(true)
+            .read(true)
+            .create_new(true)
+            .open(&temp)?;
+        Ok(AtomicFile {
+            file,
+            temp: Some(temp),
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The open temporary file.
+    pub fn file(&mut self) -> &mut File {
+        &mut self.file
+    }
+
+    /// The temporary file's path (for a sandbox rule, or a message).
+    pub fn temp_path(&self) -> Option<&Path> {
+        self.temp.as_deref()
+    }
+
+    /// fsyncs the file, renames it to the final path and fsyncs the directory.
+    pub fn commit(mut self) -> io::Result<PathBuf> {
+        let temp = self.temp.take().expect("commit runs once");
+        if let Err(e) = persist(&self.file, &temp, &self.path) {
+            let _ = std::fs::remove_file(&temp);
+            return Err(e);
+        }
+        Ok(self.path.clone())
+    }
+}
+
+impl Write for AtomicFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Drop for AtomicFile {
+    fn drop(&mut self) {
+        if let Some(temp) = self.temp.take() {
+            let _ = std::fs::remove_file(temp);
+        }
+    }
+}
