@@ -595,18 +595,10 @@ impl<'a> SchemaDecoder<'_, 'a> {
         Ok(depth + 1)
     }
 
-    fn nodes(&mut self, items: &[Item<'a>], depth: usize) -> R<Vec<Node>> {
-        let depth = self.deeper(
-            items.first().map_or(
-                &Item {
-                    offset: 0,
-                    end: 0,
-                    value: Value::Null,
-                },
-                |i| i,
-            ),
-            depth,
-        )?;
+    /// The nodes of an array item, one level deeper than `depth`.
+    fn nodes(&mut self, array_item: &Item<'a>, depth: usize) -> R<Vec<Node>> {
+        let items = array(array_item)?;
+        let depth = self.deeper(array_item, depth)?;
         items
             .iter()
             .enumerate()
@@ -615,8 +607,9 @@ impl<'a> SchemaDecoder<'_, 'a> {
     }
 
     /// Elements of a set or frozenset: hashable and distinct.
-    fn keys(&mut self, items: &[Item<'a>], depth: usize) -> R<Vec<Node>> {
-        let nodes = self.nodes(items, depth)?;
+    fn keys(&mut self, array_item: &Item<'a>, depth: usize) -> R<Vec<Node>> {
+        let nodes = self.nodes(array_item, depth)?;
+        let items = array(array_item)?;
         let mut seen = HashSet::with_capacity(items.len());
         for (item, node) in items.iter().zip(&nodes) {
             if !node.is_hashable() {
@@ -693,7 +686,7 @@ impl<'a> SchemaDecoder<'_, 'a> {
             Value::Float(f) => Node::Float(*f),
             Value::Text(s) => Node::Str((*s).to_string()),
             Value::Bytes(b) => Node::Bytes(b.to_vec()),
-            Value::Array(items) => Node::List(self.nodes(items, depth)?),
+            Value::Array(_) => Node::List(self.nodes(item, depth)?),
             Value::Map(entries) => {
                 let [(k, v)] = entries.as_slice() else {
                     return Err(SchemaError::new(
@@ -710,10 +703,10 @@ impl<'a> SchemaDecoder<'_, 'a> {
 
     fn wrapped(&mut self, kind: &str, v: &Item<'a>, depth: usize) -> R<Node> {
         Ok(match kind {
-            "tuple" => Node::Tuple(self.nodes(array(v)?, depth)?),
+            "tuple" => Node::Tuple(self.nodes(v, depth)?),
             "dict" => Node::Dict(self.pairs(v, depth)?),
-            "set" => Node::Set(self.keys(array(v)?, depth)?),
-            "frozenset" => Node::FrozenSet(self.keys(array(v)?, depth)?),
+            "set" => Node::Set(self.keys(v, depth)?),
+            "frozenset" => Node::FrozenSet(self.keys(v, depth)?),
             "bytearray" => Node::ByteArray(bytes(v)?.to_vec()),
             "complex" => match array(v)? {
                 [re, im] => Node::Complex(float(re)?, float(im)?),
@@ -928,7 +921,7 @@ impl<'a> SchemaDecoder<'_, 'a> {
             },
             "builtins.slice" => {
                 let parts = self
-                    .nodes(array(wrapped("tuple")?)?, depth)
+                    .nodes(wrapped("tuple")?, depth)
                     .map_err(|e| e.at("value"))?;
                 let parts: [Node; 3] = parts.try_into().map_err(|_| bad("a tuple of 3 nodes"))?;
                 Typed::Slice(Box::new(parts))
@@ -952,9 +945,7 @@ impl<'a> SchemaDecoder<'_, 'a> {
         let module = qualname(f.require("module")?).map_err(|e| e.at("module"))?;
         let name = qualname(f.require("name")?).map_err(|e| e.at("name"))?;
         let args_item = f.require("args")?;
-        let args = self
-            .nodes(array(args_item).map_err(|e| e.at("args"))?, depth)
-            .map_err(|e| e.at("args"))?;
+        let args = self.nodes(args_item, depth).map_err(|e| e.at("args"))?;
         let kwargs = match f.get("kwargs") {
             None => Vec::new(),
             Some(k) => non_empty(k, self.text_pairs(k, depth).map_err(|e| e.at("kwargs"))?)?,
