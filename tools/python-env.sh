@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Create (or reuse) the Python virtualenv that tensorseal's fixture generator
+# and Python tests run in, with the exact versions pinned in tools/.
+#
+#   tools/python-env.sh            # prints the venv path on its last stdout line
+#   VENV=$(tools/python-env.sh | tail -n1); "$VENV/bin/python" ...
+#
+# Environment:
+#   TENSORSEAL_VENV    where the venv lives (default ~/.cache/tensorseal/venv;
+#                      kept outside the clone so CI and worktrees share it)
+#   TENSORSEAL_PYTHON  interpreter used to create it (default python3, 3.11)
+#
+# Idempotent: a stamp file inside the venv records a hash of the pin files and
+# of the interpreter version; when it matches, the script is a fast no-op.
+# When the pins change, the venv is synced in place (missing packages
+# installed, versions changed, packages no longer pinned removed).
+# A cold install downloads ~3 GB (torch with its CUDA libraries, which also
+# works on CPU) and takes a few minutes; see tests/fixtures/README.md.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+venv=${TENSORSEAL_VENV:-$HOME/.cache/tensorseal/venv}
+python=${TENSORSEAL_PYTHON:-python3}
+req=$here/requirements.txt
+cons=$here/constraints.txt
+nodeps=$here/requirements-nodeps.txt
+stamp=$venv/.tensorseal-stamp
+
+log() { printf 'python-env: %s\n' "$*" >&2; }
+
+command -v "$python" >/dev/null || { log "no $python on PATH"; exit 1; }
+pyver=$("$python" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')
+case $pyver in
+  3.1[1-9].*) ;;
+  *) log "need CPython >= 3.11, $python is $pyver"; exit 1 ;;
+esac
+
+want=$( { echo "python $pyver"; cat "$req" "$cons" "$nodeps"; } | sha256sum | cut -d' ' -f1)
+
+mkdir -p "$(dirname "$venv")"
+# Serialise concurrent runs (two worktrees, or CI jobs) on the same venv.
+exec 9>"$venv.lock"
+if command -v flock >/dev/null; then flock 9; fi
+
+if [[ -x $venv/bin/python && -f $stamp && $(cat "$stamp") == "$want" ]]; then
+  log "up to date"
+  echo "$venv"
+  exit 0
+fi
+
+start=$SECONDS
+if [[ -x $venv/bin/python ]] &&
+   [[ $("$venv/bin/python" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])' 2>/dev/null) == "$pyver" ]]; then
+  log "syncing existing venv at $venv"
+else
+  log "creating venv at $venv with $python ($pyver)"
+  rm -rf "$venv"
+  "$python" -m venv "$venv"
+fi
+
+pip=("$venv/bin/python" -m pip --disable-pip-version-check --no-input)
+export PIP_PROGRESS_BAR=off
+
+# 1. Pinned packages with their dependencies, every transitive version fixed.
+"${pip[@]}" install -q -r "$req" -c "$cons"
+# 2. Data-only packages without their dependencies.
+"${pip[@]}" install -q --no-deps -r "$nodeps"
+
+# 3. Remove what is no longer pinned (pip itself and setuptools stay).
+"$venv/bin/python" - "$req" "$cons" "$nodeps" <<'PY'
+import re, subprocess, sys
+from importlib import metadata
+
+def names(path):
+    out = set()
+    for line in open(path):
+        line = line.split("#", 1)[0].strip()
+        m = re.match(r"([A-Za-z0-9._-]+)\s*==", line)
+        if m:
+            out.add(re.sub(r"[-_.]+", "-", m.group(1)).lower())
+    return out
+
+keep = set().union(*(names(p) for p in sys.argv[1:])) | {"pip", "setuptools", "wheel"}
+installed = {re.sub(r"[-_.]+", "-", d.metadata["Name"]).lower() for d in metadata.distributions()}
+extra = sorted(installed - keep)
+if extra and any(names(sys.argv[2])):  # only prune once the lock exists
+    print("python-env: removing unpinned packages:", " ".join(extra), file=sys.stderr)
+    subprocess.check_call([sys.executable, "-m", "pip", "uninstall", "-q", "-y", *extra])
+PY
+
+# 4. Check that the pins were honoured.
+"$venv/bin/python" - "$req" "$nodeps" <<'PY'
+import re, sys
+from importlib import metadata
+bad = []
+for path in sys.argv[1:]:
+    for line in open(path):
+        line = line.split("#", 1)[0].strip()
+        m = re.match(r"([A-Za-z0-9._-]+)\s*==\s*(\S+)", line)
+        if m and metadata.version(m.group(1)) != m.group(2):
+            bad.append(f"{m.group(1)}: want {m.group(2)}, have {metadata.version(m.group(1))}")
+if bad:
+    sys.exit("python-env: version mismatch: " + "; ".join(bad))
+PY
+
+echo "$want" >"$stamp.tmp" && mv "$stamp.tmp" "$stamp"
+log "ready in $((SECONDS - start)) s ($(du -sh "$venv" 2>/dev/null | cut -f1) on disk)"
+echo "$venv"
