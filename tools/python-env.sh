@@ -23,6 +23,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 venv=${TENSORSEAL_VENV:-$HOME/.cache/tensorseal/venv}
+[[ $venv == /* ]] || venv=$PWD/$venv
 python=${TENSORSEAL_PYTHON:-python3}
 req=$here/requirements.txt
 cons=$here/constraints.txt
