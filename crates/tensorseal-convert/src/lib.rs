@@ -4,6 +4,7 @@
 mod byte_order;
 mod error;
 mod limits;
+mod npy;
 mod torch_zip;
 mod zip;
 #[doc(hidden)]
@@ -15,5 +16,6 @@ pub use error::{
     TorchZipError, ZipError,
 };
 pub use limits::{LimitExceeded, Limits};
+pub use npy::{NpyArray, Npz};
 pub use torch_zip::TorchZip;
 pub use zip::{Method, ZipArchive, ZipEntry};
