@@ -2,20 +2,27 @@
 #![forbid(unsafe_code)]
 
 mod byte_order;
+mod detect;
 mod error;
+mod json_strict;
 mod limits;
 mod npy;
+mod safetensors_in;
 mod torch_zip;
 mod zip;
 #[doc(hidden)]
 pub mod zip_test_support;
 
 pub use byte_order::ByteOrder;
+pub use detect::{Format, TORCH_LEGACY_MAGIC, ZipKind, detect, zip_kind};
 pub use error::{
     DetectError, ExportError, HfIndexError, NpyError, SafetensorsError, SandboxError,
     TorchZipError, ZipError,
 };
 pub use limits::{LimitExceeded, Limits};
 pub use npy::{NpyArray, Npz};
+pub use safetensors_in::{
+    SafetensorsFile, SafetensorsTensor, dtype_from_safetensors, dtype_to_safetensors,
+};
 pub use torch_zip::TorchZip;
 pub use zip::{Method, ZipArchive, ZipEntry};

@@ -361,6 +361,11 @@ struct EndRecords<'a> {
     comment: &'a [u8],
 }
 
+/// Whether an end-of-central-directory record ends `bytes` (used to name polyglots).
+pub(crate) fn ends_like_zip(bytes: &[u8]) -> bool {
+    bytes.len() as u64 >= EOCD_LEN && find_eocd(bytes).is_ok()
+}
+
 /// Finds the unique end-of-central-directory record whose comment ends the file.
 fn find_eocd(bytes: &[u8]) -> Result<u64, ZipError> {
     let len = bytes.len() as u64;
