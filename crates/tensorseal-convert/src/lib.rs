@@ -4,6 +4,7 @@
 mod byte_order;
 mod detect;
 mod error;
+mod hf_index;
 mod json_strict;
 mod limits;
 mod npy;
@@ -19,6 +20,7 @@ pub use error::{
     DetectError, ExportError, HfIndexError, NpyError, SafetensorsError, SandboxError,
     TorchZipError, ZipError,
 };
+pub use hf_index::{HfIndex, Shard};
 pub use limits::{LimitExceeded, Limits};
 pub use npy::{NpyArray, Npz};
 pub use safetensors_in::{

@@ -144,3 +144,40 @@ fn zip_kinds() {
         Err(DetectError::UnknownZip { .. })
     ));
 }
+
+#[test]
+fn hf_sharded_safetensors() {
+    use tensorseal_convert::HfIndex;
+    let path = crate::data_path("safetensors/hf_safetensors/model.safetensors.index.json");
+    let idx = HfIndex::open(&path, &Limits::default()).unwrap();
+    let names: Vec<&str> = idx.shards().iter().map(|s| s.file_name()).collect();
+    assert_eq!(
+        names,
+        [
+            "model-00001-of-00003.safetensors",
+            "model-00002-of-00003.safetensors",
+            "model-00003-of-00003.safetensors"
+        ]
+    );
+    assert_eq!(idx.metadata()[0].0, "total_parameters");
+    for (i, shard) in idx.shards().iter().enumerate() {
+        let bytes = std::fs::read(shard.path()).unwrap();
+        assert_eq!(
+            detect(&bytes, &Limits::default()).unwrap(),
+            Format::Safetensors
+        );
+        let f = SafetensorsFile::parse(&bytes, &Limits::default()).unwrap();
+        idx.check_shard(i, f.tensors().iter().map(|t| t.name()))
+            .unwrap();
+        // The wrong shard's tensors are refused.
+        let other = (i + 1) % 3;
+        assert!(
+            idx.check_shard(other, f.tensors().iter().map(|t| t.name()))
+                .is_err()
+        );
+    }
+    let bin = crate::data_path("safetensors/hf_bin/pytorch_model.bin.index.json");
+    let idx = HfIndex::open(&bin, &Limits::default()).unwrap();
+    assert_eq!(idx.shards().len(), 3);
+    assert!(idx.shards()[0].file_name().ends_with(".bin"));
+}
