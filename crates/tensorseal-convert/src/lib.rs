@@ -9,6 +9,7 @@ mod json_strict;
 mod limits;
 mod npy;
 mod safetensors_in;
+mod sandbox;
 mod torch_zip;
 mod zip;
 #[doc(hidden)]
@@ -26,5 +27,6 @@ pub use npy::{NpyArray, Npz};
 pub use safetensors_in::{
     SafetensorsFile, SafetensorsTensor, dtype_from_safetensors, dtype_to_safetensors,
 };
+pub use sandbox::{LandlockOutcome, SandboxMode, SandboxPolicy, SandboxReport};
 pub use torch_zip::TorchZip;
 pub use zip::{Method, ZipArchive, ZipEntry};
