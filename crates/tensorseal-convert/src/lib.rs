@@ -4,6 +4,7 @@
 mod byte_order;
 mod detect;
 mod error;
+mod export;
 mod hf_index;
 mod json_strict;
 mod limits;
@@ -20,6 +21,9 @@ pub use detect::{Format, TORCH_LEGACY_MAGIC, ZipKind, detect, zip_kind};
 pub use error::{
     DetectError, ExportError, HfIndexError, NpyError, SafetensorsError, SandboxError,
     TorchZipError, ZipError,
+};
+pub use export::{
+    ExportOptions, ExportReport, MAX_TREE_JSON, ROOT_TENSOR_NAME, SkippedTensor, export,
 };
 pub use hf_index::{HfIndex, Shard};
 pub use limits::{LimitExceeded, Limits};

@@ -2,6 +2,7 @@
 //! inputs built to break container parsers (see `tests/data/README.md` for where each came from).
 
 mod containers;
+mod export;
 mod formats;
 mod npy;
 
