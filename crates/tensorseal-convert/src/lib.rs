@@ -5,6 +5,8 @@ mod byte_order;
 mod detect;
 mod error;
 mod export;
+#[doc(hidden)]
+pub mod fuzz_support;
 mod hf_index;
 mod json_strict;
 mod limits;

@@ -2,9 +2,11 @@
 //! inputs built to break container parsers (see `tests/data/README.md` for where each came from).
 
 mod containers;
+mod corpus;
 mod export;
 mod formats;
 mod npy;
+mod props;
 
 use std::path::{Path, PathBuf};
 
