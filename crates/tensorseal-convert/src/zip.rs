@@ -1274,7 +1274,7 @@ fn check_tiling(entries: &[ZipEntry], cd_offset: u64) -> Result<(), ZipError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::zip_test_support::{ZipBuilder, stored_zip};
+    use crate::zip_test_support::{Zip64Entry, ZipBuilder, stored_zip};
 
     fn open(bytes: &[u8]) -> Result<ZipArchive<'_>, ZipError> {
         ZipArchive::new(bytes, &Limits::default())
@@ -1491,6 +1491,47 @@ mod tests {
                 field: "entry count",
                 ..
             }
+        ));
+    }
+
+    #[test]
+    fn zip64_entries_as_writers_make_them() {
+        let bytes = ZipBuilder::new()
+            .stored_with("p/data.pkl", b"pickle", |e| {
+                e.descriptor = true;
+                e.zip64 = Zip64Entry::Full;
+            })
+            .stored_with("p/data/0", b"0123456789", |e| e.zip64 = Zip64Entry::Full)
+            .stored_with("p/data/1", b"abcdef", |e| {
+                e.descriptor = true;
+                e.zip64 = Zip64Entry::TorchOffsetOnly;
+            })
+            .deflated_with("p/data/2", &[5u8; 3000], |e| {
+                e.descriptor = true;
+                e.zip64 = Zip64Entry::Full;
+            })
+            .zip64_end()
+            .build();
+        let zip = open(&bytes).unwrap();
+        for (name, want) in [
+            ("p/data.pkl", &b"pickle"[..]),
+            ("p/data/0", b"0123456789"),
+            ("p/data/1", b"abcdef"),
+            ("p/data/2", &[5u8; 3000]),
+        ] {
+            assert_eq!(
+                &*zip.read(zip.by_name(name).unwrap()).unwrap(),
+                want,
+                "{name}"
+            );
+        }
+        // A local ZIP64 size that disagrees with the central one.
+        let mut bad = bytes.clone();
+        let at = bad.windows(8).position(|w| w == b"p/data/0").unwrap() + 8 + 4;
+        bad[at] ^= 1;
+        assert!(matches!(
+            open(&bad).unwrap_err(),
+            ZipError::HeaderMismatch { field: "size", .. }
         ));
     }
 }

@@ -27,6 +27,25 @@ pub struct EntrySpec {
     /// Write torch-style: flag bit 3, zero CRC/sizes locally, a 16-byte descriptor after
     /// non-empty data.
     pub descriptor: bool,
+    /// How the entry uses ZIP64 extra fields.
+    pub zip64: Zip64Entry,
+}
+
+/// ZIP64 layouts of one entry (sizes here are small; the fields are saturated anyway, as
+/// writers may do).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Zip64Entry {
+    /// No ZIP64 extra fields.
+    #[default]
+    No,
+    /// Sizes and offset saturated in the central record with a 24-byte extra; sizes saturated
+    /// in the local header with a 16-byte extra (size, then compressed size or 0 with a
+    /// descriptor); 24-byte descriptor.
+    Full,
+    /// What torch (miniz) writes for a record beyond 4 GiB: the local extra holds only the
+    /// 8-byte header offset, local sizes 0, the central record saturates only the offset;
+    /// 24-byte descriptor.
+    TorchOffsetOnly,
 }
 
 /// Builds zip archives byte by byte.
@@ -76,6 +95,7 @@ impl ZipBuilder {
             local_name: None,
             local_flags: None,
             descriptor: false,
+            zip64: Zip64Entry::No,
         };
         edit(&mut e);
         self.entries.push(e);
@@ -104,6 +124,7 @@ impl ZipBuilder {
             local_name: None,
             local_flags: None,
             descriptor: false,
+            zip64: Zip64Entry::No,
         };
         edit(&mut e);
         self.entries.push(e);
@@ -147,23 +168,47 @@ impl ZipBuilder {
             out.extend_from_slice(&e.local_flags.unwrap_or(flags).to_le_bytes());
             out.extend_from_slice(&e.method.to_le_bytes());
             out.extend_from_slice(&[0, 0, 0x21, 0]); // time, date (1980-01-01)
-            let (crc, cs, us) = if e.descriptor {
+            let (crc, mut cs, mut us) = if e.descriptor {
                 (0, 0, 0)
             } else {
                 (e.crc, e.data.len() as u32, e.size as u32)
             };
+            let offset = *offsets.last().expect("pushed above");
+            let mut extra = Vec::new();
+            match e.zip64 {
+                Zip64Entry::No => {}
+                Zip64Entry::Full => {
+                    (cs, us) = (u32::MAX, u32::MAX);
+                    extra.extend_from_slice(&1u16.to_le_bytes());
+                    extra.extend_from_slice(&16u16.to_le_bytes());
+                    extra.extend_from_slice(&e.size.to_le_bytes());
+                    let csize = if e.descriptor { 0 } else { e.data.len() as u64 };
+                    extra.extend_from_slice(&csize.to_le_bytes());
+                }
+                Zip64Entry::TorchOffsetOnly => {
+                    extra.extend_from_slice(&1u16.to_le_bytes());
+                    extra.extend_from_slice(&8u16.to_le_bytes());
+                    extra.extend_from_slice(&u64::from(offset).to_le_bytes());
+                }
+            }
             out.extend_from_slice(&crc.to_le_bytes());
             out.extend_from_slice(&cs.to_le_bytes());
             out.extend_from_slice(&us.to_le_bytes());
             out.extend_from_slice(&(local_name.len() as u16).to_le_bytes());
-            out.extend_from_slice(&0u16.to_le_bytes());
+            out.extend_from_slice(&(extra.len() as u16).to_le_bytes());
             out.extend_from_slice(local_name.as_bytes());
+            out.extend_from_slice(&extra);
             out.extend_from_slice(&e.data);
             if e.descriptor && !e.data.is_empty() {
                 out.extend_from_slice(b"PK\x07\x08");
                 out.extend_from_slice(&e.crc.to_le_bytes());
-                out.extend_from_slice(&(e.data.len() as u32).to_le_bytes());
-                out.extend_from_slice(&(e.size as u32).to_le_bytes());
+                if e.zip64 == Zip64Entry::No {
+                    out.extend_from_slice(&(e.data.len() as u32).to_le_bytes());
+                    out.extend_from_slice(&(e.size as u32).to_le_bytes());
+                } else {
+                    out.extend_from_slice(&(e.data.len() as u64).to_le_bytes());
+                    out.extend_from_slice(&e.size.to_le_bytes());
+                }
             }
         }
         out.extend(std::iter::repeat_n(0u8, self.junk_before_cd));
@@ -176,14 +221,35 @@ impl ZipBuilder {
             out.extend_from_slice(&flags.to_le_bytes());
             out.extend_from_slice(&e.method.to_le_bytes());
             out.extend_from_slice(&[0, 0, 0x21, 0]);
+            let (mut cs, mut us, mut lho) = (e.data.len() as u32, e.size as u32, *off);
+            let mut extra = Vec::new();
+            match e.zip64 {
+                Zip64Entry::No => {}
+                Zip64Entry::Full => {
+                    (cs, us, lho) = (u32::MAX, u32::MAX, u32::MAX);
+                    extra.extend_from_slice(&1u16.to_le_bytes());
+                    extra.extend_from_slice(&24u16.to_le_bytes());
+                    extra.extend_from_slice(&e.size.to_le_bytes());
+                    extra.extend_from_slice(&(e.data.len() as u64).to_le_bytes());
+                    extra.extend_from_slice(&u64::from(*off).to_le_bytes());
+                }
+                Zip64Entry::TorchOffsetOnly => {
+                    lho = u32::MAX;
+                    extra.extend_from_slice(&1u16.to_le_bytes());
+                    extra.extend_from_slice(&8u16.to_le_bytes());
+                    extra.extend_from_slice(&u64::from(*off).to_le_bytes());
+                }
+            }
             out.extend_from_slice(&e.crc.to_le_bytes());
-            out.extend_from_slice(&(e.data.len() as u32).to_le_bytes());
-            out.extend_from_slice(&(e.size as u32).to_le_bytes());
+            out.extend_from_slice(&cs.to_le_bytes());
+            out.extend_from_slice(&us.to_le_bytes());
             out.extend_from_slice(&(e.name.len() as u16).to_le_bytes());
-            out.extend_from_slice(&[0; 8]); // extra, comment, disk, internal attributes
+            out.extend_from_slice(&(extra.len() as u16).to_le_bytes());
+            out.extend_from_slice(&[0; 6]); // comment, disk, internal attributes
             out.extend_from_slice(&[0; 4]); // external attributes
-            out.extend_from_slice(&off.to_le_bytes());
+            out.extend_from_slice(&lho.to_le_bytes());
             out.extend_from_slice(e.name.as_bytes());
+            out.extend_from_slice(&extra);
         }
         let cd_size = out.len() as u32 - cd_offset;
         let n = self.entries.len() as u16;
