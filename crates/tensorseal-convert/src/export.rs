@@ -109,28 +109,36 @@ fn path_display(path: &[PathSegment<'_>]) -> String {
     s
 }
 
-/// Counts the non-tensor, non-container values of a tree.
+/// Counts the non-tensor values of a tree that safetensors cannot hold: every leaf value, and
+/// each inert object, global, slice or numpy scalar once (with its contents). Containers are
+/// not counted, their contents are; tensor attributes are.
 fn count_values(root: &Node) -> usize {
     let mut count = 0;
     let mut stack = vec![root];
     while let Some(node) = stack.pop() {
-        let container = match node {
+        let (counted, descend) = match node {
             Node::List(_)
             | Node::Tuple(_)
             | Node::Dict(_)
             | Node::Set(_)
             | Node::FrozenSet(_)
-            | Node::Tensor(_) => true,
-            Node::Typed(t) => matches!(
-                **t,
-                Typed::OrderedDict { .. } | Typed::Counter { .. } | Typed::Namespace(_)
-            ),
-            _ => false,
+            | Node::Tensor(_) => (false, true),
+            Node::Typed(t) => match **t {
+                Typed::OrderedDict { .. } | Typed::Counter { .. } | Typed::Namespace(_) => {
+                    (false, true)
+                }
+                _ => (true, false),
+            },
+            // Leaves, inert objects and globals: one value each (an object's arguments and
+            // state are part of it; tensors inside it are still exported by path).
+            _ => (true, false),
         };
-        if !container {
+        if counted {
             count += 1;
         }
-        stack.extend(node.children().into_iter().map(|(_, child)| child));
+        if descend {
+            stack.extend(node.children().into_iter().map(|(_, child)| child));
+        }
     }
     count
 }
