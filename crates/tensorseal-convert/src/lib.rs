@@ -1,0 +1,38 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+mod byte_order;
+mod detect;
+mod error;
+mod export;
+#[doc(hidden)]
+pub mod fuzz_support;
+mod hf_index;
+mod json_strict;
+mod limits;
+mod npy;
+mod safetensors_in;
+mod sandbox;
+mod torch_zip;
+mod zip;
+#[doc(hidden)]
+pub mod zip_test_support;
+
+pub use byte_order::ByteOrder;
+pub use detect::{Format, TORCH_LEGACY_MAGIC, ZipKind, detect, zip_kind};
+pub use error::{
+    DetectError, ExportError, HfIndexError, NpyError, SafetensorsError, SandboxError,
+    TorchZipError, ZipError,
+};
+pub use export::{
+    ExportOptions, ExportReport, MAX_TREE_JSON, ROOT_TENSOR_NAME, SkippedTensor, export,
+};
+pub use hf_index::{HfIndex, Shard};
+pub use limits::{LimitExceeded, Limits};
+pub use npy::{NpyArray, Npz};
+pub use safetensors_in::{
+    SafetensorsFile, SafetensorsTensor, dtype_from_safetensors, dtype_to_safetensors,
+};
+pub use sandbox::{LandlockOutcome, SandboxMode, SandboxPolicy, SandboxReport};
+pub use torch_zip::TorchZip;
+pub use zip::{Method, ZipArchive, ZipEntry};
