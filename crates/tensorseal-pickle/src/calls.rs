@@ -1448,7 +1448,10 @@ mod tests {
     #[test]
     fn latin1_matches_code_points() {
         let all: String = (0u32..256).filter_map(char::from_u32).collect();
-        assert_eq!(latin1(&all).unwrap().to_vec(), (0u8..=255).collect::<Vec<_>>());
+        assert_eq!(
+            latin1(&all).unwrap().to_vec(),
+            (0u8..=255).collect::<Vec<_>>()
+        );
         assert!(latin1("\u{100}").is_none());
         assert!(latin1("€").is_none());
     }
