@@ -89,6 +89,15 @@ pub fn tree_to_json(
             if let Some(state) = &o.state {
                 m.insert("state".into(), tree_to_json(state, tensor_extra));
             }
+            if !o.list_items.is_empty() {
+                m.insert("listitems".into(), nodes(&o.list_items, tensor_extra));
+            }
+            if !o.dict_items.is_empty() {
+                m.insert(
+                    "dictitems".into(),
+                    json!({ "dict": pairs_to_json(&o.dict_items, tensor_extra) }),
+                );
+            }
             json!({ "object": m })
         }
         Node::Global(g) => json!({ "global": { "module": g.module, "name": g.name } }),

@@ -939,7 +939,15 @@ impl<'a> SchemaDecoder<'_, 'a> {
     fn object(&mut self, item: &Item<'a>, depth: usize) -> R<Object> {
         let f = Fields::new(
             item,
-            &["args", "name", "state", "kwargs", "module"],
+            &[
+                "args",
+                "name",
+                "state",
+                "kwargs",
+                "module",
+                "dictitems",
+                "listitems",
+            ],
             "object",
         )?;
         let module = qualname(f.require("module")?).map_err(|e| e.at("module"))?;
@@ -957,12 +965,28 @@ impl<'a> SchemaDecoder<'_, 'a> {
                 Some(self.node(s, depth).map_err(|e| e.at("state"))?)
             }
         };
+        let list_items = match f.get("listitems") {
+            None => Vec::new(),
+            Some(l) => non_empty(l, self.nodes(l, depth).map_err(|e| e.at("listitems"))?)?,
+        };
+        let dict_items = match f.get("dictitems") {
+            None => Vec::new(),
+            Some(d) => {
+                let wrapped = Fields::new(d, &["dict"], "dictitems")?;
+                let pairs = self
+                    .pairs(wrapped.require("dict")?, depth)
+                    .map_err(|e| e.at("dictitems"))?;
+                non_empty(d, pairs)?
+            }
+        };
         Ok(Object {
             module,
             name,
             args,
             kwargs,
             state,
+            list_items,
+            dict_items,
         })
     }
 }
@@ -1390,7 +1414,12 @@ fn encode_node(
         }
         Node::Object(o) => {
             wrap(w, "object");
-            w.map(3 + usize::from(o.state.is_some()) + usize::from(!o.kwargs.is_empty()));
+            w.map(
+                3 + usize::from(o.state.is_some())
+                    + usize::from(!o.kwargs.is_empty())
+                    + usize::from(!o.dict_items.is_empty())
+                    + usize::from(!o.list_items.is_empty()),
+            );
             w.text("args");
             encode_nodes(w, &o.args, d, limits, path)?;
             w.text("name");
@@ -1405,6 +1434,15 @@ fn encode_node(
             }
             w.text("module");
             w.text(&o.module);
+            if !o.dict_items.is_empty() {
+                w.text("dictitems");
+                wrap(w, "dict");
+                encode_pairs(w, &o.dict_items, d, limits, path)?;
+            }
+            if !o.list_items.is_empty() {
+                w.text("listitems");
+                encode_nodes(w, &o.list_items, d, limits, path)?;
+            }
         }
         Node::Global(g) => {
             wrap(w, "global");

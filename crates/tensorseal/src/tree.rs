@@ -172,6 +172,10 @@ pub struct Object {
     pub kwargs: Vec<(String, Node)>,
     /// State applied after construction (`None`: none was).
     pub state: Option<Node>,
+    /// Items appended after construction (a list subclass), in order.
+    pub list_items: Vec<Node>,
+    /// Items set after construction (a dict subclass), in order.
+    pub dict_items: Vec<(Node, Node)>,
 }
 
 /// An inert reference to a class or function used as a value.
@@ -424,6 +428,8 @@ impl PartialEq for Object {
             && self.args == o.args
             && pairs_eq(&self.kwargs, &o.kwargs)
             && self.state == o.state
+            && self.list_items == o.list_items
+            && pairs_eq(&self.dict_items, &o.dict_items)
     }
 }
 
@@ -570,6 +576,13 @@ impl Node {
                 .map(|(i, n)| (PathSegment::Index(i), n))
                 .chain(attrs(&o.kwargs))
                 .chain(o.state.iter().map(|s| (PathSegment::State, s)))
+                .chain(o.dict_items.iter().map(|(k, v)| (PathSegment::Key(k), v)))
+                .chain(
+                    o.list_items
+                        .iter()
+                        .enumerate()
+                        .map(|(i, n)| (PathSegment::Index(i), n)),
+                )
                 .collect(),
             _ => Vec::new(),
         }

@@ -70,7 +70,12 @@ fn all_kinds(p: &std::path::Path) -> WrittenFile {
     for (i, dtype) in DType::ALL.into_iter().enumerate() {
         let shape = [2u64, 3];
         let size = dtype.byte_size(&shape).unwrap() as usize;
-        let b = w.write_blob(&pattern(size, i as u8), dtype).unwrap();
+        let mut data = pattern(size, i as u8);
+        if dtype == DType::Bool {
+            // Spec §2: a bool byte is 0 or 1.
+            data.iter_mut().for_each(|b| *b &= 1);
+        }
+        let b = w.write_blob(&data, dtype).unwrap();
         tensors.push((s(dtype.name()), tensor(dtype, &shape, Some(b))));
     }
     tensors.push((s("empty"), tensor(DType::F32, &[0, 4], None)));
@@ -149,6 +154,8 @@ fn all_kinds(p: &std::path::Path) -> WrittenFile {
             args: vec![s("/"), s("data")],
             kwargs: vec![],
             state: None,
+            list_items: vec![],
+            dict_items: vec![],
         })),
         Node::Object(Box::new(Object {
             module: "mylib.config".into(),
@@ -156,6 +163,29 @@ fn all_kinds(p: &std::path::Path) -> WrittenFile {
             args: vec![],
             kwargs: vec![("seed".into(), int(1))],
             state: Some(Node::Dict(vec![(s("depth"), int(12))])),
+            list_items: vec![],
+            dict_items: vec![],
+        })),
+        Node::Object(Box::new(Object {
+            module: "collections".into(),
+            name: "defaultdict".into(),
+            args: vec![Node::Global(Box::new(Global {
+                module: "builtins".into(),
+                name: "list".into(),
+            }))],
+            kwargs: vec![],
+            state: None,
+            list_items: vec![],
+            dict_items: vec![(s("a"), Node::List(vec![int(1)]))],
+        })),
+        Node::Object(Box::new(Object {
+            module: "mylib.data".into(),
+            name: "History".into(),
+            args: vec![],
+            kwargs: vec![],
+            state: None,
+            list_items: vec![Node::Float(0.25), Node::Float(0.125)],
+            dict_items: vec![],
         })),
         Node::Global(Box::new(Global {
             module: "mylib.model".into(),
