@@ -11,7 +11,7 @@ import argparse
 import collections
 
 from . import _dtypes
-from ._errors import UnsupportedError, VerificationError
+from ._errors import UnsupportedError
 from ._records import NO_STATE, Global, Object, TensorInfo, Typed
 
 FRAMEWORKS = ("torch", "numpy")
@@ -110,7 +110,6 @@ class Restorer:
         self.buffers = buffers
         self.placeholders = placeholders
         self.names = names or {}
-        self._checked_bool = set()
 
     def restore(self, node):
         return self.node(node, [])
@@ -125,15 +124,6 @@ class Restorer:
         if not want_torch and not is_numpy:
             return buf.numpy()
         return buf
-
-    def _check_bool(self, blob, raw, path):
-        # Spec §2: bool bytes are 0 or 1; other values are undefined behaviour in torch.
-        if blob in self._checked_bool:
-            return
-        if bool((raw > 1).any()):
-            raise VerificationError(
-                f"{_where(path)}: bool tensor holds bytes other than 0 and 1", "malformed")
-        self._checked_bool.add(blob)
 
     def tensor(self, x, path):
         _, blob, dtype, shape, kind, requires_grad, attrs, index = x
@@ -151,19 +141,13 @@ class Restorer:
             npdt = _dtypes.numpy_dtype(dtype, where)
             if blob is None:
                 return np.empty(shape, dtype=npdt)
-            raw = self._raw(blob, want_torch=False)
-            if dtype == "bool":
-                self._check_bool(blob, raw, path)
-            return raw.view(npdt).reshape(shape)
+            return self._raw(blob, want_torch=False).view(npdt).reshape(shape)
         import torch
         tdt = _dtypes.torch_dtype(dtype, where)
         if blob is None:
             t = torch.empty(shape, dtype=tdt)
         else:
-            raw = self._raw(blob, want_torch=True)
-            if dtype == "bool":
-                self._check_bool(blob, raw, path)
-            t = raw.view(tdt).view(shape)
+            t = self._raw(blob, want_torch=True).view(tdt).view(shape)
         try:
             if kind == "parameter":
                 t = torch.nn.Parameter(t, requires_grad=requires_grad)
@@ -222,8 +206,6 @@ class Restorer:
         if name == "numpy.scalar":
             import numpy as np
             dtype, data = value
-            if dtype == "bool" and data not in (b"\x00", b"\x01"):
-                raise VerificationError(f"{_where(path)}: numpy bool is not 0 or 1", "malformed")
             return np.frombuffer(data, dtype=_dtypes.numpy_dtype(dtype, _where(path)))[0]
         if self.framework == "numpy":
             return Typed(name, value)
