@@ -1456,9 +1456,55 @@ fn encode_node(
     Ok(())
 }
 
+impl Node {
+    /// The node's canonical CBOR encoding, exactly as it appears inside a manifest (spec §3.1).
+    ///
+    /// Two nodes have the same encoding exactly when they are equal (`==`), so the encoding is a
+    /// total order that does not depend on Python's hash randomisation: writers sort set
+    /// elements by it to make their output deterministic. Nesting deeper than
+    /// `limits.max_tree_depth` is an error, as in a manifest.
+    ///
+    /// ```
+    /// use tensorseal::{Limits, Node};
+    /// let a = Node::Str("a".into()).canonical_bytes(&Limits::default()).unwrap();
+    /// assert_eq!(a, [0x61, b'a']);
+    /// ```
+    pub fn canonical_bytes(&self, limits: &Limits) -> Result<Vec<u8>, WriteError> {
+        let mut w = CborWriter::default();
+        encode_node(&mut w, self, 1, limits, "node")?;
+        Ok(w.buf)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn canonical_bytes_match_equality_and_bound_depth() {
+        let limits = Limits::default();
+        let enc = |n: &Node| n.canonical_bytes(&limits).unwrap();
+        // Bitwise float semantics, like `==`: NaN equals itself, 0.0 differs from -0.0.
+        assert_eq!(enc(&Node::Float(f64::NAN)), enc(&Node::Float(f64::NAN)));
+        assert_ne!(enc(&Node::Float(0.0)), enc(&Node::Float(-0.0)));
+        assert_eq!(enc(&Node::Int(1i64.into())), [0x01]);
+        assert_ne!(enc(&Node::Int(1i64.into())), enc(&Node::Bool(true)));
+        let tuple = Node::Tuple(vec![Node::Str("x".into()), Node::None]);
+        assert_eq!(
+            enc(&tuple),
+            [
+                0xa1, 0x65, b't', b'u', b'p', b'l', b'e', 0x82, 0x61, b'x', 0xf6
+            ]
+        );
+        let mut deep = Node::None;
+        for _ in 0..limits.max_tree_depth {
+            deep = Node::List(vec![deep]);
+        }
+        assert!(matches!(
+            deep.canonical_bytes(&limits),
+            Err(WriteError::Invalid { what: "tree", .. })
+        ));
+    }
 
     fn blob(offset: u64, length: u64) -> BlobEntry {
         BlobEntry {

@@ -1,0 +1,200 @@
+"""Loading the same ~1 GiB checkpoint: tensorseal (fully verified) vs safetensors vs torch.load.
+
+    python bench/python_load.py [--size-mib 1024] [--runs 5] [--dir DIR]
+
+Every case runs in a fresh interpreter (so allocator state and peak RSS are its own), after
+reading the file once so the page cache is equally warm for all. Reported: median wall time of
+"load only" and of "load + touch" (a byte sum over every tensor: safetensors' load_file maps the
+file lazily, so only the second figure compares equal work), peak RSS above the interpreter's
+baseline (torch imported), and for the lazy handles the time to open a file and list its tensors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+CASES = {
+    "tensorseal.load (verified)": "tseal",
+    "safetensors.torch.load_file": "st",
+    "torch.load(weights_only=True)": "pt",
+    "torch.load(weights_only=True, mmap=True)": "pt",
+}
+LAZY = {"tensorseal.open": "tseal", "safetensors.safe_open": "st"}
+
+
+def make_checkpoint(size_mib):
+    """A transformer-like state dict: large float32 / bfloat16 matrices and small vectors."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    sd, total, i = {}, 0, 0
+    target = size_mib << 20
+    while total < target - (16 << 20):
+        dtype = torch.float32 if i % 4 else torch.bfloat16
+        rows = 4096 if dtype == torch.float32 else 8192
+        t = torch.randn(rows, 1024, generator=g).to(dtype)
+        sd[f"layers.{i}.weight"] = t
+        sd[f"layers.{i}.norm"] = torch.randn(1024, generator=g)
+        total += t.nbytes + 4096
+        i += 1
+    sd["embed"] = torch.randn((target - total) // 4 // 1024, 1024, generator=g)
+    sd["head"] = sd["embed"]  # tied
+    return sd
+
+
+def prepare(d: pathlib.Path, size_mib):
+    import safetensors.torch
+    import torch
+
+    import tensorseal
+
+    paths = {"tseal": d / "ckpt.tseal", "st": d / "ckpt.safetensors", "pt": d / "ckpt.pt",
+             "key": d / "k.key", "pub": d / "k.pub"}
+    if all(p.exists() for p in paths.values()):
+        return paths
+    sd = make_checkpoint(size_mib)
+    priv, pub = tensorseal.generate_key()
+    paths["key"].write_bytes(priv)
+    paths["pub"].write_bytes(pub)
+    tensorseal.save(sd, paths["tseal"], sign_with=paths["key"], metadata={"step": "1"})
+    untied = dict(sd, head=sd["head"].clone())  # safetensors refuses shared tensors
+    safetensors.torch.save_file(untied, paths["st"])
+    torch.save(sd, paths["pt"])
+    return paths
+
+
+CHILD = r"""
+import json, os, resource, sys, time
+import torch
+case, path, pub, mode = sys.argv[1:5]
+torch.set_num_threads(os.cpu_count())
+with open(path, "rb") as f:  # warm the page cache equally for every case
+    while f.read(1 << 24):
+        pass
+def rss():
+    # Peak resident set (VmHWM), anonymous and file-backed pages alike: a mapped file counts
+    # once touched. (ru_maxrss reads 0 in some VMs.)
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+import safetensors, safetensors.torch, tensorseal
+base = rss()
+def touch(obj):
+    # Reads every byte (as int64 words; every tensor here is a multiple of 8 bytes).
+    s = 0
+    for t in obj.values():
+        s += int(t.view(-1).view(torch.uint8).view(torch.int64).sum())
+    return s
+out = {}
+if mode == "load":
+    t0 = time.perf_counter()
+    if case.startswith("tensorseal"):
+        obj = tensorseal.load(path, trust=[pub])
+    elif case.startswith("safetensors"):
+        obj = safetensors.torch.load_file(path)
+    elif "mmap" in case:
+        obj = torch.load(path, weights_only=True, mmap=True)
+    else:
+        obj = torch.load(path, weights_only=True)
+    t1 = time.perf_counter()
+    out["checksum"] = touch(obj)
+    t2 = time.perf_counter()
+    out.update(load=t1 - t0, touch=t2 - t0, rss=rss() - base)
+else:
+    n = 200
+    t0 = time.perf_counter()
+    for _ in range(n):
+        if case.startswith("tensorseal"):
+            with tensorseal.open(path, trust=[pub]) as c:
+                names = c.names()
+        else:
+            with safetensors.safe_open(path, framework="pt") as c:
+                names = list(c.keys())
+    out["open"] = (time.perf_counter() - t0) / n
+    t0 = time.perf_counter()
+    for _ in range(20):
+        if case.startswith("tensorseal"):
+            with tensorseal.open(path, trust=[pub]) as c:
+                x = c.get("layers.1.weight")
+        else:
+            with safetensors.safe_open(path, framework="pt") as c:
+                x = c.get_tensor("layers.1.weight")
+        x.view(-1).view(torch.uint8).view(torch.int64).sum()
+    out["get_one"] = (time.perf_counter() - t0) / 20
+    out["tensors"] = len(names)
+print(json.dumps(out))
+"""
+
+
+def run(case, path, pub, mode):
+    r = subprocess.run([sys.executable, "-c", CHILD, case, str(path), str(pub), mode],
+                       check=True, capture_output=True, text=True)
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size-mib", type=int, default=1024)
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--dir", type=pathlib.Path, default=None,
+                    help="where to keep the checkpoints (default: a temporary directory)")
+    args = ap.parse_args()
+    tmp = None
+    if args.dir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="tensorseal-bench-")
+        args.dir = pathlib.Path(tmp.name)
+    args.dir.mkdir(parents=True, exist_ok=True)
+    paths = prepare(args.dir, args.size_mib)
+    size = paths["tseal"].stat().st_size
+    print(f"checkpoint: {size / 2**30:.2f} GiB, {os.cpu_count()} cores, {args.runs} runs each "
+          f"(median); files in {args.dir}")
+
+    results = {}
+    for case, kind in CASES.items():
+        runs = [run(case, paths[kind], paths["pub"], "load") for _ in range(args.runs)]
+        assert len({r["checksum"] for r in runs}) == 1
+        results[case] = {k: statistics.median(r[k] for r in runs) for k in ("load", "touch", "rss")}
+        results[case]["checksum"] = runs[0]["checksum"]
+    checks = {r["checksum"] for r in results.values()}
+    assert len(checks) == 1, f"the loaders returned different bytes: {results}"
+
+    st = results["safetensors.torch.load_file"]
+    print("\n| loader | load only | load + touch | vs safetensors (load + touch) | peak RSS |")
+    print("|---|---|---|---|---|")
+    for case, r in results.items():
+        print(f"| {case} | {r['load']:.3f} s | {r['touch']:.3f} s | {r['touch'] / st['touch']:.2f}x "
+              f"| {r['rss'] / 2**30:.2f} GiB |")
+
+    lazy = {}
+    for case, kind in LAZY.items():
+        runs = [run(case, paths[kind], paths["pub"], "lazy") for _ in range(args.runs)]
+        lazy[case] = {k: statistics.median(r[k] for r in runs) for k in ("open", "get_one")}
+        lazy[case]["tensors"] = runs[0]["tensors"]
+    so = lazy["safetensors.safe_open"]
+    print("\n| lazy handle | open + list names | vs safe_open | open + get one 16 MiB tensor |")
+    print("|---|---|---|---|")
+    for case, r in lazy.items():
+        print(f"| {case} | {r['open'] * 1e3:.3f} ms | {r['open'] / so['open']:.2f}x "
+              f"| {r['get_one'] * 1e3:.2f} ms |")
+    ts = results["tensorseal.load (verified)"]
+    tl = results["torch.load(weights_only=True)"]
+    print(f"\ntargets: verified load / safetensors load+touch = {ts['touch'] / st['touch']:.2f} "
+          f"(target <= 1.5); vs torch.load = {ts['touch'] / tl['touch']:.2f} (target < 1); "
+          f"tensorseal.open / safe_open = {lazy['tensorseal.open']['open'] / so['open']:.2f} "
+          f"(target <= 1)")
+    if tmp is not None:
+        tmp.cleanup()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,27 @@
+"""tensorseal: signed, pickle-free ML checkpoints for torch and numpy.
+
+Drop-in for ``torch.load`` / ``torch.save`` that cannot run code and refuses anything not
+signed by a key you trust::
+
+    obj = tensorseal.load("model.tseal", trust=["ci-signer.pub"])      # was torch.load(p)
+    tensorseal.save(obj, "model.tseal", sign_with="ci-signer.key")     # was torch.save(o, p)
+
+Verification happens before anything is returned: a file that is unsigned, signed by an
+untrusted key, altered in a single bit, or older than ``min_step`` raises
+:class:`VerificationError` and nothing is built from it.
+"""
+
+from __future__ import annotations
+
+from ._api import Checkpoint, Signer, VerifyReport, generate_key, key_id, load, open, save, verify
+from ._errors import Error, InvalidInputError, UnsupportedError, VerificationError
+from ._native import __version__
+from ._records import NO_STATE, Global, Object, TensorInfo, Typed
+
+__all__ = [
+    "load", "save", "open", "verify", "generate_key", "key_id",
+    "Checkpoint", "VerifyReport", "Signer", "TensorInfo",
+    "Object", "Global", "Typed", "NO_STATE",
+    "Error", "VerificationError", "InvalidInputError", "UnsupportedError",
+    "__version__",
+]

@@ -1,0 +1,330 @@
+"""The public functions: load, open, save, verify."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+
+from . import _native
+from ._encode import Encoder
+from ._errors import InvalidInputError, VerificationError
+from ._restore import FRAMEWORKS, Restorer, materialize
+
+
+# -- arguments ---------------------------------------------------------------------------------
+def _keys(keys, arg):
+    """Key arguments as ``[(label, bytes)]``: each is a path (``str`` / ``os.PathLike``) to a
+    key file, or the key itself as ``bytes``."""
+    if keys is None:
+        return []
+    if isinstance(keys, (str, bytes, bytearray, memoryview, os.PathLike)):
+        keys = [keys]
+    out = []
+    for i, k in enumerate(keys):
+        if isinstance(k, (bytes, bytearray, memoryview)):
+            out.append((f"{arg}[{i}]", bytes(k)))
+        elif isinstance(k, (str, os.PathLike)):
+            try:
+                with _builtin_open(k, "rb") as f:
+                    out.append((os.fspath(k), f.read(1 << 20)))
+            except OSError as e:
+                raise InvalidInputError(f"{os.fspath(k)}: cannot read key: {e}") from None
+        else:
+            raise InvalidInputError(
+                f"{arg}[{i}]: a key is a path or bytes, not {type(k).__name__}")
+    return out
+
+
+_builtin_open = open  # noqa: A001 - `open` below is tensorseal.open
+
+
+def _path(path, arg="path"):
+    if not isinstance(path, (str, bytes, os.PathLike)):
+        raise InvalidInputError(f"{arg} must be a path, not {type(path).__name__}")
+    return os.fsdecode(os.fspath(path))
+
+
+def _framework(framework):
+    if framework not in FRAMEWORKS:
+        raise InvalidInputError(f"framework must be 'torch' or 'numpy', not {framework!r}")
+    return framework
+
+
+def _policy(path, trust, verify, threshold, expect, min_step):
+    """Arguments for the native open/verify: (keys, threshold, expect, min_step, authenticate)."""
+    if verify:
+        keys = _keys(trust, "trust")
+        if not keys:
+            raise VerificationError(
+                f"{path}: no trusted keys given: pass trust=[public key path or bytes], or "
+                f"verify=False to check integrity without authenticity", "no_trust")
+    elif trust:
+        raise InvalidInputError(
+            "trust was given with verify=False; drop one (verify=False checks integrity only)")
+    else:
+        keys = []
+    if type(threshold) is not int or threshold < 1:
+        raise InvalidInputError(f"threshold must be an int >= 1, not {threshold!r}")
+    expect = dict(expect or {})
+    for k, v in expect.items():
+        if type(k) is not str or type(v) is not str:
+            raise InvalidInputError(f"expect must map str to str, got {k!r}: {v!r}")
+    if min_step is not None and (type(min_step) is not int or not 0 <= min_step < 2**64):
+        raise InvalidInputError(f"min_step must be a non-negative int, not {min_step!r}")
+    return keys, threshold, expect, min_step, bool(verify)
+
+
+def _open_native(path, trust, verify, threshold, expect, min_step):
+    path = _path(path)
+    return _native.open(path, *_policy(path, trust, verify, threshold, expect, min_step))
+
+
+# -- load --------------------------------------------------------------------------------------
+def load(path, trust=None, *, framework="torch", verify=True, threshold=1, expect=None,
+         min_step=None):
+    """Loads a checkpoint, verified first, and returns the object that was saved.
+
+    ``trust`` is the public keys you trust (paths of PEM/DER key files, or key bytes); at
+    least ``threshold`` of them must have signed the file. ``expect`` (``{"run_id": "..."}``)
+    and ``min_step`` require signed metadata values, refusing a validly signed but wrong or
+    older checkpoint (rollback).
+
+    The signatures are checked before the manifest is parsed; then every tensor's bytes are
+    read from the file **into the memory that the returned tensors use** and hashed there, so
+    a file changed on disk during or after loading cannot slip in. Nothing is returned unless
+    every check passed: a failure raises :class:`VerificationError`.
+
+    ``verify=False`` skips authenticity only (who signed; ``trust`` must then be omitted):
+    integrity is still checked, every byte against its digest and any signature present
+    against its own key, so corruption is detected but an attacker who rewrites the file is
+    not. Without ``trust`` and with ``verify=True`` (the default) loading refuses.
+
+    ``framework="torch"`` returns torch tensors (``nn.Parameter``, ``requires_grad`` and
+    tensor attributes restored) and numpy arrays where numpy arrays were saved.
+    ``framework="numpy"`` returns every tensor as a numpy array (parameter kind,
+    ``requires_grad`` and tensor attributes are dropped) and never imports torch: torch
+    values (``torch.Size``, ``dtype``, ``device``) come back as :class:`Typed` records.
+    bfloat16 and float8 tensors need the ``ml_dtypes`` package in numpy mode; without it they
+    raise :class:`UnsupportedError` naming the tensor, before anything is read.
+
+    Tensors that shared memory when saved (tied weights) share memory when loaded. Classes the
+    producer did not know come back as inert :class:`Object` / :class:`Global` records;
+    nothing named in the file is ever imported or called.
+    """
+    framework = _framework(framework)
+    native = _open_native(path, trust, verify, threshold, expect, min_step)
+    try:
+        return materialize(native, native.tree(), framework)
+    finally:
+        native.close()
+
+
+# -- lazy handle -------------------------------------------------------------------------------
+class Checkpoint:
+    """A verified file open for partial loading; see :func:`open`.
+
+    Opening checked the signatures, manifest and metadata but read no tensor data. Each
+    :meth:`get` reads one tensor's bytes from the file into new memory and checks them against
+    the signed digests before returning it.
+    """
+
+    def __init__(self, native, path, framework):
+        self._native = native
+        self.path = path
+        self.framework = framework
+        self._tensors = native.tensors()  # [(name, form)] in document order
+        self._by_name = {}
+        for i, (name, _) in enumerate(self._tensors):
+            self._by_name.setdefault(name, []).append(i)
+        self._metadata = native.metadata()
+
+    # context manager
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        """Closes the file."""
+        self._native.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._native.closed
+
+    # what is known without reading tensors
+    @property
+    def metadata(self) -> dict:
+        """The signed metadata (``run_id``, ``step``, ...)."""
+        return dict(self._metadata)
+
+    @property
+    def signers(self) -> list:
+        """Every signature's key id and whether it is trusted."""
+        return [Signer(k, t) for k, t in self._native.signers()]
+
+    @property
+    def manifest_sha256(self) -> str:
+        return self._native.manifest_sha256()
+
+    def names(self) -> list:
+        """Tensor names in document order, dotted as ``tensorseal inspect`` shows them."""
+        return [name for name, _ in self._tensors]
+
+    def keys(self):
+        return self.names()
+
+    def __iter__(self):
+        return iter(self.names())
+
+    def __len__(self):
+        return len(self._tensors)
+
+    def __contains__(self, name):
+        return name in self._by_name
+
+    def _form(self, name):
+        found = self._by_name.get(name)
+        if not found:
+            raise KeyError(name)
+        if len(found) > 1:
+            raise KeyError(f"{name!r} names {len(found)} tensors (keys containing dots?); "
+                           f"use .tree to reach them")
+        return self._tensors[found[0]][1]
+
+    def info(self, name):
+        """Dtype, shape, kind and size of a tensor, without reading it."""
+        return Restorer(self.framework, {}, placeholders=True,
+                        names=self._names_by_index()).tensor(self._form(name), [name])
+
+    def _names_by_index(self):
+        return {form[7]: name for name, form in self._tensors}
+
+    @property
+    def tree(self):
+        """The saved structure with every tensor replaced by its :class:`TensorInfo`."""
+        return Restorer(self.framework, {}, placeholders=True,
+                        names=self._names_by_index()).restore(self._native.tree())
+
+    def get(self, name):
+        """Reads, verifies and returns one tensor (a torch tensor, or numpy array)."""
+        return materialize(self._native, self._form(name), self.framework)
+
+    def __getitem__(self, name):
+        return self.get(name)
+
+    def load(self):
+        """Reads and verifies everything; the same object :func:`load` returns."""
+        return materialize(self._native, self._native.tree(), self.framework)
+
+    def __repr__(self):
+        state = "closed" if self.closed else f"{len(self)} tensors"
+        return f"<tensorseal.Checkpoint {self.path!r} ({state})>"
+
+
+def open(path, trust=None, *, framework="torch", verify=True, threshold=1, expect=None,  # noqa: A001
+         min_step=None) -> Checkpoint:
+    """Opens a file for partial loading, with the same checks and arguments as :func:`load`
+    up to the tensor data: the signatures (before the manifest is parsed), the manifest and
+    the metadata expectations. No tensor byte is read; :meth:`Checkpoint.get` reads and
+    verifies one tensor at a time. Use it as a context manager::
+
+        with tensorseal.open("model.tseal", trust=["ci.pub"]) as ckpt:
+            w = ckpt.get("model.embed.weight")
+    """
+    framework = _framework(framework)
+    native = _open_native(path, trust, verify, threshold, expect, min_step)
+    return Checkpoint(native, _path(path), framework)
+
+
+# -- save --------------------------------------------------------------------------------------
+_COMPRESS = re.compile(r"zstd(?::(-?\d+))?")
+
+
+def save(obj, path, sign_with=None, compress=None, metadata=None) -> None:
+    """Saves ``obj`` to ``path`` (atomically: written to a temporary file, synced, renamed).
+
+    Accepts what :func:`load` returns: dict, OrderedDict (with attributes such as a state
+    dict's ``_metadata``), Counter, list, tuple, set, frozenset, str, bytes, bytearray, int
+    (any size), float, complex, bool, None, slice, argparse.Namespace, torch tensors and
+    ``nn.Parameter`` of every dtype (on any device; stored as CPU bytes), numpy arrays and
+    scalars, torch.Size, torch.dtype, torch.device, and :class:`Object` / :class:`Global` /
+    :class:`Typed` records. Anything else raises :class:`UnsupportedError` naming where it is
+    in ``obj``; nothing is ever pickled.
+
+    ``sign_with``: a private key (PKCS#8 PEM file path, or its bytes), or several.
+    ``compress``: ``None`` (raw, zero-copy readable), ``"zstd"`` (level 1) or ``"zstd:LEVEL"``;
+    a tensor is stored raw unless compressing saves 5%. ``metadata``: signed ``str -> str``
+    entries (spec §5: e.g. ``run_id``, ``step``).
+
+    Deterministic: the same object gives a byte-identical file. Set elements are ordered by
+    their canonical encoding (not by hash), dicts keep insertion order, tensors that share
+    memory exactly (tied weights) are stored once.
+    """
+    path = _path(path)
+    level = None
+    if compress is not None:
+        m = _COMPRESS.fullmatch(compress) if isinstance(compress, str) else None
+        if m is None:
+            raise InvalidInputError(f"compress must be None, 'zstd' or 'zstd:LEVEL', not {compress!r}")
+        level = int(m.group(1)) if m.group(1) is not None else 1
+    meta = {}
+    for k, v in (metadata or {}).items():
+        if type(k) is not str or type(v) is not str:
+            raise InvalidInputError(f"metadata must map str to str, got {k!r}: {v!r}")
+        meta[k] = v
+    signers = _keys(sign_with, "sign_with")
+    enc = Encoder()
+    root = enc.node(obj)
+    _native.save(path, root, enc.sources, meta, signers, level)
+
+
+# -- verify ------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Signer:
+    """A valid signature on a file."""
+
+    key_id: str
+    trusted: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifyReport:
+    """What :func:`verify` established."""
+
+    manifest_sha256: str
+    file_length: int
+    signers: list
+    authenticated: bool  # False in digests-only mode: authenticity was NOT checked
+    blobs: int
+    chunks: int
+    bytes: int  # bytes hashed (stored plus decoded)
+
+
+def verify(path, trust=None, *, threshold=1, expect=None, min_step=None,
+           digests_only=False) -> VerifyReport:
+    """Verifies a whole file as ``tensorseal verify`` does: signatures by at least
+    ``threshold`` trusted keys, metadata expectations, every digest. Raises
+    :class:`VerificationError` (without ``trust`` too, unless ``digests_only``, which checks
+    integrity only and reports ``authenticated=False``)."""
+    path = _path(path)
+    args = _policy(path, trust, not digests_only, threshold, expect, min_step)
+    r = _native.verify(path, *args)
+    return VerifyReport(
+        manifest_sha256=r["manifest_sha256"], file_length=r["file_length"],
+        signers=[Signer(k, t) for k, t in r["signers"]], authenticated=r["authenticated"],
+        blobs=r["blobs"], chunks=r["chunks"], bytes=r["bytes_hashed"])
+
+
+def generate_key() -> tuple:
+    """A new Ed25519 key pair as ``(private_pem, public_pem)`` bytes, the files
+    ``tensorseal keygen`` writes. Keep the private key secret."""
+    return _native.generate_key()
+
+
+def key_id(key) -> str:
+    """The key id (spec §6) of a public or private key given as a path or bytes."""
+    [(label, data)] = _keys(key, "key")
+    return _native.key_id(label, data)

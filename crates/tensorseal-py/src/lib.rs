@@ -1,0 +1,41 @@
+#![doc = include_str!("../README.md")]
+//! ## The extension module
+//!
+//! `tensorseal._native` is the Rust half of the package: it opens, verifies and reads files
+//! (`open`, `Loader.read_into`, `verify`) and writes them (`save`), exchanging trees with the
+//! Python half in a plain-Python form (see `ir.rs`). The Python half (`python/tensorseal/`)
+//! turns that form into torch and numpy objects and back; nothing in either half imports or
+//! calls anything named in a file.
+
+mod buffer;
+mod errors;
+mod ir;
+mod keys;
+mod load;
+mod save;
+
+use pyo3::prelude::*;
+
+/// The `tensorseal._native` extension module.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add(
+        "DTYPES",
+        tensorseal::DType::ALL
+            .iter()
+            .map(|d| (d.name(), d.itemsize()))
+            .collect::<Vec<_>>(),
+    )?;
+    m.add(
+        "TORCH_DTYPE_EXTRA_NAMES",
+        tensorseal::TORCH_DTYPE_EXTRA_NAMES.to_vec(),
+    )?;
+    m.add_class::<load::PyLoader>()?;
+    m.add_function(wrap_pyfunction!(load::open, m)?)?;
+    m.add_function(wrap_pyfunction!(load::verify, m)?)?;
+    m.add_function(wrap_pyfunction!(save::save, m)?)?;
+    m.add_function(wrap_pyfunction!(keys::generate_key, m)?)?;
+    m.add_function(wrap_pyfunction!(keys::key_id, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,201 @@
+//! Opening and verifying files: the `Loader` class and the `verify` function.
+
+use crate::buffer::WritableBuffer;
+use crate::errors;
+use crate::ir::ToPython;
+use crate::keys;
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+use rayon::prelude::*;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use tensorseal::{Checkpoint, Limits, TrustPolicy, dotted_path};
+
+/// What the caller requires of a file.
+fn policy(
+    py: Python<'_>,
+    trust: &[(String, Vec<u8>)],
+    threshold: usize,
+    expect: BTreeMap<String, String>,
+    min_step: Option<u64>,
+    authenticate: bool,
+) -> PyResult<TrustPolicy> {
+    let mut policy = if authenticate {
+        if threshold == 0 {
+            return Err(errors::invalid(py, "threshold must be at least 1".into()));
+        }
+        TrustPolicy::trusting(keys::public_keys(py, trust)?).threshold(threshold)
+    } else {
+        TrustPolicy::integrity_only()
+    };
+    for (k, v) in expect {
+        policy = policy.expect(k, v);
+    }
+    if let Some(min) = min_step {
+        policy = policy.min_step(min);
+    }
+    Ok(policy)
+}
+
+/// A file opened under a trust policy: signatures, manifest and metadata are checked, no tensor
+/// byte has been read. Blobs are read (and verified) by `read_into`.
+#[pyclass(module = "tensorseal._native", name = "Loader")]
+pub(crate) struct PyLoader {
+    inner: Option<tensorseal::Loader>,
+    path: PathBuf,
+}
+
+impl PyLoader {
+    fn loader(&self, py: Python<'_>) -> PyResult<&tensorseal::Loader> {
+        self.inner.as_ref().ok_or_else(|| {
+            errors::invalid(py, format!("{}: the file is closed", self.path.display()))
+        })
+    }
+}
+
+/// Opens `path` under a trust policy (spec §7 steps 1-5): layout, manifest digest, signatures
+/// (before the manifest is parsed), manifest, metadata expectations.
+#[pyfunction]
+#[pyo3(signature = (path, trust, threshold, expect, min_step, authenticate))]
+pub(crate) fn open(
+    py: Python<'_>,
+    path: PathBuf,
+    trust: Vec<(String, Vec<u8>)>,
+    threshold: usize,
+    expect: BTreeMap<String, String>,
+    min_step: Option<u64>,
+    authenticate: bool,
+) -> PyResult<PyLoader> {
+    let policy = policy(py, &trust, threshold, expect, min_step, authenticate)?;
+    let opened = py.detach(|| tensorseal::Loader::open(&path, &policy, &Limits::default()));
+    match opened {
+        Ok(inner) => Ok(PyLoader {
+            inner: Some(inner),
+            path,
+        }),
+        Err(e) => Err(errors::verify_error(py, &path, &e)),
+    }
+}
+
+#[pymethods]
+impl PyLoader {
+    /// The checkpoint tree in its plain-Python form (see `ir.rs`).
+    fn tree<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let root = self.loader(py)?.root();
+        ToPython::new(root).node(py, root)
+    }
+
+    /// Every tensor in document order: `(name, tensor form)`, the name as `inspect` shows it.
+    fn tensors<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let root = self.loader(py)?.root();
+        let conv = ToPython::new(root);
+        let list = PyList::empty(py);
+        for (path, t) in root.tensors() {
+            list.append((dotted_path(&path), conv.tensor(py, t)?))?;
+        }
+        Ok(list)
+    }
+
+    /// The signed metadata.
+    fn metadata(&self, py: Python<'_>) -> PyResult<BTreeMap<String, String>> {
+        Ok(self.loader(py)?.manifest().metadata.clone())
+    }
+
+    /// Logical length of each blob.
+    fn blob_lengths(&self, py: Python<'_>) -> PyResult<Vec<u64>> {
+        Ok(self
+            .loader(py)?
+            .manifest()
+            .blobs
+            .iter()
+            .map(|b| b.logical_length())
+            .collect())
+    }
+
+    /// `(key id, trusted)` of every signature; all of them are valid.
+    fn signers(&self, py: Python<'_>) -> PyResult<Vec<(String, bool)>> {
+        Ok(self
+            .loader(py)?
+            .signers()
+            .iter()
+            .map(|s| (s.key_id.clone(), s.trusted))
+            .collect())
+    }
+
+    /// SHA-256 of the manifest, hex.
+    fn manifest_sha256(&self, py: Python<'_>) -> PyResult<String> {
+        Ok(hex::encode(self.loader(py)?.footer().manifest_sha256))
+    }
+
+    /// File length in bytes.
+    fn file_length(&self, py: Python<'_>) -> PyResult<u64> {
+        let f = self.loader(py)?.footer();
+        Ok(f.content_length() + f.signatures_length + tensorseal::FOOTER_LEN)
+    }
+
+    /// Reads blobs into caller-owned memory: `targets` is `[(blob, writable buffer), ...]`, each
+    /// buffer exactly the blob's logical length. The bytes are read from the file into the
+    /// buffer, hashed there and checked against the signed digests, with the GIL released and
+    /// every blob and chunk in parallel. On failure the buffers hold unspecified bytes and must
+    /// be discarded.
+    fn read_into(&self, py: Python<'_>, targets: Vec<(usize, Bound<'_, PyAny>)>) -> PyResult<()> {
+        let loader = self.loader(py)?;
+        let blobs: Vec<usize> = targets.iter().map(|(b, _)| *b).collect();
+        let mut buffers = targets
+            .iter()
+            .map(|(b, obj)| WritableBuffer::get(obj, &format!("destination of blob {b}")))
+            .collect::<PyResult<Vec<_>>>()?;
+        let slices = WritableBuffer::slices(&mut buffers).map_err(|e| errors::invalid(py, e))?;
+        let mut jobs: Vec<(usize, &mut [u8])> = blobs.into_iter().zip(slices).collect();
+        let result = py.detach(|| {
+            jobs.par_iter_mut()
+                .try_for_each(|(blob, dst)| loader.read_blob_into(*blob, dst))
+        });
+        result.map_err(|e| errors::verify_error(py, &self.path, &e))
+    }
+
+    /// Closes the file; later calls raise.
+    fn close(&mut self) {
+        self.inner = None;
+    }
+
+    /// Whether the file is closed.
+    #[getter]
+    fn closed(&self) -> bool {
+        self.inner.is_none()
+    }
+}
+
+/// Verifies a whole file, as `tensorseal verify` does, and returns the report as a dict.
+#[pyfunction]
+#[pyo3(signature = (path, trust, threshold, expect, min_step, authenticate))]
+pub(crate) fn verify<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    trust: Vec<(String, Vec<u8>)>,
+    threshold: usize,
+    expect: BTreeMap<String, String>,
+    min_step: Option<u64>,
+    authenticate: bool,
+) -> PyResult<Bound<'py, PyDict>> {
+    let policy = policy(py, &trust, threshold, expect, min_step, authenticate)?;
+    let verified = py.detach(|| Checkpoint::open_verified(&path, &policy, &Limits::default()));
+    let report = match verified {
+        Ok((_, report)) => report,
+        Err(e) => return Err(errors::verify_error(py, &path, &e)),
+    };
+    let d = PyDict::new(py);
+    d.set_item("manifest_sha256", hex::encode(report.manifest_sha256))?;
+    d.set_item("file_length", report.file_length)?;
+    let signers: Vec<(String, bool)> = report
+        .signers
+        .iter()
+        .map(|s| (s.key_id.clone(), s.trusted))
+        .collect();
+    d.set_item("signers", signers)?;
+    d.set_item("authenticated", report.authenticated)?;
+    d.set_item("blobs", report.blobs)?;
+    d.set_item("chunks", report.chunks)?;
+    d.set_item("bytes_hashed", report.bytes_hashed)?;
+    Ok(d)
+}
