@@ -9,6 +9,7 @@ mod layout;
 mod limits;
 mod loader;
 mod manifest;
+mod mapped;
 mod mmap;
 mod reader;
 mod tree;
@@ -27,7 +28,8 @@ pub use loader::Loader;
 pub use manifest::{
     BlobEntry, Digest, FORMAT_VERSION, Manifest, ZstdCodec, check_metadata_entry, parse_step,
 };
-pub use mmap::{FileBytes, MapMode};
+pub use mapped::{BlobMemory, MappedLoader};
+pub use mmap::{FileBytes, MapMode, PrivateMap};
 pub use reader::Checkpoint;
 pub use tree::{
     BlobId, Global, Int, Node, Object, PathSegment, Tensor, TensorKind, Typed, dotted_path,
