@@ -51,6 +51,15 @@ def _framework(framework):
     return framework
 
 
+MODES = ("copy", "mmap")
+
+
+def _mode(mode):
+    if mode not in MODES:
+        raise InvalidInputError(f"mode must be 'copy' or 'mmap', not {mode!r}")
+    return mode
+
+
 def _policy(path, trust, verify, threshold, expect, min_step):
     """Arguments for the native open/verify: (keys, threshold, expect, min_step, authenticate)."""
     if verify:
@@ -75,14 +84,15 @@ def _policy(path, trust, verify, threshold, expect, min_step):
     return keys, threshold, expect, min_step, bool(verify)
 
 
-def _open_native(path, trust, verify, threshold, expect, min_step):
+def _open_native(path, trust, verify, threshold, expect, min_step, mode):
     path = _path(path)
-    return _native.open(path, *_policy(path, trust, verify, threshold, expect, min_step))
+    return _native.open(path, *_policy(path, trust, verify, threshold, expect, min_step),
+                        mode == "mmap")
 
 
 # -- load --------------------------------------------------------------------------------------
 def load(path, trust=None, *, framework="torch", verify=True, threshold=1, expect=None,
-         min_step=None):
+         min_step=None, mode="copy"):
     """Loads a checkpoint, verified first, and returns the object that was saved.
 
     ``trust`` is the public keys you trust (paths of PEM/DER key files, or key bytes); at
@@ -91,9 +101,24 @@ def load(path, trust=None, *, framework="torch", verify=True, threshold=1, expec
     older checkpoint (rollback).
 
     The signatures are checked before the manifest is parsed; then every tensor's bytes are
-    read from the file **into the memory that the returned tensors use** and hashed there, so
-    a file changed on disk during or after loading cannot slip in. Nothing is returned unless
-    every check passed: a failure raises :class:`VerificationError`.
+    checked against the signed digests, and only then is anything built. Nothing is returned
+    unless every check passed: a failure raises :class:`VerificationError`. ``mode`` says where
+    the verified bytes live:
+
+    - ``"copy"`` (the default): each tensor's bytes are read from the file **into the memory
+      that the returned tensor uses** and hashed there, so a file changed on disk during or
+      after loading cannot slip in. Costs a copy and fresh memory for every byte.
+    - ``"mmap"``: the file is mapped private and copy-on-write, every raw tensor is hashed in
+      place in the mapping (in parallel), and the returned tensors and arrays are zero-copy,
+      writable views of it: writing one changes the process's private copy of those pages,
+      never the file. The mapping stays alive while any of them does (it is unmapped when the
+      last is garbage-collected). Compressed tensors are decoded into memory of their own,
+      verified there. **Pages not written remain the file's page cache: if the file is
+      modified after verification, the tensors show the new bytes, unverified, and if it is
+      truncated, touching them crashes the process (SIGBUS).** Use ``"mmap"`` only for files
+      nobody can write once you have verified them (read-only storage, fs-verity, a sealed
+      memfd): the exposure of safetensors' and ``torch.load(mmap=True)``'s mappings, with
+      verification added. Tensors loaded this way cannot be resized in place.
 
     ``verify=False`` skips authenticity only (who signed; ``trust`` must then be omitted):
     integrity is still checked, every byte against its digest and any signature present
@@ -105,15 +130,15 @@ def load(path, trust=None, *, framework="torch", verify=True, threshold=1, expec
     ``framework="numpy"`` returns every tensor as a numpy array (parameter kind,
     ``requires_grad`` and tensor attributes are dropped) and never imports torch: torch
     values (``torch.Size``, ``dtype``, ``device``) come back as :class:`Typed` records.
-    bfloat16 and float8 tensors need the ``ml_dtypes`` package in numpy mode; without it they
-    raise :class:`UnsupportedError` naming the tensor, before anything is read.
+    bfloat16 and float8 tensors need the ``ml_dtypes`` package there; without it they raise
+    :class:`UnsupportedError` naming the tensor, before anything is read.
 
     Tensors that shared memory when saved (tied weights) share memory when loaded. Classes the
     producer did not know come back as inert :class:`Object` / :class:`Global` records;
     nothing named in the file is ever imported or called.
     """
     framework = _framework(framework)
-    native = _open_native(path, trust, verify, threshold, expect, min_step)
+    native = _open_native(path, trust, verify, threshold, expect, min_step, _mode(mode))
     try:
         return materialize(native, native.tree(), framework)
     finally:
@@ -125,8 +150,10 @@ class Checkpoint:
     """A verified file open for partial loading; see :func:`open`.
 
     Opening checked the signatures, manifest and metadata but read no tensor data. Each
-    :meth:`get` reads one tensor's bytes from the file into new memory and checks them against
-    the signed digests before returning it.
+    :meth:`get` checks one tensor's bytes against the signed digests before returning it:
+    in ``"copy"`` mode it reads them from the file into new memory, in ``"mmap"`` mode it
+    verifies them in place in the mapping (the first time that tensor's blob is used) and
+    returns a view of them, so two ``get`` of one tensor share memory.
     """
 
     def __init__(self, native, path, framework):
@@ -147,12 +174,18 @@ class Checkpoint:
         self.close()
 
     def close(self):
-        """Closes the file."""
+        """Closes the file. In ``"mmap"`` mode, tensors already returned stay valid: the mapping
+        is unmapped when the last of them is gone."""
         self._native.close()
 
     @property
     def closed(self) -> bool:
         return self._native.closed
+
+    @property
+    def mode(self) -> str:
+        """``"copy"`` or ``"mmap"``, as opened."""
+        return self._native.mode
 
     # what is known without reading tensors
     @property
@@ -209,33 +242,35 @@ class Checkpoint:
                         names=self._names_by_index()).restore(self._native.tree())
 
     def get(self, name):
-        """Reads, verifies and returns one tensor (a torch tensor, or numpy array)."""
+        """Verifies and returns one tensor (a torch tensor, or numpy array)."""
         return materialize(self._native, self._form(name), self.framework)
 
     def __getitem__(self, name):
         return self.get(name)
 
     def load(self):
-        """Reads and verifies everything; the same object :func:`load` returns."""
+        """Verifies everything and returns the same object :func:`load` returns."""
         return materialize(self._native, self._native.tree(), self.framework)
 
     def __repr__(self):
         state = "closed" if self.closed else f"{len(self)} tensors"
-        return f"<tensorseal.Checkpoint {self.path!r} ({state})>"
+        return f"<tensorseal.Checkpoint {self.path!r} ({state}, {self.mode})>"
 
 
 def open(path, trust=None, *, framework="torch", verify=True, threshold=1, expect=None,  # noqa: A001
-         min_step=None) -> Checkpoint:
+         min_step=None, mode="copy") -> Checkpoint:
     """Opens a file for partial loading, with the same checks and arguments as :func:`load`
     up to the tensor data: the signatures (before the manifest is parsed), the manifest and
-    the metadata expectations. No tensor byte is read; :meth:`Checkpoint.get` reads and
-    verifies one tensor at a time. Use it as a context manager::
+    the metadata expectations. No tensor byte is read; :meth:`Checkpoint.get` verifies one
+    tensor at a time. ``mode`` is as for :func:`load`: ``"mmap"`` maps the file at open and
+    verifies each tensor in place when it is first used, with the same exposure to later
+    changes of the file. Use it as a context manager::
 
         with tensorseal.open("model.tseal", trust=["ci.pub"]) as ckpt:
             w = ckpt.get("model.embed.weight")
     """
     framework = _framework(framework)
-    native = _open_native(path, trust, verify, threshold, expect, min_step)
+    native = _open_native(path, trust, verify, threshold, expect, min_step, _mode(mode))
     return Checkpoint(native, _path(path), framework)
 
 
