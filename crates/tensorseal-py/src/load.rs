@@ -152,15 +152,20 @@ impl PyLoader {
         ToPython::new(root).node(py, root)
     }
 
-    /// Every tensor in document order: `(name, tensor form)`, the name as `inspect` shows it.
-    fn tensors<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+    /// Every tensor's name in document order, as `inspect` shows it.
+    fn names<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let root = self.opened(py)?.root();
-        let conv = ToPython::new(root);
-        let list = PyList::empty(py);
-        for (path, t) in root.tensors() {
-            list.append((dotted_path(&path), conv.tensor(py, t)?))?;
-        }
-        Ok(list)
+        PyList::new(py, root.tensors().iter().map(|(path, _)| dotted_path(path)))
+    }
+
+    /// The tensor form (see `ir.rs`) of the tensor at `index` in document order.
+    fn tensor<'py>(&self, py: Python<'py>, index: usize) -> PyResult<Bound<'py, PyAny>> {
+        let root = self.opened(py)?.root();
+        let tensors = root.tensors();
+        let (_, t) = tensors
+            .get(index)
+            .ok_or_else(|| errors::invalid(py, format!("no tensor number {index}")))?;
+        ToPython::new(root).tensor(py, t)
     }
 
     /// The signed metadata.

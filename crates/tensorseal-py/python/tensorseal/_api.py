@@ -160,11 +160,8 @@ class Checkpoint:
         self._native = native
         self.path = path
         self.framework = framework
-        self._tensors = native.tensors()  # [(name, form)] in document order
-        self._by_name = {}
-        for i, (name, _) in enumerate(self._tensors):
-            self._by_name.setdefault(name, []).append(i)
-        self._metadata = native.metadata()
+        self._names = None  # tensor names in document order, on first use
+        self._by_name = None  # name -> [document-order index]
 
     # context manager
     def __enter__(self):
@@ -191,7 +188,7 @@ class Checkpoint:
     @property
     def metadata(self) -> dict:
         """The signed metadata (``run_id``, ``step``, ...)."""
-        return dict(self._metadata)
+        return self._native.metadata()
 
     @property
     def signers(self) -> list:
@@ -202,9 +199,19 @@ class Checkpoint:
     def manifest_sha256(self) -> str:
         return self._native.manifest_sha256()
 
+    def _index(self):
+        if self._by_name is None:
+            names = self._native.names()
+            by_name = {}
+            for i, name in enumerate(names):
+                by_name.setdefault(name, []).append(i)
+            self._names, self._by_name = names, by_name
+        return self._by_name
+
     def names(self) -> list:
         """Tensor names in document order, dotted as ``tensorseal inspect`` shows them."""
-        return [name for name, _ in self._tensors]
+        self._index()
+        return list(self._names)
 
     def keys(self):
         return self.names()
@@ -213,27 +220,30 @@ class Checkpoint:
         return iter(self.names())
 
     def __len__(self):
-        return len(self._tensors)
+        self._index()
+        return len(self._names)
 
     def __contains__(self, name):
-        return name in self._by_name
+        return name in self._index()
 
     def _form(self, name):
-        found = self._by_name.get(name)
+        found = self._index().get(name)
         if not found:
             raise KeyError(name)
         if len(found) > 1:
             raise KeyError(f"{name!r} names {len(found)} tensors (keys containing dots?); "
                            f"use .tree to reach them")
-        return self._tensors[found[0]][1]
+        return self._native.tensor(found[0])
 
     def info(self, name):
         """Dtype, shape, kind and size of a tensor, without reading it."""
+        form = self._form(name)
         return Restorer(self.framework, {}, placeholders=True,
-                        names=self._names_by_index()).tensor(self._form(name), [name])
+                        names=self._names_by_index()).tensor(form, [name])
 
     def _names_by_index(self):
-        return {form[7]: name for name, form in self._tensors}
+        self._index()
+        return dict(enumerate(self._names))
 
     @property
     def tree(self):
