@@ -1,9 +1,11 @@
 //! Canonical CBOR (spec §3.1): a strict decoder into borrowed items and an encoder.
 //!
-//! Heads are read and written with `ciborium-ll`. Strictness is layered on top: every decoded head
-//! is re-encoded and compared with the input bytes (shortest integers, lengths and floats), map
-//! keys must be strictly increasing by their encoded bytes, and only the item kinds the format uses
-//! are accepted. Items borrow strings from the input, so decoding copies nothing.
+//! Heads are written with `ciborium-ll`. Reading is strict: integer and length heads are parsed
+//! here with the shortest-form rule checked directly, and every other head (floats above all) is
+//! decoded with `ciborium-ll`, re-encoded and compared with the input bytes; a property test keeps
+//! the two paths in agreement. Map keys must be strictly increasing by their encoded bytes, and
+//! only the item kinds the format uses are accepted. Items borrow strings from the input, so
+//! decoding copies nothing.
 
 use ciborium_ll::{Decoder, Encoder, Header};
 
@@ -125,7 +127,77 @@ impl<'a> StrictDecoder<'a> {
     }
 
     /// Reads one head at `pos`, checks it is canonical, and advances past it.
+    ///
+    /// Integer heads (major types 0-6) and the one-byte simple values are parsed here, with the
+    /// shortest-form rule checked directly; every other major-type-7 head (floats, two-byte
+    /// simple values, reserved and break codes) goes through [`Self::head_via_encoder`]. Both
+    /// accept and reject exactly the same bytes (a property test checks every initial byte).
     fn head(&mut self) -> Result<Header, CborError> {
+        let start = self.pos;
+        let rest = &self.input[start..];
+        let Some((&initial, tail)) = rest.split_first() else {
+            return Err(self.err(start, CborErrorKind::Truncated));
+        };
+        let major = initial >> 5;
+        let info = initial & 0x1f;
+        if major == 7 {
+            let simple = match info {
+                20..=23 => info, // false, true, null, undefined
+                _ => return self.head_via_encoder(),
+            };
+            self.pos = start + 1;
+            return Ok(Header::Simple(simple));
+        }
+        let (arg, len) = match info {
+            0..=23 => (u64::from(info), 1),
+            24..=27 => {
+                let n = 1usize << (info - 24);
+                let bytes = tail
+                    .get(..n)
+                    .ok_or_else(|| self.err(start, CborErrorKind::Truncated))?;
+                let arg = bytes.iter().fold(0u64, |v, &b| (v << 8) | u64::from(b));
+                // The shortest form: a value that fits the next smaller argument size (or the
+                // initial byte itself, below 24) must use it.
+                let smallest = match info {
+                    24 => 24,
+                    25 => 0x100,
+                    26 => 0x1_0000,
+                    _ => 0x1_0000_0000,
+                };
+                if arg < smallest {
+                    return Err(self.err(start, CborErrorKind::NotShortestForm));
+                }
+                (arg, 1 + n)
+            }
+            31 if (2..=5).contains(&major) => {
+                // Indefinite length: a well-formed head that the caller refuses.
+                self.pos = start + 1;
+                return Ok(match major {
+                    2 => Header::Bytes(None),
+                    3 => Header::Text(None),
+                    4 => Header::Array(None),
+                    _ => Header::Map(None),
+                });
+            }
+            _ => return Err(self.err(start, CborErrorKind::Malformed)),
+        };
+        let size = || usize::try_from(arg).map_err(|_| self.err(start, CborErrorKind::Truncated));
+        let header = match major {
+            0 => Header::Positive(arg),
+            1 => Header::Negative(arg),
+            2 => Header::Bytes(Some(size()?)),
+            3 => Header::Text(Some(size()?)),
+            4 => Header::Array(Some(size()?)),
+            5 => Header::Map(Some(size()?)),
+            _ => Header::Tag(arg),
+        };
+        self.pos = start + len;
+        Ok(header)
+    }
+
+    /// [`Self::head`] by decoding with `ciborium-ll`, re-encoding and comparing: the reference
+    /// for every head, used for floats (whose shortest form is the encoder's choice).
+    fn head_via_encoder(&mut self) -> Result<Header, CborError> {
         let start = self.pos;
         let rest = &self.input[start..];
         let mut dec = Decoder::from(rest);
@@ -134,9 +206,9 @@ impl<'a> StrictDecoder<'a> {
             ciborium_ll::Error::Syntax(_) => self.err(start, CborErrorKind::Malformed),
         })?;
         let len = dec.offset();
-        let mut canonical = Vec::with_capacity(9);
-        encode_head(&mut canonical, header);
-        if canonical.as_slice() != &rest[..len] {
+        let mut canonical = [0u8; 9];
+        let written = encode_head_into(&mut canonical, header);
+        if canonical[..written] != rest[..len] {
             return Err(self.err(start, CborErrorKind::NotShortestForm));
         }
         self.pos = start + len;
@@ -270,12 +342,17 @@ impl<'a> StrictDecoder<'a> {
     }
 }
 
-fn encode_head(out: &mut Vec<u8>, header: Header) {
-    // A head is at most 9 bytes; encoding into a stack buffer of that size cannot fail.
-    let mut buf = [0u8; 9];
+/// Encodes `header` into `buf` and returns its length. A head is at most 9 bytes, so encoding
+/// into a buffer of that size cannot fail.
+fn encode_head_into(buf: &mut [u8; 9], header: Header) -> usize {
     let mut slice = &mut buf[..];
     let _ = Encoder::from(&mut slice).push(header);
-    let written = 9 - slice.len();
+    9 - slice.len()
+}
+
+fn encode_head(out: &mut Vec<u8>, header: Header) {
+    let mut buf = [0u8; 9];
+    let written = encode_head_into(&mut buf, header);
     out.extend_from_slice(&buf[..written]);
 }
 
@@ -460,6 +537,53 @@ mod tests {
         let mut lead = vec![0xc3, 0x4a, 0x00, 0x01];
         lead.extend([0; 8]);
         assert_eq!(kind(&lead), CborErrorKind::BignumNotCanonical);
+    }
+
+    /// The direct head parser agrees with decode-re-encode-compare on every initial byte followed
+    /// by arbitrary bytes: same header and length, or the same error.
+    #[test]
+    fn direct_heads_agree_with_the_encoder() {
+        use proptest::prelude::*;
+        let mut runner = proptest::test_runner::TestRunner::new(proptest::test_runner::Config {
+            cases: 20_000,
+            ..Default::default()
+        });
+        let check = |bytes: &[u8]| {
+            let mut a = StrictDecoder {
+                input: bytes,
+                pos: 0,
+                items: 0,
+                limits: LIMITS,
+            };
+            let mut b = StrictDecoder {
+                input: bytes,
+                pos: 0,
+                items: 0,
+                limits: LIMITS,
+            };
+            // Floats compare by their bits (NaN != NaN).
+            let key = |h: Result<Header, CborError>| match h {
+                Ok(Header::Float(f)) => format!("float {:#x}", f.to_bits()),
+                other => format!("{other:?}"),
+            };
+            assert_eq!(key(a.head()), key(b.head_via_encoder()), "{bytes:02x?}");
+            assert_eq!(a.pos, b.pos, "{bytes:02x?}");
+        };
+        for initial in 0..=255u8 {
+            for len in 0..=9usize {
+                for fill in [0x00u8, 0x01, 0x17, 0x18, 0xff] {
+                    let mut bytes = vec![initial];
+                    bytes.extend(std::iter::repeat_n(fill, len));
+                    check(&bytes);
+                }
+            }
+        }
+        runner
+            .run(&proptest::collection::vec(any::<u8>(), 0..12), |bytes| {
+                check(&bytes);
+                Ok(())
+            })
+            .unwrap();
     }
 
     #[test]

@@ -262,7 +262,8 @@ type R<T> = Result<T, SchemaError>;
 /// The fields of a CBOR map, checked against the keys a schema allows.
 pub(crate) struct Fields<'i, 'a> {
     map: &'i Item<'a>,
-    entries: Vec<(&'a str, &'i Item<'a>)>,
+    /// The map's entries, every key text and allowed (checked by `new`).
+    entries: &'i [(Item<'a>, Item<'a>)],
 }
 
 impl<'i, 'a> Fields<'i, 'a> {
@@ -270,8 +271,7 @@ impl<'i, 'a> Fields<'i, 'a> {
         let Value::Map(entries) = &item.value else {
             return Err(SchemaError::new(item, format!("{what} must be a map")));
         };
-        let mut out = Vec::with_capacity(entries.len());
-        for (k, v) in entries {
+        for (k, _) in entries {
             let Value::Text(key) = k.value else {
                 return Err(SchemaError::new(k, format!("{what} keys must be text")));
             };
@@ -281,19 +281,15 @@ impl<'i, 'a> Fields<'i, 'a> {
                     format!("unknown field {key:?} in {what}"),
                 ));
             }
-            out.push((key, v));
         }
-        Ok(Self {
-            map: item,
-            entries: out,
-        })
+        Ok(Self { map: item, entries })
     }
 
     pub(crate) fn get(&self, key: &str) -> Option<&'i Item<'a>> {
         self.entries
             .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| *v)
+            .find(|(k, _)| matches!(k.value, Value::Text(t) if t == key))
+            .map(|(_, v)| v)
     }
 
     pub(crate) fn require(&self, key: &str) -> R<&'i Item<'a>> {
@@ -649,8 +645,7 @@ impl<'a> SchemaDecoder<'_, 'a> {
             if !seen.insert(&self.input[k.offset..k.end]) {
                 return Err(SchemaError::new(k, "duplicate dict key").at(format!("[{i}]")));
             }
-            let seg = key_segment(&key);
-            let value = self.node(v, depth).map_err(|e| e.at(seg))?;
+            let value = self.node(v, depth).map_err(|e| e.at(key_segment(&key)))?;
             out.push((key, value));
         }
         Ok(out)
