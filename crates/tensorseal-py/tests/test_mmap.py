@@ -119,7 +119,7 @@ def test_every_single_byte_flip_is_detected(tmp, keys):
             tensorseal.load(p, trust=[keys[0][1]], mode="mmap")
 
 
-def test_signature_manifest_and_padding_checked_at_open(tmp, keys):
+def test_signature_manifest_and_padding_checked_before_anything_is_returned(tmp, keys):
     p = write(tmp / "x.tseal", keys)
     load = lambda: tensorseal.load(p, trust=[keys[0][1]], mode="mmap")  # noqa: E731
     original = p.read_bytes()
@@ -187,8 +187,10 @@ def test_mapping_lives_while_any_tensor_does(tmp, keys):
 def test_lazy_mmap_handle_outlives_close(tmp, keys):
     p = write(tmp / "lazy.tseal", keys)
     with tensorseal.open(p, trust=[keys[0][1]], mode="mmap") as ckpt:
-        assert ckpt.mode == "mmap" and mapped(p)
+        assert ckpt.mode == "mmap" and ckpt.names() == ["w", "b"]
+        assert not mapped(p)  # mapped when a tensor is first used
         w = ckpt.get("w")
+        assert mapped(p)
         w2 = ckpt["w"]
         assert w.data_ptr() == w2.data_ptr()  # one mapping: two gets share memory
     with pytest.raises(tensorseal.InvalidInputError, match="closed"):

@@ -1,30 +1,30 @@
 //! Verify-in-place loading (spec §7): the file in a private, copy-on-write mapping whose raw
 //! blobs are hashed where they lie and then handed out as writable memory, zero-copy.
 
-use crate::codec;
 use crate::error::{ReadError, VerifyError};
 use crate::layout::{Footer, SignatureEntry};
-use crate::limits::{CHUNK, Limits};
+use crate::limits::Limits;
+use crate::loader::Loader;
 use crate::manifest::Manifest;
-use crate::mmap::{FileBytes, MapMode};
-use crate::reader::{Checkpoint, Envelope};
+use crate::mmap::{self, FileBytes};
 use crate::tree::{BlobId, Node};
 use crate::verify::{self, SignerStatus, TrustPolicy};
-use rayon::prelude::*;
 use std::path::Path;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
-/// A file opened under a trust policy in a private, writable memory mapping, whose raw blobs are
-/// verified in place and then handed out as memory the caller may read and write: the zero-copy
-/// counterpart of [`Loader`](crate::Loader).
+/// A file opened under a trust policy whose raw blobs are verified in place, in a private,
+/// writable memory mapping, and then handed out as memory the caller may read and write: the
+/// zero-copy counterpart of [`Loader`].
 ///
-/// [`MappedLoader::open`] maps the file with [`MapMode::CopyOnWrite`], checks the layout, the
-/// signatures against the policy **before** parsing the manifest, the manifest, all padding and
-/// the metadata expectations. No blob has been hashed yet. [`MappedLoader::verify_blobs`] hashes
-/// blobs where they lie in the mapping (every chunk of every blob asked for, in parallel), after
-/// which [`MappedLoader::blob_memory`] hands out a verified raw blob's memory. Compressed blobs
-/// are never handed out: [`MappedLoader::read_blob_into`] hashes their frames in the mapping,
-/// decodes them into memory the caller owns and hashes the decoded bytes there.
+/// [`MappedLoader::open`] checks what [`Loader::open`] checks (layout, the signatures against
+/// the policy **before** the manifest is parsed, the manifest, the metadata expectations),
+/// reading those parts with `pread`; nothing is mapped or hashed yet. The first
+/// [`MappedLoader::verify_blobs`] maps the file with [`MapMode::CopyOnWrite`](crate::MapMode)
+/// (the file opened, not whatever the path names by then), and each call hashes the blobs asked
+/// for where they lie in the mapping (every chunk of all of them in parallel) and checks the
+/// padding after each. Then [`MappedLoader::blob_memory`] hands out a verified raw blob's memory.
+/// Compressed blobs are never handed out: [`MappedLoader::read_blob_into`] decodes them into
+/// memory the caller owns and verifies them there, as [`Loader::read_blob_into`] does.
 ///
 /// # What is and is not guaranteed
 /// Writes to handed-out memory go to the process's private copy of each page and never reach the
@@ -33,12 +33,13 @@ use std::sync::{Mutex, PoisonError};
 /// truncated, touching them raises SIGBUS. This is the exposure of every memory-mapped loader
 /// (safetensors, `torch.load(mmap=True)`), with verification added; use this type only for
 /// files nobody can write after they were verified (read-only storage, fs-verity, a sealed
-/// memfd). [`Loader`](crate::Loader) copies into caller memory and has no such window.
+/// memfd). [`Loader`] copies into caller memory and has no such window.
 ///
 /// # Invariants
 /// A blob's range of the mapping is read by this type only while the blob is not verified, under
 /// the `verified` lock; once verified it is never read or written here again, so memory handed
 /// out by [`MappedLoader::blob_memory`] is never read by this crate while its holder writes it.
+/// The mapping, once made, is exactly as long as the file was when it was opened.
 ///
 /// # Example
 /// ```
@@ -61,8 +62,10 @@ use std::sync::{Mutex, PoisonError};
 /// # Ok(()) }
 /// ```
 pub struct MappedLoader {
-    ckpt: Checkpoint,
-    signers: Vec<SignerStatus>,
+    loader: Loader,
+    /// The private mapping of `loader`'s file ([`FileBytes::Private`]), made by the first
+    /// `verify_blobs`, under the `verified` lock.
+    map: OnceLock<FileBytes>,
     /// Which blobs have been verified. Held while hashing, so a blob is never read while memory
     /// handed out for it exists.
     verified: Mutex<Vec<bool>>,
@@ -71,8 +74,8 @@ pub struct MappedLoader {
 impl std::fmt::Debug for MappedLoader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MappedLoader")
-            .field("checkpoint", &self.ckpt)
-            .field("signers", &self.signers)
+            .field("loader", &self.loader)
+            .field("mapped", &self.map.get().is_some())
             .finish_non_exhaustive()
     }
 }
@@ -109,61 +112,46 @@ impl BlobMemory {
 }
 
 impl MappedLoader {
-    /// Maps `path` private and writable, checks its layout, the signatures under `policy`
-    /// (before the manifest is parsed), the manifest, all padding and the metadata expectations.
-    /// Blob digests are checked by [`MappedLoader::verify_blobs`].
+    /// Opens `path` and checks its layout, the signatures under `policy` (before the manifest is
+    /// parsed), the manifest and the metadata expectations, as [`Loader::open`] does. Blob
+    /// digests and padding are checked by [`MappedLoader::verify_blobs`].
     pub fn open(
         path: &Path,
         policy: &TrustPolicy,
         limits: &Limits,
     ) -> Result<MappedLoader, VerifyError> {
-        let env = Envelope::open(path, limits, MapMode::CopyOnWrite)?;
-        let footer = env.footer;
-        // Authenticate before parsing: an untrusted manifest never reaches the decoder.
-        let signers = verify::check_signatures(
-            &env.signatures,
-            footer.content_length(),
-            &footer.manifest_sha256,
-            policy,
-        )?;
-        let ckpt = env.into_checkpoint(limits)?;
-        verify::check_metadata(ckpt.manifest(), policy)?;
-        let verified = Mutex::new(vec![false; ckpt.manifest().blobs.len()]);
+        let loader = Loader::open(path, policy, limits)?;
+        let verified = Mutex::new(vec![false; loader.manifest().blobs.len()]);
         Ok(MappedLoader {
-            ckpt,
-            signers,
+            loader,
+            map: OnceLock::new(),
             verified,
         })
     }
 
     /// The verified manifest.
     pub fn manifest(&self) -> &Manifest {
-        self.ckpt.manifest()
+        self.loader.manifest()
     }
 
     /// The checkpoint tree.
     pub fn root(&self) -> &Node {
-        self.ckpt.root()
+        self.loader.root()
     }
 
     /// The signatures and whether each key is trusted (all of them are valid).
     pub fn signers(&self) -> &[SignerStatus] {
-        &self.signers
+        self.loader.signers()
     }
 
     /// The signature entries.
     pub fn signatures(&self) -> &[SignatureEntry] {
-        self.ckpt.signatures()
+        self.loader.signatures()
     }
 
     /// The footer.
     pub fn footer(&self) -> &Footer {
-        self.ckpt.footer()
-    }
-
-    /// File length in bytes.
-    pub fn file_length(&self) -> u64 {
-        self.ckpt.file_length()
+        self.loader.footer()
     }
 
     fn blob_index(&self, blob: BlobId) -> Result<(), VerifyError> {
@@ -177,10 +165,33 @@ impl MappedLoader {
         .into())
     }
 
+    /// The mapping, made on first use. Called with the `verified` lock held, so only one
+    /// caller can make it.
+    fn mapping(&self) -> Result<&FileBytes, VerifyError> {
+        if let Some(map) = self.map.get() {
+            return Ok(map);
+        }
+        let map = mmap::map_private(self.loader.file()).map_err(ReadError::from)?;
+        let expected = self.loader.file_length();
+        if map.len() as u64 != expected {
+            // Blob offsets were checked against the length at open; a file that has changed
+            // length since then cannot be mapped in its place.
+            return Err(ReadError::Layout {
+                offset: 0,
+                what: format!(
+                    "the file is {} bytes long now, {expected} when it was opened",
+                    map.len()
+                ),
+            }
+            .into());
+        }
+        Ok(self.map.get_or_init(|| FileBytes::Private(map)))
+    }
+
     /// Verifies `blobs` in place: every stored chunk digest, and for compressed blobs every
-    /// decoded chunk, hashed in parallel across all chunks of all of them. Blobs verified before
-    /// are skipped. On failure nothing is marked verified and the error names the first failing
-    /// chunk in file order.
+    /// decoded chunk, hashed in parallel across all chunks of all of them, then the padding
+    /// after each. Blobs verified before are skipped. On failure nothing is marked verified and
+    /// the error names the first failing chunk in file order.
     pub fn verify_blobs(&self, blobs: &[BlobId]) -> Result<(), VerifyError> {
         for &b in blobs {
             self.blob_index(b)?;
@@ -194,11 +205,33 @@ impl MappedLoader {
         }
         // The lock is held while hashing: no verified blob (whose memory may be written) is in
         // `todo`, and none of `todo` can be handed out before it is marked.
-        verify::check_blobs(&self.ckpt, &todo)?;
+        let map = self.mapping()?;
+        verify::check_blobs(self.manifest(), map, &todo)?;
+        for &b in &todo {
+            self.check_padding(map, b)?;
+        }
         for b in todo {
             verified[b] = true;
         }
         Ok(())
+    }
+
+    /// The padding after a blob (up to the next blob, or the manifest) is covered by no digest:
+    /// it must be zero. It belongs to no blob, so it is never handed out.
+    fn check_padding(&self, map: &FileBytes, blob: BlobId) -> Result<(), VerifyError> {
+        let blobs = &self.manifest().blobs;
+        let start = blobs[blob].end();
+        let end = blobs
+            .get(blob + 1)
+            .map_or(self.footer().manifest_offset, |b| b.offset);
+        let padding = map.range(start as usize..end as usize);
+        match padding.iter().position(|&b| b != 0) {
+            None => Ok(()),
+            Some(i) => Err(ReadError::NonZeroPadding {
+                offset: start + i as u64,
+            }
+            .into()),
+        }
     }
 
     /// Whether `blob` has been verified.
@@ -215,8 +248,9 @@ impl MappedLoader {
         if entry.codec.is_some() || !self.is_verified(blob) {
             return None;
         }
-        let FileBytes::Private(map) = self.ckpt.bytes() else {
-            unreachable!("a MappedLoader always maps its file with MapMode::CopyOnWrite");
+        // A verified blob was verified in the mapping, so it exists.
+        let Some(FileBytes::Private(map)) = self.map.get() else {
+            return None;
         };
         let range = entry.offset as usize..entry.end() as usize;
         Some(BlobMemory {
@@ -225,63 +259,20 @@ impl MappedLoader {
         })
     }
 
-    /// Decodes a compressed blob into `dst` (exactly its logical length), verified: each frame is
-    /// hashed in the mapping, decoded, and the decoded bytes are hashed in `dst`. Chunks are
-    /// decoded in parallel. Raw blobs are refused: they are used in place through
-    /// [`MappedLoader::blob_memory`]. On failure `dst` holds unspecified bytes.
+    /// Decodes a compressed blob into `dst` (exactly its logical length), verified, as
+    /// [`Loader::read_blob_into`] does: the frames are read with `pread` and hashed, decoded
+    /// into `dst` and hashed there, chunks in parallel. Raw blobs are refused: they are used in
+    /// place through [`MappedLoader::blob_memory`]. On failure `dst` holds unspecified bytes.
     pub fn read_blob_into(&self, blob: BlobId, dst: &mut [u8]) -> Result<(), VerifyError> {
         self.blob_index(blob)?;
         let entry = &self.manifest().blobs[blob];
-        let Some(c) = &entry.codec else {
+        if entry.codec.is_none() {
             return Err(ReadError::Layout {
                 offset: entry.offset,
                 what: format!("blob {blob} is raw: it is used in place, not copied"),
             }
             .into());
-        };
-        if dst.len() as u64 != c.raw_length {
-            return Err(ReadError::Layout {
-                offset: entry.offset,
-                what: format!(
-                    "destination of {} bytes for blob {blob} of {} bytes",
-                    dst.len(),
-                    c.raw_length
-                ),
-            }
-            .into());
         }
-        let bytes = self.ckpt.bytes();
-        let frames = entry.stored_chunks();
-        let mismatch = |chunk: usize, offset: u64| VerifyError::DigestMismatch {
-            blob,
-            chunk,
-            offset,
-            tensor: self.ckpt.tensor_path_of(blob),
-        };
-        dst.par_chunks_mut(CHUNK as usize)
-            .zip(frames.par_iter())
-            .enumerate()
-            .try_for_each(|(i, (buf, &(offset, len)))| {
-                // Compressed blobs are never handed out, so their frames are never written.
-                let frame = bytes.range(offset as usize..(offset + len) as usize);
-                if codec::sha256(frame) != entry.sha256[i] {
-                    return Err(mismatch(i, offset));
-                }
-                let raw = codec::decompress_chunk(frame, buf.len(), usize::from(c.group)).map_err(
-                    |what| {
-                        VerifyError::Malformed(ReadError::Decode {
-                            blob,
-                            chunk: i,
-                            offset,
-                            what,
-                        })
-                    },
-                )?;
-                buf.copy_from_slice(&raw);
-                if codec::sha256(buf) != c.raw_sha256[i] {
-                    return Err(mismatch(i, offset));
-                }
-                Ok(())
-            })
+        self.loader.read_blob_into(blob, dst)
     }
 }

@@ -173,16 +173,7 @@ pub(crate) fn load(file: &mut File, len: u64, mode: MapMode) -> io::Result<FileB
         return Ok(FileBytes::Owned(v));
     }
     if mode == MapMode::CopyOnWrite {
-        // SAFETY: as for the read-only mapping below: mapped bytes are never trusted unchecked,
-        // every offset is bounds-checked against the mapping's length, and the bytes a caller
-        // uses are hashed in the mapping itself first (`MappedLoader`). The mapping is private
-        // (`MAP_PRIVATE`), so writes through it never reach the file or other processes; pages
-        // not yet written still show the page cache, so a concurrent writer of the file can
-        // change bytes after they were verified and a truncation raises SIGBUS. That exposure
-        // is documented on `MapMode::CopyOnWrite`, `MappedLoader` and in spec §7: the mode is
-        // for files nobody can write (read-only storage, fs-verity, a sealed memfd).
-        let map = unsafe { memmap2::MmapOptions::new().map_copy(&*file)? };
-        return Ok(FileBytes::Private(PrivateMap { map }));
+        return Ok(FileBytes::Private(map_private(file)?));
     }
     // A sealed memfd or an fs-verity file cannot change under the mapping: no unsafe needed.
     if let Ok(m) = memmap2::MmapOptions::new().map_if_safe(&*file) {
@@ -197,6 +188,21 @@ pub(crate) fn load(file: &mut File, len: u64, mode: MapMode) -> io::Result<FileB
     // untrusted writers use `MapMode::Read` or the hash-while-copy loader instead.
     let map = unsafe { memmap2::Mmap::map(&*file)? };
     Ok(FileBytes::Mapped(map))
+}
+
+/// Maps `file` private and writable (copy-on-write). The file must not be empty (a zero-length
+/// mapping is an error on Linux).
+pub(crate) fn map_private(file: &File) -> io::Result<PrivateMap> {
+    // SAFETY: as for the read-only mapping in `load`: mapped bytes are never trusted unchecked,
+    // every offset is bounds-checked against the mapping's length, and the bytes a caller uses
+    // are hashed in the mapping itself first (`MappedLoader`). The mapping is private
+    // (`MAP_PRIVATE`), so writes through it never reach the file or other processes; pages not
+    // yet written still show the page cache, so a concurrent writer of the file can change
+    // bytes after they were verified and a truncation raises SIGBUS. That exposure is
+    // documented on `MapMode::CopyOnWrite`, `MappedLoader` and in spec §7: the mode is for files
+    // nobody can write (read-only storage, fs-verity, a sealed memfd).
+    let map = unsafe { memmap2::MmapOptions::new().map_copy(file)? };
+    Ok(PrivateMap { map })
 }
 
 /// Hints the kernel that `range` of a mapped file is about to be read in order.

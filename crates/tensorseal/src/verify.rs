@@ -7,8 +7,8 @@ use crate::keys::PublicKey;
 use crate::layout::{self, SignatureEntry};
 use crate::limits::{CHUNK, Limits};
 use crate::manifest::{self, Digest, Manifest};
-use crate::mmap::{self, MapMode};
-use crate::reader::{Checkpoint, Envelope};
+use crate::mmap::{self, FileBytes, MapMode};
+use crate::reader::{self, Checkpoint, Envelope};
 use crate::tree::BlobId;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
@@ -177,14 +177,13 @@ struct ChunkJob {
 /// blob indices). Chunks of all blobs are hashed in parallel; the error reported is the first
 /// failing chunk in file order. Returns the number of chunks and of bytes hashed.
 ///
-/// Only the ranges of `blobs` are read (through `FileBytes::range`), never the whole file: a
+/// Only the ranges of `blobs` are read (through [`FileBytes::range`]), never the whole file: a
 /// [`MappedLoader`](crate::MappedLoader) verifies blobs while others are handed out for writing.
 pub(crate) fn check_blobs(
-    ckpt: &Checkpoint,
+    manifest: &Manifest,
+    bytes: &FileBytes,
     blobs: &[BlobId],
 ) -> Result<(usize, u64), VerifyError> {
-    let manifest = ckpt.manifest();
-    let bytes = ckpt.bytes();
     let jobs: Vec<ChunkJob> = blobs
         .iter()
         .flat_map(|&blob| {
@@ -223,7 +222,7 @@ pub(crate) fn check_blobs(
                 blob: job.blob,
                 chunk: job.chunk,
                 offset: job.offset,
-                tensor: ckpt.tensor_path_of(job.blob),
+                tensor: reader::tensor_path_of(&manifest.root, job.blob),
             });
         }
         Some(Ok((job, what))) => {
@@ -249,7 +248,7 @@ pub(crate) fn check_blobs(
 fn check_all_blobs(ckpt: &Checkpoint) -> Result<(usize, u64), VerifyError> {
     mmap::advise_sequential(ckpt.bytes());
     let all: Vec<BlobId> = (0..ckpt.manifest().blobs.len()).collect();
-    check_blobs(ckpt, &all)
+    check_blobs(ckpt.manifest(), ckpt.bytes(), &all)
 }
 
 impl Checkpoint {

@@ -276,19 +276,31 @@ fn mapped_loader_verifies_in_place_before_handing_out() {
             ));
         }
     }
-    // Untrusted: refused at open. Non-zero padding: refused at open.
+    // Untrusted: refused at open, before anything is mapped.
     write_sample(&path, Compression::None, &[]);
     assert!(matches!(
         MappedLoader::open(&path, &policy, &limits).unwrap_err(),
         VerifyError::Untrusted { .. }
     ));
+    // Non-zero padding after a blob: refused when that blob is verified.
     write_sample(&path, Compression::None, &[&key]);
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[64 + 24 * 4 + 1] = 1; // after blob 0 (96 bytes), before blob 1
     std::fs::write(&path, &bytes).unwrap();
+    let loader = MappedLoader::open(&path, &policy, &limits).unwrap();
+    loader.verify_blobs(&[1]).unwrap();
     assert!(matches!(
-        MappedLoader::open(&path, &policy, &limits).unwrap_err(),
+        loader.verify_blobs(&[0]).unwrap_err(),
         VerifyError::Malformed(ReadError::NonZeroPadding { .. })
+    ));
+    assert!(loader.blob_memory(0).is_none());
+    // A file that changed length between open and the first verification is not mapped.
+    let loader = MappedLoader::open(&path, &policy, &limits).unwrap();
+    bytes.truncate(bytes.len() - 1);
+    std::fs::write(&path, &bytes).unwrap();
+    assert!(matches!(
+        loader.verify_blobs(&[1]).unwrap_err(),
+        VerifyError::Malformed(ReadError::Layout { .. })
     ));
 }
 

@@ -272,9 +272,9 @@ def open(path, trust=None, *, framework="torch", verify=True, threshold=1, expec
     """Opens a file for partial loading, with the same checks and arguments as :func:`load`
     up to the tensor data: the signatures (before the manifest is parsed), the manifest and
     the metadata expectations. No tensor byte is read; :meth:`Checkpoint.get` verifies one
-    tensor at a time. ``mode`` is as for :func:`load`: ``"mmap"`` maps the file at open and
-    verifies each tensor in place when it is first used, with the same exposure to later
-    changes of the file. Use it as a context manager::
+    tensor at a time. ``mode`` is as for :func:`load`: ``"mmap"`` maps the file (the one
+    opened) when a tensor is first used and verifies each tensor in place the first time, with
+    the same exposure to later changes of the file. Use it as a context manager::
 
         with tensorseal.open("model.tseal", trust=["ci.pub"]) as ckpt:
             w = ckpt.get("model.embed.weight")
