@@ -1,15 +1,16 @@
 """Loading the same ~1 GiB checkpoint: tensorseal (fully verified, copy and mmap modes) vs
 safetensors vs torch.load.
 
-    python bench/python_load.py [--size-mib 1024] [--runs 5] [--dir DIR]
+    python bench/python_load.py [--size-mib 1024] [--runs 5] [--dir DIR] [--wait-idle 0.9]
 
 Every case runs in a fresh interpreter (so allocator state and peak RSS are its own), after
 reading the file once so the page cache is equally warm for all. Runs are interleaved (run 1 of
 every case, then run 2, ...) so that load from other processes spreads over all cases alike.
 Reported: median wall time of "load only" and of "load + touch" (a byte sum over every tensor:
 safetensors' load_file maps the file lazily, so only the second figure compares equal work) with
-the range over the runs, peak RSS above the interpreter's baseline (torch imported), and for the
-lazy handles the time to open a file and list its tensors.
+the range over the runs, the CPU time (user + system, all threads) of load + touch, which other
+processes disturb less than wall time, peak RSS above the interpreter's baseline (torch
+imported), and for the lazy handles the time to open a file and list its tensors.
 """
 
 from __future__ import annotations
@@ -103,8 +104,12 @@ def touch(obj):
     for t in obj.values():
         s += int(t.view(-1).view(torch.uint8).view(torch.int64).sum())
     return s
+def cpu():
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
 out = {}
 if mode == "load":
+    c0 = cpu()
     t0 = time.perf_counter()
     if case.startswith("tensorseal"):
         obj = tensorseal.load(path, trust=[pub], mode=tsmode)
@@ -117,7 +122,7 @@ if mode == "load":
     t1 = time.perf_counter()
     out["checksum"] = touch(obj)
     t2 = time.perf_counter()
-    out.update(load=t1 - t0, touch=t2 - t0, rss=rss() - base)
+    out.update(load=t1 - t0, touch=t2 - t0, cpu=cpu() - c0, rss=rss() - base)
 else:
     n = 200
     t0 = time.perf_counter()
@@ -144,7 +149,34 @@ print(json.dumps(out))
 """
 
 
+def cpu_idle(seconds):
+    """Fraction of CPU time idle over the next `seconds`, all cores (Linux /proc/stat)."""
+    def sample():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return v[3] + v[4], sum(v)
+    i0, t0 = sample()
+    time.sleep(seconds)
+    i1, t1 = sample()
+    return (i1 - i0) / max(t1 - t0, 1)
+
+
+WAIT_IDLE = None  # --wait-idle: (fraction, max seconds)
+
+
+def wait_idle():
+    """With --wait-idle, waits until the machine has been idle for two seconds (other
+    processes' load distorts every figure on a shared machine), for at most a set time."""
+    if WAIT_IDLE is None:
+        return
+    fraction, limit = WAIT_IDLE
+    deadline = time.monotonic() + limit
+    while cpu_idle(2.0) < fraction and time.monotonic() < deadline:
+        pass
+
+
 def run(case, path, pub, mode):
+    wait_idle()
     r = subprocess.run([sys.executable, "-c", CHILD, case, str(path), str(pub), mode],
                        check=True, capture_output=True, text=True)
     return json.loads(r.stdout.strip().splitlines()[-1])
@@ -156,7 +188,13 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--dir", type=pathlib.Path, default=None,
                     help="where to keep the checkpoints (default: a temporary directory)")
+    ap.add_argument("--wait-idle", type=float, default=None, metavar="FRACTION",
+                    help="before each run, wait (up to 10 minutes) until the CPUs have been at "
+                         "least this idle for 2 s, e.g. 0.9 on a shared machine")
     args = ap.parse_args()
+    global WAIT_IDLE
+    if args.wait_idle is not None:
+        WAIT_IDLE = (args.wait_idle, 600.0)
     tmp = None
     if args.dir is None:
         tmp = tempfile.TemporaryDirectory(prefix="tensorseal-bench-")
@@ -178,18 +216,20 @@ def main():
     results = {}
     for case, runs in load_runs.items():
         assert len({r["checksum"] for r in runs}) == 1
-        results[case] = {k: statistics.median(r[k] for r in runs) for k in ("load", "touch", "rss")}
+        results[case] = {k: statistics.median(r[k] for r in runs)
+                         for k in ("load", "touch", "cpu", "rss")}
         results[case]["touch_range"] = spread(runs, "touch")[1]
         results[case]["checksum"] = runs[0]["checksum"]
     checks = {r["checksum"] for r in results.values()}
     assert len(checks) == 1, f"the loaders returned different bytes: {results}"
 
     st = results[ST]
-    print("\n| loader | load only | load + touch (range) | vs safetensors (load + touch) | peak RSS |")
-    print("|---|---|---|---|---|")
+    print("\n| loader | load only | load + touch (range) | vs safetensors (load + touch) "
+          "| CPU time (load + touch) | peak RSS |")
+    print("|---|---|---|---|---|---|")
     for case, r in results.items():
         print(f"| {case} | {r['load']:.3f} s | {r['touch']:.3f} s ({r['touch_range']}) "
-              f"| {r['touch'] / st['touch']:.2f}x | {r['rss'] / 2**30:.2f} GiB |")
+              f"| {r['touch'] / st['touch']:.2f}x | {r['cpu']:.2f} s | {r['rss'] / 2**30:.2f} GiB |")
 
     lazy_runs = {case: [] for case in LAZY}
     for _ in range(args.runs):
