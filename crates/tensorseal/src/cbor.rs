@@ -25,6 +25,7 @@ pub(crate) enum CborErrorKind {
     UnsupportedSimple,
     InvalidUtf8,
     MapKeysNotSorted,
+    NonTextKey,
     BignumNotCanonical,
     BignumTooLarge { len: usize, limit: usize },
     TooDeep { limit: usize },
@@ -45,6 +46,7 @@ impl std::fmt::Display for CborErrorKind {
             Self::MapKeysNotSorted => {
                 write!(f, "map keys are duplicated or not in canonical order")
             }
+            Self::NonTextKey => write!(f, "map key is not a text string"),
             Self::BignumNotCanonical => {
                 write!(f, "bignum has a leading zero or fits a plain integer")
             }
@@ -212,6 +214,11 @@ impl<'a> StrictDecoder<'a> {
                 for _ in 0..n {
                     let key_start = self.pos;
                     let key = self.item(depth)?;
+                    // Spec §3.1: every map in a manifest or signature block has text keys,
+                    // including maps inside the extension area that no schema looks at.
+                    if !matches!(key.value, Value::Text(_)) {
+                        return Err(self.err(key_start, CborErrorKind::NonTextKey));
+                    }
                     let key_bytes = &self.input[key_start..self.pos];
                     if previous_key.is_some_and(|prev| prev >= key_bytes) {
                         return Err(self.err(key_start, CborErrorKind::MapKeysNotSorted));
@@ -417,6 +424,19 @@ mod tests {
         assert_eq!(
             kind(&[0xa2, 0x62, b'a', b'a', 1, 0x61, b'b', 2]),
             CborErrorKind::MapKeysNotSorted
+        );
+    }
+
+    #[test]
+    fn rejects_non_text_map_keys() {
+        // {1: 2}
+        assert_eq!(kind(&[0xa1, 0x01, 0x02]), CborErrorKind::NonTextKey);
+        // {"a": {h'00': null}}
+        assert_eq!(
+            decode(&[0xa1, 0x61, b'a', 0xa1, 0x41, 0x00, 0xf6], LIMITS)
+                .unwrap_err()
+                .offset,
+            4
         );
     }
 

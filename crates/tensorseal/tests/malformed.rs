@@ -727,7 +727,6 @@ fn the_extension_area_is_ignored_but_must_hold_canonical_text_keyed_maps() {
 }
 
 #[test]
-#[ignore = "bug: maps inside ext may have non-text keys (fixed in the next commit)"]
 fn maps_inside_the_extension_area_have_text_keys() {
     // Spec §3.1: "All maps in the manifest have text keys", ext included.
     let C::M(mut top) = manifest(C::Null, vec![], &[]) else {
