@@ -596,17 +596,12 @@ impl<'a> SchemaDecoder<'_, 'a> {
     }
 
     fn nodes(&mut self, items: &[Item<'a>], depth: usize) -> R<Vec<Node>> {
-        let depth = self.deeper(
-            items.first().map_or(
-                &Item {
-                    offset: 0,
-                    end: 0,
-                    value: Value::Null,
-                },
-                |i| i,
-            ),
-            depth,
-        )?;
+        // Children sit one level deeper (spec §3.3). An empty container has none, so it may
+        // itself be at the maximum depth; otherwise the error names the first child too deep.
+        let Some(first) = items.first() else {
+            return Ok(Vec::new());
+        };
+        let depth = self.deeper(first, depth)?;
         items
             .iter()
             .enumerate()
@@ -634,7 +629,11 @@ impl<'a> SchemaDecoder<'_, 'a> {
 
     fn pairs(&mut self, item: &Item<'a>, depth: usize) -> R<Vec<(Node, Node)>> {
         let entries = array(item)?;
-        let depth = self.deeper(item, depth)?;
+        // As in `nodes`: an empty dict may sit at the maximum depth.
+        let Some(first) = entries.first() else {
+            return Ok(Vec::new());
+        };
+        let depth = self.deeper(first, depth)?;
         let mut out = Vec::with_capacity(entries.len());
         let mut seen = HashSet::with_capacity(entries.len());
         for (i, entry) in entries.iter().enumerate() {

@@ -881,7 +881,6 @@ fn tree_depth_is_limited_to_128_levels() {
 }
 
 #[test]
-#[ignore = "bug: an empty container at depth 128 is refused, at offset 0 (fixed in a later commit)"]
 fn an_empty_container_at_the_maximum_depth_is_accepted() {
     // Spec §3.3: depth counts nodes; an empty list at depth 128 has no node at depth 129.
     let (file, _) = file_with_root(nested_lists(127, C::A(vec![])));
