@@ -557,9 +557,10 @@ impl<'a> SchemaDecoder<'_, 'a> {
         let mut out = BTreeMap::new();
         for (k, v) in entries {
             let key = text(k)?;
-            let value = text(v).map_err(|e| e.at(format!("{key:?}")))?;
+            // Rendered like a dict key, `metadata["step"]`.
+            let value = text(v).map_err(|e| e.at(format!("[{key:?}]")))?;
             check_metadata_entry(key, value)
-                .map_err(|what| SchemaError::new(v, what).at(format!("{key:?}")))?;
+                .map_err(|what| SchemaError::new(v, what).at(format!("[{key:?}]")))?;
             out.insert(key.to_string(), value.to_string());
         }
         Ok(out)

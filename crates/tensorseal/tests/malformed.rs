@@ -977,7 +977,6 @@ fn metadata_values_are_checked() {
 }
 
 #[test]
-#[ignore = "bug: metadata paths render as metadata.\"step\" (fixed in a later commit)"]
 fn metadata_errors_name_the_key_as_dict_errors_do() {
     let m = manifest(C::Null, vec![], &[("step", "x")]).enc();
     let at = 64 + find(&m, &t("x").enc());
