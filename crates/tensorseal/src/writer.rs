@@ -304,8 +304,10 @@ impl Writer {
         };
         self.file.write_all(&footer.encode())?;
         let length = content_length + sig_block.len() as u64 + layout::FOOTER_LEN;
-        let temp = self.temp.take().expect("finish runs once");
+        // Until the rename succeeds, `Drop` still owns (and removes) the temporary file.
+        let temp = self.temp.clone().expect("finish runs once");
         persist(&self.file, &temp, &self.path)?;
+        self.temp = None;
         Ok(WrittenFile {
             path: self.path.clone(),
             length,

@@ -63,7 +63,6 @@ fn a_failed_finish_leaves_an_existing_file_untouched() {
 }
 
 #[test]
-#[ignore = "bug: the temporary file survives a failed rename (fixed in the next commit)"]
 fn a_failed_rename_leaves_no_temporary_file() {
     let dir = tempfile::tempdir().unwrap();
     // The final name is a non-empty directory: the rename fails after everything was written.
