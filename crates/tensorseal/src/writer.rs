@@ -81,6 +81,8 @@ pub struct Writer {
     pos: u64,
     blobs: Vec<BlobEntry>,
     options: WriteOptions,
+    /// A failed blob could not be cut off the file: its layout is unknown.
+    broken: bool,
 }
 
 /// Chunks processed together: enough to keep every core busy hashing or compressing, few enough
@@ -105,6 +107,7 @@ impl Writer {
             pos: 0,
             blobs: Vec::new(),
             options,
+            broken: false,
         };
         w.file.write_all(&layout::header())?;
         w.pos = layout::HEADER_LEN;
@@ -119,7 +122,17 @@ impl Writer {
     /// Writes one blob of tensor bytes and returns its id for [`Tensor::blob`](crate::Tensor).
     /// `dtype` selects the byte-grouping width when compressing. Empty data is an error: zero-size
     /// tensors have no blob.
+    ///
+    /// If writing fails, the file is cut back to where the blob started, so the writer can go on
+    /// as if this call had never been made.
     pub fn write_blob(&mut self, data: &[u8], dtype: DType) -> Result<BlobId, WriteError> {
+        let start = self.pos;
+        let result = self.write_blob_inner(data, dtype);
+        self.undo_on_error(start, result)
+    }
+
+    fn write_blob_inner(&mut self, data: &[u8], dtype: DType) -> Result<BlobId, WriteError> {
+        self.check_usable()?;
         if data.is_empty() {
             return Err(empty_blob());
         }
@@ -139,12 +152,56 @@ impl Writer {
 
     /// Writes one blob of `len` bytes supplied piece by piece, with memory bounded by a few
     /// chunks whatever `len` is.
+    ///
+    /// If the source or writing fails, the file is cut back to where the blob started, so the
+    /// writer can go on as if this call had never been made.
     pub fn write_blob_from(
         &mut self,
         source: &mut dyn BlobSource,
         len: u64,
         dtype: DType,
     ) -> Result<BlobId, WriteError> {
+        let start = self.pos;
+        let result = self.write_blob_from_inner(source, len, dtype);
+        self.undo_on_error(start, result)
+    }
+
+    /// Cuts the file back to `start` after a failed blob write. Bytes of the failed blob would
+    /// otherwise stay in the file and shift everything written after them away from the offsets
+    /// the manifest records. If even that fails, the writer refuses all further work.
+    fn undo_on_error(
+        &mut self,
+        start: u64,
+        result: Result<BlobId, WriteError>,
+    ) -> Result<BlobId, WriteError> {
+        if result.is_err() {
+            let rewound = self
+                .file
+                .set_len(start)
+                .and_then(|()| self.file.seek(SeekFrom::Start(start)));
+            if rewound.is_err() {
+                self.broken = true;
+            }
+        }
+        result
+    }
+
+    fn check_usable(&self) -> Result<(), WriteError> {
+        if self.broken {
+            return Err(WriteError::Io(io::Error::other(
+                "an earlier failed blob could not be removed from the file",
+            )));
+        }
+        Ok(())
+    }
+
+    fn write_blob_from_inner(
+        &mut self,
+        source: &mut dyn BlobSource,
+        len: u64,
+        dtype: DType,
+    ) -> Result<BlobId, WriteError> {
+        self.check_usable()?;
         if len == 0 {
             return Err(empty_blob());
         }
@@ -271,6 +328,7 @@ impl Writer {
         metadata: BTreeMap<String, String>,
         signers: &[&SecretKey],
     ) -> Result<WrittenFile, WriteError> {
+        self.check_usable()?;
         let manifest = Manifest {
             root,
             blobs: std::mem::take(&mut self.blobs),

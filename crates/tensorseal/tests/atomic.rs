@@ -92,7 +92,6 @@ impl BlobSource for Failing {
 }
 
 #[test]
-#[ignore = "bug: a failed blob write leaves its bytes in the file (fixed in a later commit)"]
 fn a_failed_blob_write_leaves_the_writer_consistent() {
     // One thread: the writer reads 2 chunks (32 MiB), writes them, then asks for more. The
     // source fails on the second batch, after the first was written.
