@@ -1034,3 +1034,27 @@ fn tensors_must_match_their_blobs() {
     ])))
     .unwrap();
 }
+
+#[test]
+#[ignore = "bug: max_signatures = usize::MAX overflows 1 + 5 * max_signatures (fixed next)"]
+fn limits_raised_to_their_maximum_do_not_overflow() {
+    // Callers may raise limits (spec §8); "no limit" written as MAX must not overflow anything.
+    let limits = Limits {
+        max_manifest_length: u64::MAX,
+        max_cbor_items: usize::MAX,
+        max_tree_depth: usize::MAX,
+        max_rank: usize::MAX,
+        max_bigint_bytes: usize::MAX,
+        max_signatures: usize::MAX,
+        max_metadata_entries: usize::MAX,
+        max_file_length: u64::MAX,
+        // The CBOR decoder recurses once per level: this one stays a real bound.
+        ..Limits::default()
+    };
+    let (file, _) = small_file(&[&signing_key(1), &signing_key(2)]);
+    Checkpoint::from_vec(file, &limits).unwrap();
+    let vectors = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../spec/vectors");
+    for name in ["all-kinds.tseal", "zstd.tseal"] {
+        Checkpoint::open(&vectors.join(name), &limits).unwrap();
+    }
+}
