@@ -173,13 +173,13 @@ pub(crate) fn cbor_error(section: &'static str, base: u64, e: CborError) -> Read
     match e.kind {
         CborErrorKind::TooManyItems { limit } => ReadError::LimitExceeded {
             what: "max_cbor_items",
-            value: limit as u64 + 1,
+            value: (limit as u64).saturating_add(1),
             limit: limit as u64,
             offset,
         },
         CborErrorKind::TooDeep { limit } => ReadError::LimitExceeded {
             what: "max_cbor_depth",
-            value: limit as u64 + 1,
+            value: (limit as u64).saturating_add(1),
             limit: limit as u64,
             offset,
         },

@@ -1036,7 +1036,6 @@ fn tensors_must_match_their_blobs() {
 }
 
 #[test]
-#[ignore = "bug: max_signatures = usize::MAX overflows 1 + 5 * max_signatures (fixed next)"]
 fn limits_raised_to_their_maximum_do_not_overflow() {
     // Callers may raise limits (spec §8); "no limit" written as MAX must not overflow anything.
     let limits = Limits {
