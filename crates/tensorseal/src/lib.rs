@@ -3,6 +3,8 @@ mod cbor;
 mod codec;
 mod dtype;
 mod error;
+#[doc(hidden)]
+pub mod fuzz;
 mod keys;
 mod layout;
 mod limits;
