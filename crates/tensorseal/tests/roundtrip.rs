@@ -361,12 +361,16 @@ fn check(path: &Path, tree: &Node, blobs: &[(Vec<u8>, DType)], meta: &BTreeMap<S
     // byte string: an independent check of map order, shortest heads and floats.
     let file = std::fs::read(path).unwrap();
     let manifest = common::manifest_of(&file);
-    let value: ciborium::Value =
-        ciborium::de::from_reader_with_recursion_limit(manifest, 4096).unwrap();
-    assert!(
-        common::canonical_from_ciborium(&value) == manifest,
-        "the manifest is not canonical by the independent encoder"
-    );
+    match ciborium::de::from_reader_with_recursion_limit::<ciborium::Value, _>(manifest, 4096) {
+        Ok(value) => assert!(
+            common::canonical_from_ciborium(&value) == manifest,
+            "the manifest is not canonical by the independent encoder"
+        ),
+        // ciborium turns bignums of up to 16 bytes into i128 and refuses those outside it
+        // (e.g. -2^127 - 1): a limit of the oracle, not of the file.
+        Err(ciborium::de::Error::Semantic(_, msg)) if msg == "integer too large" => {}
+        Err(e) => panic!("ciborium cannot decode the manifest: {e:?}"),
+    }
     // Reading it back through the manifest API and re-encoding gives the same bytes.
     let back = Manifest::from_bytes(manifest, 0, &Limits::default()).unwrap();
     assert!(back.to_bytes(&Limits::default()).unwrap() == manifest);
