@@ -136,9 +136,10 @@ impl<'a> StrictDecoder<'a> {
             ciborium_ll::Error::Syntax(_) => self.err(start, CborErrorKind::Malformed),
         })?;
         let len = dec.offset();
-        let mut canonical = Vec::with_capacity(9);
-        encode_head(&mut canonical, header);
-        if canonical.as_slice() != &rest[..len] {
+        // Re-encode on the stack: this runs once per item, a heap buffer here was a malloc/free
+        // pair per item of every manifest.
+        let (buf, n) = head_bytes(header);
+        if buf[..n] != rest[..len] {
             return Err(self.err(start, CborErrorKind::NotShortestForm));
         }
         self.pos = start + len;
@@ -277,13 +278,19 @@ impl<'a> StrictDecoder<'a> {
     }
 }
 
-fn encode_head(out: &mut Vec<u8>, header: Header) {
+/// The canonical encoding of a head: the bytes and how many of them are used.
+fn head_bytes(header: Header) -> ([u8; 9], usize) {
     // A head is at most 9 bytes; encoding into a stack buffer of that size cannot fail.
     let mut buf = [0u8; 9];
     let mut slice = &mut buf[..];
     let _ = Encoder::from(&mut slice).push(header);
     let written = 9 - slice.len();
-    out.extend_from_slice(&buf[..written]);
+    (buf, written)
+}
+
+fn encode_head(out: &mut Vec<u8>, header: Header) {
+    let (buf, n) = head_bytes(header);
+    out.extend_from_slice(&buf[..n]);
 }
 
 /// Appends canonical CBOR to a buffer. Callers emit map keys in canonical order; `sorted_map`

@@ -144,7 +144,10 @@ impl Manifest {
         let manifest = d
             .manifest(&item)
             .map_err(|e| e.into_read_error("manifest", base_offset))?;
-        let mut w = CborWriter::default();
+        // Sized for the expected output so that re-encoding never reallocates and copies.
+        let mut w = CborWriter {
+            buf: Vec::with_capacity(bytes.len()),
+        };
         encode_manifest(&mut w, &manifest, limits).map_err(|e| ReadError::Schema {
             section: "manifest",
             offset: base_offset,
@@ -656,8 +659,9 @@ impl<'a> SchemaDecoder<'_, 'a> {
             if !seen.insert(&self.input[k.offset..k.end]) {
                 return Err(SchemaError::new(k, "duplicate dict key").at(format!("[{i}]")));
             }
-            let seg = key_segment(&key);
-            let value = self.node(v, depth).map_err(|e| e.at(seg))?;
+            // The path segment is rendered only on error: formatting every key was a measurable
+            // share of opening a manifest with thousands of tensors.
+            let value = self.node(v, depth).map_err(|e| e.at(key_segment(&key)))?;
             out.push((key, value));
         }
         Ok(out)
