@@ -85,6 +85,10 @@ pub struct Writer {
     broken: bool,
 }
 
+/// Blobs up to this size are hashed on the calling thread: at 64 KiB hashing takes about as long
+/// as handing the work to another thread.
+const INLINE_HASH_MAX: usize = 64 << 10;
+
 /// Chunks processed together: enough to keep every core busy hashing or compressing, few enough
 /// to bound memory at a few dozen MiB.
 fn batch_chunks() -> usize {
@@ -143,10 +147,19 @@ impl Writer {
             }
         }
         let start = self.pos;
-        // Hash on the thread pool while this thread writes the same bytes.
-        let (sha256, written) =
-            rayon::join(|| codec::chunk_digests(data), || self.file.write_all(data));
-        written?;
+        let sha256 = if data.len() <= INLINE_HASH_MAX {
+            // Handing a small blob to the thread pool (a wake-up and a steal) costs more than
+            // hashing it here: optimizer states hold thousands of tiny tensors.
+            let sha256 = vec![codec::sha256(data)];
+            self.file.write_all(data)?;
+            sha256
+        } else {
+            // Hash on the thread pool while this thread writes the same bytes.
+            let (sha256, written) =
+                rayon::join(|| codec::chunk_digests(data), || self.file.write_all(data));
+            written?;
+            sha256
+        };
         self.end_blob(start, data.len() as u64, sha256, None)
     }
 
