@@ -29,6 +29,25 @@ fn arg<T: std::str::FromStr>(args: &[String], flag: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
+/// CPU time (user + system, all threads) this process has used, from /proc/self/stat, in
+/// seconds; 0 where that file does not exist. Less sensitive than wall time to other processes
+/// sharing the machine.
+fn cpu_s() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    // Clock ticks: 100 per second on Linux.
+    f.iter().sum::<f64>() / 100.0
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -95,9 +114,11 @@ fn write(out: &Path, compression: Compression, runs: usize) {
     let key = key();
     let mut times = Vec::new();
     let mut finishes = Vec::new();
+    let mut cpus = Vec::new();
     for _ in 0..runs {
         let _ = std::fs::remove_file(out);
         sync();
+        let cpu = cpu_s();
         let start = Instant::now();
         let options = WriteOptions {
             compression,
@@ -116,11 +137,13 @@ fn write(out: &Path, compression: Compression, runs: usize) {
         w.finish(Node::Dict(root), meta, &[&key]).unwrap();
         finishes.push(finish.elapsed().as_secs_f64());
         times.push(start.elapsed().as_secs_f64());
+        cpus.push(cpu_s() - cpu);
     }
     let len = std::fs::metadata(out).unwrap().len();
     let s = median(times);
     println!("write_s={s:.4}");
     println!("write_finish_s={:.4}", median(finishes));
+    println!("write_cpu_s={:.2}", median(cpus));
     println!("write_bytes={len}");
     println!("logical_bytes={total}");
     println!("write_mb_s={:.0}", total as f64 / s / 1e6);
@@ -129,16 +152,20 @@ fn write(out: &Path, compression: Compression, runs: usize) {
 fn verify(path: &Path, runs: usize) {
     let policy = TrustPolicy::trusting(vec![key().public_key()]);
     let mut times = Vec::new();
+    let mut cpus = Vec::new();
     let mut hashed = 0;
     for _ in 0..runs {
         warm(path);
+        let cpu = cpu_s();
         let start = Instant::now();
         let (_, report) = Checkpoint::open_verified(path, &policy, &Limits::default()).unwrap();
         times.push(start.elapsed().as_secs_f64());
+        cpus.push(cpu_s() - cpu);
         hashed = report.bytes_hashed;
     }
     let s = median(times);
     println!("verify_s={s:.4}");
+    println!("verify_cpu_s={:.2}", median(cpus));
     println!("verify_bytes_hashed={hashed}");
     println!(
         "verify_mb_s={:.0}",
@@ -188,10 +215,13 @@ fn open(path: &Path, runs: usize) {
     let mut opens = Vec::new();
     let mut verified = Vec::new();
     let mut tensors = 0;
+    let mut open_cpu = 0.0;
     for _ in 0..runs {
+        let cpu = cpu_s();
         let start = Instant::now();
         let ckpt = Checkpoint::open(path, &Limits::default()).unwrap();
         opens.push(start.elapsed().as_secs_f64());
+        open_cpu += cpu_s() - cpu;
         tensors = std::hint::black_box(ckpt.root().tensors().len());
         drop(ckpt);
         let start = Instant::now();
@@ -200,6 +230,8 @@ fn open(path: &Path, runs: usize) {
     }
     println!("open_tensors={tensors}");
     println!("open_ms={:.2}", median(opens) * 1e3);
+    // CPU ticks are 10 ms: the mean over all runs, not a median.
+    println!("open_cpu_ms={:.1}", open_cpu / runs as f64 * 1e3);
     println!("open_verified_ms={:.2}", median(verified) * 1e3);
 }
 
