@@ -25,6 +25,7 @@ pub(crate) enum CborErrorKind {
     UnsupportedSimple,
     InvalidUtf8,
     MapKeysNotSorted,
+    NonTextKey,
     BignumNotCanonical,
     BignumTooLarge { len: usize, limit: usize },
     TooDeep { limit: usize },
@@ -45,6 +46,7 @@ impl std::fmt::Display for CborErrorKind {
             Self::MapKeysNotSorted => {
                 write!(f, "map keys are duplicated or not in canonical order")
             }
+            Self::NonTextKey => write!(f, "map key is not a text string"),
             Self::BignumNotCanonical => {
                 write!(f, "bignum has a leading zero or fits a plain integer")
             }
@@ -134,9 +136,10 @@ impl<'a> StrictDecoder<'a> {
             ciborium_ll::Error::Syntax(_) => self.err(start, CborErrorKind::Malformed),
         })?;
         let len = dec.offset();
-        let mut canonical = Vec::with_capacity(9);
-        encode_head(&mut canonical, header);
-        if canonical.as_slice() != &rest[..len] {
+        // Re-encode on the stack: this runs once per item, a heap buffer here was a malloc/free
+        // pair per item of every manifest.
+        let (buf, n) = head_bytes(header);
+        if buf[..n] != rest[..len] {
             return Err(self.err(start, CborErrorKind::NotShortestForm));
         }
         self.pos = start + len;
@@ -212,6 +215,11 @@ impl<'a> StrictDecoder<'a> {
                 for _ in 0..n {
                     let key_start = self.pos;
                     let key = self.item(depth)?;
+                    // Spec §3.1: every map in a manifest or signature block has text keys,
+                    // including maps inside the extension area that no schema looks at.
+                    if !matches!(key.value, Value::Text(_)) {
+                        return Err(self.err(key_start, CborErrorKind::NonTextKey));
+                    }
                     let key_bytes = &self.input[key_start..self.pos];
                     if previous_key.is_some_and(|prev| prev >= key_bytes) {
                         return Err(self.err(key_start, CborErrorKind::MapKeysNotSorted));
@@ -270,13 +278,19 @@ impl<'a> StrictDecoder<'a> {
     }
 }
 
-fn encode_head(out: &mut Vec<u8>, header: Header) {
+/// The canonical encoding of a head: the bytes and how many of them are used.
+fn head_bytes(header: Header) -> ([u8; 9], usize) {
     // A head is at most 9 bytes; encoding into a stack buffer of that size cannot fail.
     let mut buf = [0u8; 9];
     let mut slice = &mut buf[..];
     let _ = Encoder::from(&mut slice).push(header);
     let written = 9 - slice.len();
-    out.extend_from_slice(&buf[..written]);
+    (buf, written)
+}
+
+fn encode_head(out: &mut Vec<u8>, header: Header) {
+    let (buf, n) = head_bytes(header);
+    out.extend_from_slice(&buf[..n]);
 }
 
 /// Appends canonical CBOR to a buffer. Callers emit map keys in canonical order; `sorted_map`
@@ -417,6 +431,19 @@ mod tests {
         assert_eq!(
             kind(&[0xa2, 0x62, b'a', b'a', 1, 0x61, b'b', 2]),
             CborErrorKind::MapKeysNotSorted
+        );
+    }
+
+    #[test]
+    fn rejects_non_text_map_keys() {
+        // {1: 2}
+        assert_eq!(kind(&[0xa1, 0x01, 0x02]), CborErrorKind::NonTextKey);
+        // {"a": {h'00': null}}
+        assert_eq!(
+            decode(&[0xa1, 0x61, b'a', 0xa1, 0x41, 0x00, 0xf6], LIMITS)
+                .unwrap_err()
+                .offset,
+            4
         );
     }
 

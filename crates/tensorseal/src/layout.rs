@@ -167,14 +167,16 @@ pub(crate) fn decode_signatures(
         bytes,
         DecodeLimits {
             max_depth: 2,
-            max_items: 1 + 5 * limits.max_signatures,
+            // An array head plus 5 items per entry (map, two keys, two byte strings); saturating,
+            // since callers may raise the limit to usize::MAX.
+            max_items: limits.max_signatures.saturating_mul(5).saturating_add(1),
             max_bigint_bytes: 0,
         },
     )
     .map_err(|e| match e.kind {
         cbor::CborErrorKind::TooManyItems { .. } => ReadError::LimitExceeded {
             what: "max_signatures",
-            value: limits.max_signatures as u64 + 1,
+            value: (limits.max_signatures as u64).saturating_add(1),
             limit: limits.max_signatures as u64,
             offset: base + e.offset as u64,
         },

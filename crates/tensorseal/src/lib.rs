@@ -3,6 +3,8 @@ mod cbor;
 mod codec;
 mod dtype;
 mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod json;
 mod keys;
 mod layout;

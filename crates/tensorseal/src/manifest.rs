@@ -144,7 +144,10 @@ impl Manifest {
         let manifest = d
             .manifest(&item)
             .map_err(|e| e.into_read_error("manifest", base_offset))?;
-        let mut w = CborWriter::default();
+        // Sized for the expected output so that re-encoding never reallocates and copies.
+        let mut w = CborWriter {
+            buf: Vec::with_capacity(bytes.len()),
+        };
         encode_manifest(&mut w, &manifest, limits).map_err(|e| ReadError::Schema {
             section: "manifest",
             offset: base_offset,
@@ -173,13 +176,13 @@ pub(crate) fn cbor_error(section: &'static str, base: u64, e: CborError) -> Read
     match e.kind {
         CborErrorKind::TooManyItems { limit } => ReadError::LimitExceeded {
             what: "max_cbor_items",
-            value: limit as u64 + 1,
+            value: (limit as u64).saturating_add(1),
             limit: limit as u64,
             offset,
         },
         CborErrorKind::TooDeep { limit } => ReadError::LimitExceeded {
             what: "max_cbor_depth",
-            value: limit as u64 + 1,
+            value: (limit as u64).saturating_add(1),
             limit: limit as u64,
             offset,
         },
@@ -557,9 +560,10 @@ impl<'a> SchemaDecoder<'_, 'a> {
         let mut out = BTreeMap::new();
         for (k, v) in entries {
             let key = text(k)?;
-            let value = text(v).map_err(|e| e.at(format!("{key:?}")))?;
+            // Rendered like a dict key, `metadata["step"]`.
+            let value = text(v).map_err(|e| e.at(format!("[{key:?}]")))?;
             check_metadata_entry(key, value)
-                .map_err(|what| SchemaError::new(v, what).at(format!("{key:?}")))?;
+                .map_err(|what| SchemaError::new(v, what).at(format!("[{key:?}]")))?;
             out.insert(key.to_string(), value.to_string());
         }
         Ok(out)
@@ -595,10 +599,15 @@ impl<'a> SchemaDecoder<'_, 'a> {
         Ok(depth + 1)
     }
 
-    /// The nodes of an array item, one level deeper than `depth`.
+    /// The nodes of an array item. Children sit one level deeper (spec §3.3). An empty
+    /// container has none, so it may itself be at the maximum depth; otherwise the error names
+    /// the first child too deep.
     fn nodes(&mut self, array_item: &Item<'a>, depth: usize) -> R<Vec<Node>> {
         let items = array(array_item)?;
-        let depth = self.deeper(array_item, depth)?;
+        let Some(first) = items.first() else {
+            return Ok(Vec::new());
+        };
+        let depth = self.deeper(first, depth)?;
         items
             .iter()
             .enumerate()
@@ -627,7 +636,11 @@ impl<'a> SchemaDecoder<'_, 'a> {
 
     fn pairs(&mut self, item: &Item<'a>, depth: usize) -> R<Vec<(Node, Node)>> {
         let entries = array(item)?;
-        let depth = self.deeper(item, depth)?;
+        // As in `nodes`: an empty dict may sit at the maximum depth.
+        let Some(first) = entries.first() else {
+            return Ok(Vec::new());
+        };
+        let depth = self.deeper(first, depth)?;
         let mut out = Vec::with_capacity(entries.len());
         let mut seen = HashSet::with_capacity(entries.len());
         for (i, entry) in entries.iter().enumerate() {
@@ -649,8 +662,9 @@ impl<'a> SchemaDecoder<'_, 'a> {
             if !seen.insert(&self.input[k.offset..k.end]) {
                 return Err(SchemaError::new(k, "duplicate dict key").at(format!("[{i}]")));
             }
-            let seg = key_segment(&key);
-            let value = self.node(v, depth).map_err(|e| e.at(seg))?;
+            // The path segment is rendered only on error: formatting every key was a measurable
+            // share of opening a manifest with thousands of tensors.
+            let value = self.node(v, depth).map_err(|e| e.at(key_segment(&key)))?;
             out.push((key, value));
         }
         Ok(out)

@@ -81,7 +81,13 @@ pub struct Writer {
     pos: u64,
     blobs: Vec<BlobEntry>,
     options: WriteOptions,
+    /// A failed blob could not be cut off the file: its layout is unknown.
+    broken: bool,
 }
+
+/// Blobs up to this size are hashed on the calling thread: at 64 KiB hashing takes about as long
+/// as handing the work to another thread.
+const INLINE_HASH_MAX: usize = 64 << 10;
 
 /// Chunks processed together: enough to keep every core busy hashing or compressing, few enough
 /// to bound memory at a few dozen MiB.
@@ -105,6 +111,7 @@ impl Writer {
             pos: 0,
             blobs: Vec::new(),
             options,
+            broken: false,
         };
         w.file.write_all(&layout::header())?;
         w.pos = layout::HEADER_LEN;
@@ -119,7 +126,17 @@ impl Writer {
     /// Writes one blob of tensor bytes and returns its id for [`Tensor::blob`](crate::Tensor).
     /// `dtype` selects the byte-grouping width when compressing. Empty data is an error: zero-size
     /// tensors have no blob.
+    ///
+    /// If writing fails, the file is cut back to where the blob started, so the writer can go on
+    /// as if this call had never been made.
     pub fn write_blob(&mut self, data: &[u8], dtype: DType) -> Result<BlobId, WriteError> {
+        let start = self.pos;
+        let result = self.write_blob_inner(data, dtype);
+        self.undo_on_error(start, result)
+    }
+
+    fn write_blob_inner(&mut self, data: &[u8], dtype: DType) -> Result<BlobId, WriteError> {
+        self.check_usable()?;
         if data.is_empty() {
             return Err(empty_blob());
         }
@@ -130,21 +147,74 @@ impl Writer {
             }
         }
         let start = self.pos;
-        // Hash on the thread pool while this thread writes the same bytes.
-        let (sha256, written) =
-            rayon::join(|| codec::chunk_digests(data), || self.file.write_all(data));
-        written?;
+        let sha256 = if data.len() <= INLINE_HASH_MAX {
+            // Handing a small blob to the thread pool (a wake-up and a steal) costs more than
+            // hashing it here: optimizer states hold thousands of tiny tensors.
+            let sha256 = vec![codec::sha256(data)];
+            self.file.write_all(data)?;
+            sha256
+        } else {
+            // Hash on the thread pool while this thread writes the same bytes.
+            let (sha256, written) =
+                rayon::join(|| codec::chunk_digests(data), || self.file.write_all(data));
+            written?;
+            sha256
+        };
         self.end_blob(start, data.len() as u64, sha256, None)
     }
 
     /// Writes one blob of `len` bytes supplied piece by piece, with memory bounded by a few
     /// chunks whatever `len` is.
+    ///
+    /// If the source or writing fails, the file is cut back to where the blob started, so the
+    /// writer can go on as if this call had never been made.
     pub fn write_blob_from(
         &mut self,
         source: &mut dyn BlobSource,
         len: u64,
         dtype: DType,
     ) -> Result<BlobId, WriteError> {
+        let start = self.pos;
+        let result = self.write_blob_from_inner(source, len, dtype);
+        self.undo_on_error(start, result)
+    }
+
+    /// Cuts the file back to `start` after a failed blob write. Bytes of the failed blob would
+    /// otherwise stay in the file and shift everything written after them away from the offsets
+    /// the manifest records. If even that fails, the writer refuses all further work.
+    fn undo_on_error(
+        &mut self,
+        start: u64,
+        result: Result<BlobId, WriteError>,
+    ) -> Result<BlobId, WriteError> {
+        if result.is_err() {
+            let rewound = self
+                .file
+                .set_len(start)
+                .and_then(|()| self.file.seek(SeekFrom::Start(start)));
+            if rewound.is_err() {
+                self.broken = true;
+            }
+        }
+        result
+    }
+
+    fn check_usable(&self) -> Result<(), WriteError> {
+        if self.broken {
+            return Err(WriteError::Io(io::Error::other(
+                "an earlier failed blob could not be removed from the file",
+            )));
+        }
+        Ok(())
+    }
+
+    fn write_blob_from_inner(
+        &mut self,
+        source: &mut dyn BlobSource,
+        len: u64,
+        dtype: DType,
+    ) -> Result<BlobId, WriteError> {
+        self.check_usable()?;
         if len == 0 {
             return Err(empty_blob());
         }
@@ -271,6 +341,7 @@ impl Writer {
         metadata: BTreeMap<String, String>,
         signers: &[&SecretKey],
     ) -> Result<WrittenFile, WriteError> {
+        self.check_usable()?;
         let manifest = Manifest {
             root,
             blobs: std::mem::take(&mut self.blobs),
@@ -304,8 +375,10 @@ impl Writer {
         };
         self.file.write_all(&footer.encode())?;
         let length = content_length + sig_block.len() as u64 + layout::FOOTER_LEN;
-        let temp = self.temp.take().expect("finish runs once");
+        // Until the rename succeeds, `Drop` still owns (and removes) the temporary file.
+        let temp = self.temp.clone().expect("finish runs once");
         persist(&self.file, &temp, &self.path)?;
+        self.temp = None;
         Ok(WrittenFile {
             path: self.path.clone(),
             length,
