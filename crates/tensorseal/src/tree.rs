@@ -229,6 +229,15 @@ impl Int {
         })
     }
 
+    /// An integer from an `i128`.
+    pub(crate) fn from_i128(v: i128) -> Int {
+        if (SMALL_MIN..=SMALL_MAX).contains(&v) {
+            Int(IntRepr::Small(v))
+        } else {
+            Int::from_sign_magnitude(v < 0, &v.unsigned_abs().to_be_bytes())
+        }
+    }
+
     /// Builds an integer from little-endian two's complement bytes, as pickle's LONG1 and LONG4
     /// store them. An empty slice is zero.
     pub fn from_le_twos_complement(bytes: &[u8]) -> Int {

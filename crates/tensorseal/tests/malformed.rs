@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use tensorseal::{Checkpoint, Limits, ReadError};
+use tensorseal::{Checkpoint, Limits, MAX_TREE_DEPTH_HARD, ReadError};
 
 fn open(bytes: Vec<u8>) -> Result<Checkpoint, ReadError> {
     Checkpoint::from_vec(bytes, &Limits::default())
@@ -509,20 +509,35 @@ fn map_keys_must_be_sorted_and_unique() {
         "not in canonical order",
     );
     // Longer keys sort after shorter ones even when their bytes are smaller: "aa" before "b".
-    let (file, at) = file_with_root(C::A(vec![C::Raw(
-        [
-            head(5, 2),
-            t("aa").enc(),
-            vec![0xf6],
-            t("b").enc(),
-            vec![0xf6],
-        ]
-        .concat(),
-    )]));
+    // In the extension area, where no schema looks at the map first.
+    let C::M(mut with_ext) = manifest(C::Null, vec![], &[]) else {
+        unreachable!()
+    };
+    let unsorted = C::M(vec![(t("aa"), C::Null), (t("b"), C::Null)]);
+    with_ext.insert(
+        0,
+        (t("ext"), C::map(vec![("org.example.a", unsorted.clone())])),
+    );
+    let bytes = C::M(with_ext).enc();
+    let at = 64 + find(&bytes, &unsorted.enc()) + 1 + 3 + 1;
+    assert_cbor(
+        open_err(assemble(&header(), &bytes, &signature_block(&[]))),
+        "manifest",
+        at,
+        "not in canonical order",
+    );
+    // The fields of a tensor out of order: "shape" before "dtype".
+    let fields = C::M(vec![
+        (t("blob"), C::Null),
+        (t("shape"), C::A(vec![C::U(0)])),
+        (t("dtype"), t("uint8")),
+    ]);
+    let (file, at) = file_with_root(C::wrap("tensor", fields.clone()));
+    let dtype_at = at + 1 + 7 + find(&fields.enc(), &t("dtype").enc());
     assert_cbor(
         open_err(file),
         "manifest",
-        at + 1 + 1 + 4,
+        dtype_at,
         "not in canonical order",
     );
     // A duplicated metadata key.
@@ -843,12 +858,13 @@ fn item_counts_signature_counts_and_bignum_sizes_have_limits() {
 
 #[test]
 fn cbor_depth_bombs_are_bounded() {
+    // In the tree, nesting is bounded by max_tree_depth first: the manifest map holds the root
+    // list at depth 1, and the list at depth 129 is refused at its first child.
     let mut bomb = vec![0x81; 100_000];
     bomb.push(0xf6);
     let (file, at) = file_with_root(C::Raw(bomb));
-    // The manifest map is level 1; the n-th nested array is level n + 1; level 401 is refused.
-    assert_limit(open_err(file), "max_cbor_depth", 400, at + 399);
-    // Wrapped nodes nest maps and arrays alternately.
+    assert_limit(open_err(file), "max_tree_depth", 128, at + 128);
+    // Wrapped nodes nest maps and arrays alternately: still one tree level per tuple.
     let mut bomb = Vec::new();
     for _ in 0..50_000 {
         bomb.extend(head(5, 1));
@@ -860,10 +876,29 @@ fn cbor_depth_bombs_are_bounded() {
     assert!(matches!(
         open_err(file),
         ReadError::LimitExceeded {
-            what: "max_cbor_depth",
+            what: "max_tree_depth",
             ..
         }
     ));
+    // In the extension area, which holds any CBOR, by max_cbor_depth = 5 × max_tree_depth: the
+    // manifest map is level 1, ext level 2, and the n-th nested array level n + 2.
+    let C::M(mut top) = manifest(C::Null, vec![], &[]) else {
+        unreachable!()
+    };
+    let mut bomb = vec![0x81; 100_000];
+    bomb.push(0xf6);
+    top.insert(
+        0,
+        (t("ext"), C::map(vec![("org.example.deep", C::Raw(bomb))])),
+    );
+    let m = C::M(top).enc();
+    let at = 64 + find(&m, &t("org.example.deep").enc()) + 17;
+    assert_limit(
+        open_err(assemble(&header(), &m, &signature_block(&[]))),
+        "max_cbor_depth",
+        640,
+        at + 638,
+    );
 }
 
 fn nested_lists(levels: usize, inner: C) -> C {
@@ -1047,8 +1082,6 @@ fn limits_raised_to_their_maximum_do_not_overflow() {
         max_signatures: usize::MAX,
         max_metadata_entries: usize::MAX,
         max_file_length: u64::MAX,
-        // The CBOR decoder recurses once per level: this one stays a real bound.
-        ..Limits::default()
     };
     let (file, _) = small_file(&[&signing_key(1), &signing_key(2)]);
     Checkpoint::from_vec(file, &limits).unwrap();
@@ -1056,4 +1089,32 @@ fn limits_raised_to_their_maximum_do_not_overflow() {
     for name in ["all-kinds.tseal", "zstd.tseal"] {
         Checkpoint::open(&vectors.join(name), &limits).unwrap();
     }
+    // Nesting bombs under those limits: errors, not stack overflows, on this ordinary test
+    // thread. The tree depth stops at its hard maximum, the CBOR nesting at five times that.
+    let hard = MAX_TREE_DEPTH_HARD as u64;
+    let mut bomb = vec![0x81; 1_000_000];
+    bomb.push(0xf6);
+    let (file, at) = file_with_root(C::Raw(bomb.clone()));
+    assert_limit(
+        Checkpoint::from_vec(file, &limits).unwrap_err(),
+        "max_tree_depth",
+        hard,
+        at + hard as usize,
+    );
+    let C::M(mut top) = manifest(C::Null, vec![], &[]) else {
+        unreachable!()
+    };
+    top.insert(
+        0,
+        (t("ext"), C::map(vec![("org.example.deep", C::Raw(bomb))])),
+    );
+    let m = C::M(top).enc();
+    let at = 64 + find(&m, &t("org.example.deep").enc()) + 17;
+    let err = Checkpoint::from_vec(assemble(&header(), &m, &signature_block(&[])), &limits);
+    assert_limit(
+        err.unwrap_err(),
+        "max_cbor_depth",
+        5 * hard,
+        at + 5 * hard as usize - 2,
+    );
 }
