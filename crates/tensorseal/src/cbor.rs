@@ -180,32 +180,24 @@ impl<'a> Reader<'a> {
                 },
             ));
         }
-        let at_key = self.open.last().is_some_and(|o| o.map && o.left % 2 == 0);
         let token = self.token(start)?;
-        if at_key {
-            // Spec §3.1: every map in a manifest or signature block has text keys, including
-            // maps inside the extension area that no schema looks at.
-            if !matches!(token, Token::Text(_)) {
-                return Err(Self::err(start, CborErrorKind::NonTextKey));
-            }
-            let key = (start, self.pos);
-            let top = self.open.last_mut().expect("inside a map");
-            if let Some((a, b)) = top.previous_key
-                && self.input[a..b] >= self.input[key.0..key.1]
-            {
-                return Err(Self::err(start, CborErrorKind::MapKeysNotSorted));
-            }
-            top.previous_key = Some(key);
-        }
         if let Some(top) = self.open.last_mut() {
+            if top.map && top.left % 2 == 0 {
+                // Spec §3.1: every map in a manifest or signature block has text keys,
+                // including maps inside the extension area that no schema looks at.
+                if !matches!(token, Token::Text(_)) {
+                    return Err(Self::err(start, CborErrorKind::NonTextKey));
+                }
+                if let Some((a, b)) = top.previous_key
+                    && self.input[a..b] >= self.input[start..self.pos]
+                {
+                    return Err(Self::err(start, CborErrorKind::MapKeysNotSorted));
+                }
+                top.previous_key = Some((start, self.pos));
+            }
             top.left -= 1;
         }
-        let container = match token {
-            Token::Array(n) => Some((n, false)),
-            Token::Map(n) => Some((n, true)),
-            _ => None,
-        };
-        if let Some((n, map)) = container {
+        if let Token::Array(n) | Token::Map(n) = token {
             // Empty containers count too: nesting is a property of the encoding.
             if self.open.len() >= self.limits.max_depth {
                 return Err(Self::err(
@@ -216,6 +208,7 @@ impl<'a> Reader<'a> {
                 ));
             }
             if n > 0 {
+                let map = matches!(token, Token::Map(_));
                 self.open.push(Open {
                     left: if map { 2 * n } else { n },
                     map,
@@ -251,38 +244,40 @@ impl<'a> Reader<'a> {
     /// Reads the head at `start` (major type and argument), checks that re-encoding it gives the
     /// same bytes, and advances past it.
     fn head(&mut self, start: usize) -> Result<(u8, u64), CborError> {
-        let initial = *self
-            .input
+        let input = self.input;
+        let initial = *input
             .get(start)
             .ok_or_else(|| Self::err(start, CborErrorKind::Truncated))?;
         let (major, info) = (initial >> 5, initial & 0x1f);
-        let size = match info {
-            0..=23 => 0,
-            24 => 1,
-            25 => 2,
-            26 => 4,
-            27 => 8,
+        if info < 24 {
+            // A one-byte head is the only encoding of its value: nothing to compare.
+            self.pos = start + 1;
+            return Ok((major, u64::from(info)));
+        }
+        let truncated = || Self::err(start, CborErrorKind::Truncated);
+        let arg_at = start + 1;
+        let arg = match info {
+            24 => u64::from(*input.get(arg_at).ok_or_else(truncated)?),
+            25 => u64::from(u16::from_be_bytes(be(input, arg_at).ok_or_else(truncated)?)),
+            26 => u64::from(u32::from_be_bytes(be(input, arg_at).ok_or_else(truncated)?)),
+            27 => u64::from_be_bytes(be(input, arg_at).ok_or_else(truncated)?),
             31 if matches!(major, 2..=5 | 7) => {
                 return Err(Self::err(start, CborErrorKind::IndefiniteLength));
             }
             _ => return Err(Self::err(start, CborErrorKind::Malformed)),
         };
-        let arg_bytes = self
-            .input
-            .get(start + 1..start + 1 + size)
-            .ok_or_else(|| Self::err(start, CborErrorKind::Truncated))?;
-        let arg = if size == 0 {
-            u64::from(info)
-        } else {
-            arg_bytes.iter().fold(0u64, |a, &b| a << 8 | u64::from(b))
-        };
-        let end = start + 1 + size;
+        let end = arg_at + (1 << (info - 24));
         let canonical = match (major, info) {
             (7, 25..=27) => float_head(float_bits(info, arg)),
             (7, 24) => return Err(Self::err(start, CborErrorKind::UnsupportedSimple)),
             _ => encode_head(major, arg),
         };
-        if canonical.as_slice() != &self.input[start..end] {
+        // The re-encoding has the same major type and argument (or, for a float, widens to the
+        // same binary64 value), so it equals the input bytes exactly when it has their length.
+        debug_assert!(
+            usize::from(canonical.len) != end - start || canonical.as_slice() == &input[start..end]
+        );
+        if usize::from(canonical.len) != end - start {
             return Err(Self::err(start, CborErrorKind::NotShortestForm));
         }
         self.pos = end;
@@ -364,6 +359,11 @@ impl<'a> Reader<'a> {
             Token::BigNeg(bytes)
         })
     }
+}
+
+/// The `N` bytes at `at`, if there are that many.
+fn be<const N: usize>(input: &[u8], at: usize) -> Option<[u8; N]> {
+    input.get(at..at.checked_add(N)?)?.try_into().ok()
 }
 
 /// An encoded head: up to 9 bytes.
@@ -512,6 +512,11 @@ pub(crate) fn float_head(bits: u64) -> Head {
 /// Where encoded bytes go.
 pub(crate) trait Sink {
     fn put(&mut self, bytes: &[u8]);
+
+    /// Writes a head (most items are only a head).
+    fn put_head(&mut self, head: &Head) {
+        self.put(head.as_slice());
+    }
 }
 
 impl Sink for Vec<u8> {
@@ -548,24 +553,38 @@ impl<'a> Compare<'a> {
     }
 }
 
+impl Compare<'_> {
+    /// Records where `bytes`, written at the current position, first differ from the input.
+    #[cold]
+    fn differ(&mut self, bytes: &[u8]) {
+        let rest = self.expected.get(self.pos..).unwrap_or_default();
+        let same = rest.iter().zip(bytes).take_while(|(a, b)| a == b).count();
+        self.mismatch = Some(self.pos + same);
+    }
+}
+
 impl Sink for Compare<'_> {
     fn put(&mut self, bytes: &[u8]) {
-        if self.mismatch.is_some() {
-            return;
-        }
         let end = self.pos + bytes.len();
-        match self.expected.get(self.pos..end) {
-            Some(expected) if expected == bytes => self.pos = end,
-            expected => {
-                let same = expected.map_or_else(
-                    || {
-                        let rest = &self.expected[self.pos..];
-                        rest.iter().zip(bytes).take_while(|(a, b)| a == b).count()
-                    },
-                    |e| e.iter().zip(bytes).take_while(|(a, b)| a == b).count(),
-                );
-                self.mismatch = Some(self.pos + same);
-            }
+        if self.mismatch.is_none() && self.expected.get(self.pos..end) == Some(bytes) {
+            self.pos = end;
+        } else if self.mismatch.is_none() {
+            self.differ(bytes);
+        }
+    }
+
+    fn put_head(&mut self, head: &Head) {
+        // A byte loop: a slice comparison would call memcmp for one to nine bytes.
+        let len = usize::from(head.len);
+        let same = self.mismatch.is_none()
+            && self
+                .expected
+                .get(self.pos..self.pos + len)
+                .is_some_and(|e| e.iter().zip(&head.buf).all(|(a, b)| a == b));
+        if same {
+            self.pos += len;
+        } else if self.mismatch.is_none() {
+            self.differ(head.as_slice());
         }
     }
 }
@@ -582,7 +601,7 @@ impl<S: Sink> CborWriter<S> {
     }
 
     fn head(&mut self, major: u8, n: u64) {
-        self.sink.put(encode_head(major, n).as_slice());
+        self.sink.put_head(&encode_head(major, n));
     }
 
     pub(crate) fn uint(&mut self, n: u64) {
@@ -619,15 +638,15 @@ impl<S: Sink> CborWriter<S> {
     }
 
     pub(crate) fn bool(&mut self, b: bool) {
-        self.sink.put(&[if b { 0xf5 } else { 0xf4 }]);
+        self.head(7, if b { 21 } else { 20 });
     }
 
     pub(crate) fn null(&mut self) {
-        self.sink.put(&[0xf6]);
+        self.head(7, 22);
     }
 
     pub(crate) fn float(&mut self, f: f64) {
-        self.sink.put(float_head(f.to_bits()).as_slice());
+        self.sink.put_head(&float_head(f.to_bits()));
     }
 
     /// Writes bytes that already are one canonical item.

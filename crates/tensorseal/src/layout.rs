@@ -203,7 +203,7 @@ fn signatures(r: &mut Reader<'_>, limits: &Limits) -> R<Vec<SignatureEntry>> {
     }
     let mut out: Vec<SignatureEntry> = Vec::with_capacity(n);
     for i in 0..n {
-        let entry = signature(r, &out).map_err(manifest::at(format!("[{i}]")))?;
+        let entry = signature(r, &out).map_err(manifest::at_index(i))?;
         out.push(entry);
     }
     r.finish()?;

@@ -295,6 +295,16 @@ pub(crate) fn at(segment: impl Into<String>) -> impl FnOnce(Box<SchemaError>) ->
     }
 }
 
+/// Adds an index segment `[i]` to an error; the text is formatted only if there is an error.
+pub(crate) fn at_index(i: usize) -> impl FnOnce(Box<SchemaError>) -> Box<SchemaError> {
+    move |e| at(format!("[{i}]"))(e)
+}
+
+/// Adds a text key segment `["k"]` to an error, formatted only if there is an error.
+fn at_key(k: &str) -> impl FnOnce(Box<SchemaError>) -> Box<SchemaError> + '_ {
+    move |e| at(format!("[{k:?}]"))(e)
+}
+
 /// Reads a map key (the reader has checked it is text and in canonical order).
 pub(crate) fn key<'a>(r: &mut Reader<'a>) -> R<(&'a str, usize)> {
     let start = r.pos();
@@ -471,11 +481,11 @@ fn decode_blobs(r: &mut Reader<'_>, limits: &Limits) -> R<Vec<BlobEntry>> {
     let mut expected_offset = ALIGN;
     for i in 0..n {
         let blob_at = r.pos();
-        let blob = decode_blob(r, expected_offset, limits).map_err(at(format!("[{i}]")))?;
+        let blob = decode_blob(r, expected_offset, limits).map_err(at_index(i))?;
         expected_offset = limits::align_up(blob.end())
             .filter(|&o| o <= limits.max_file_length)
             .ok_or_else(|| {
-                at(format!("[{i}]"))(SchemaError::new(
+                at_index(i)(SchemaError::new(
                     blob_at,
                     "blob ends past the maximum file length",
                 ))
@@ -668,9 +678,9 @@ fn decode_metadata(r: &mut Reader<'_>, limits: &Limits) -> R<BTreeMap<String, St
         let (k, _) = key(r)?;
         let value_at = r.pos();
         // Rendered like a dict key, `metadata["step"]`.
-        let value = text(r).map_err(at(format!("[{k:?}]")))?;
+        let value = text(r).map_err(at_key(k))?;
         check_metadata_entry(k, value)
-            .map_err(|what| at(format!("[{k:?}]"))(SchemaError::new(value_at, what)))?;
+            .map_err(|what| at_key(k)(SchemaError::new(value_at, what)))?;
         out.insert(k.to_string(), value.to_string());
     }
     Ok(out)

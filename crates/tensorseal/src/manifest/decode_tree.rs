@@ -39,10 +39,11 @@ enum Need {
     Done,
 }
 
-/// How a node starts: complete already, or a container whose frame goes on the stack.
+/// How a node starts: complete already, or a container whose frame goes on the stack, with the
+/// depth of the child it needs first if it already knows (it has read up to that child).
 enum Begin<'a> {
     Leaf(Node),
-    Frame(Frame<'a>),
+    Frame(Frame<'a>, Option<usize>),
 }
 
 impl<'r, 'a> TreeDecoder<'r, 'a> {
@@ -68,16 +69,23 @@ impl<'r, 'a> TreeDecoder<'r, 'a> {
     /// Decodes the node at the reader's position, which is at tree depth 1.
     pub(super) fn decode(&mut self) -> R<Node> {
         let mut stack: Vec<Frame<'a>> = Vec::new();
-        match self.begin(1) {
+        // The depth of the child the top frame needs, when it said so before it was pushed.
+        let mut pending = match self.begin(1) {
             Ok(Begin::Leaf(node)) => return Ok(node),
-            Ok(Begin::Frame(f)) => stack.push(f),
+            Ok(Begin::Frame(f, first)) => {
+                stack.push(f);
+                first
+            }
             Err(e) => return Err(located(e, &stack, false)),
-        }
+        };
         loop {
             let top = stack.len() - 1;
-            let need = match stack[top].step(self) {
-                Ok(need) => need,
-                Err(e) => return Err(located(e, &stack, true)),
+            let need = match pending.take() {
+                Some(depth) => Need::Node(depth),
+                None => match stack[top].step(self) {
+                    Ok(need) => need,
+                    Err(e) => return Err(located(e, &stack, true)),
+                },
             };
             match need {
                 Need::Node(depth) => {
@@ -88,7 +96,10 @@ impl<'r, 'a> TreeDecoder<'r, 'a> {
                                 return Err(located(e, &stack, true));
                             }
                         }
-                        Ok(Begin::Frame(f)) => stack.push(f),
+                        Ok(Begin::Frame(f, first)) => {
+                            stack.push(f);
+                            pending = first;
+                        }
                         Err(e) => return Err(located(e, &stack, false)),
                     }
                 }
@@ -155,7 +166,10 @@ impl<'r, 'a> TreeDecoder<'r, 'a> {
                     Node::Dict(Vec::new())
                 } else {
                     let entries = self.entries(n, depth, Keys::Nodes, wrapper)?;
-                    return Ok(Begin::Frame(Frame::Dict(DictFrame { start, entries })));
+                    return Ok(Begin::Frame(
+                        Frame::Dict(DictFrame { start, entries }),
+                        None,
+                    ));
                 }
             }
             "bytearray" => Node::ByteArray(bytes(self.r)?.to_vec()),
@@ -180,11 +194,32 @@ impl<'r, 'a> TreeDecoder<'r, 'a> {
                     left,
                     depth,
                 };
-                return Ok(Begin::Frame(match kind {
-                    "tensor" => Frame::Tensor(Box::new(TensorFrame::new(head))),
-                    "typed" => Frame::Typed(Box::new(TypedFrame::new(head))),
-                    _ => Frame::Object(Box::new(ObjectFrame::new(head))),
-                }));
+                // Most of these hold no nodes (a tensor without attributes, a torch.Size):
+                // decode the fields here, and put a frame on the stack only when a child node
+                // is due, with the fields read so far.
+                return match kind {
+                    "tensor" => {
+                        let mut f = TensorFrame::new(head);
+                        Ok(match f.step(self)? {
+                            Need::Done => Begin::Leaf(f.finish(self)?),
+                            Need::Node(d) => Begin::Frame(Frame::Tensor(Box::new(f)), Some(d)),
+                        })
+                    }
+                    "typed" => {
+                        let mut f = TypedFrame::new(head);
+                        Ok(match f.step(self)? {
+                            Need::Done => Begin::Leaf(f.finish()?),
+                            Need::Node(d) => Begin::Frame(Frame::Typed(Box::new(f)), Some(d)),
+                        })
+                    }
+                    _ => {
+                        let mut f = ObjectFrame::new(head);
+                        Ok(match f.step(self)? {
+                            Need::Done => Begin::Leaf(f.finish()?),
+                            Need::Node(d) => Begin::Frame(Frame::Object(Box::new(f)), Some(d)),
+                        })
+                    }
+                };
             }
             "global" => Node::Global(Box::new(self.global()?)),
             other => {
@@ -209,12 +244,15 @@ impl<'r, 'a> TreeDecoder<'r, 'a> {
         }
         let run = self.run(n, depth)?;
         let keys = matches!(kind, SeqKind::Set | SeqKind::FrozenSet).then(KeySet::default);
-        Ok(Begin::Frame(Frame::Seq(SeqFrame {
-            kind,
-            start,
-            run,
-            keys,
-        })))
+        Ok(Begin::Frame(
+            Frame::Seq(SeqFrame {
+                kind,
+                start,
+                run,
+                keys,
+            }),
+            None,
+        ))
     }
 
     /// The depth of the `n` children of a container at `depth`. Children sit one level deeper
@@ -465,7 +503,7 @@ impl<'a> Entries<'a> {
         let entry_at = r.pos();
         match r.next()? {
             Token::Array(2) => Ok(Need::Node(self.depth)),
-            other => Err(at(format!("[{}]", self.done()))(SchemaError::new(
+            other => Err(super::at_index(self.done())(SchemaError::new(
                 entry_at,
                 if matches!(other, Token::Array(_)) {
                     "a dict entry must be a [key, value] pair"
@@ -480,7 +518,7 @@ impl<'a> Entries<'a> {
     /// offset.
     fn accept(&mut self, node: Node, start: usize, encoding: &'a [u8]) -> R<()> {
         let Some(key) = self.key.take() else {
-            let i = format!("[{}]", self.done());
+            let i = super::at_index(self.done());
             match self.keys {
                 Keys::Text if !matches!(node, Node::Str(_)) => {
                     return Err(SchemaError::new(
@@ -489,7 +527,7 @@ impl<'a> Entries<'a> {
                     ));
                 }
                 Keys::Nodes if !node.is_hashable() => {
-                    return Err(at(i)(SchemaError::new(
+                    return Err(i(SchemaError::new(
                         start,
                         format!("a {} cannot be a dict key", node.kind_name()),
                     )));
@@ -497,7 +535,7 @@ impl<'a> Entries<'a> {
                 _ => {}
             }
             if !self.seen.insert(encoding) {
-                return Err(at(i)(SchemaError::new(start, "duplicate dict key")));
+                return Err(i(SchemaError::new(start, "duplicate dict key")));
             }
             self.key = Some(node);
             return Ok(());
