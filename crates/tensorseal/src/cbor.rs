@@ -268,12 +268,20 @@ impl<'a> Reader<'a> {
         };
         let end = arg_at + (1 << (info - 24));
         let canonical = match (major, info) {
-            (7, 25..=27) => float_head(float_bits(info, arg)),
+            // Floats are compared byte for byte: two binary16 (or binary32) NaNs that differ in
+            // their quiet bit widen to the same binary64 value, and only one is canonical.
+            (7, 25..=27) => {
+                let canonical = float_head(float_bits(info, arg));
+                if canonical.as_slice() != &input[start..end] {
+                    return Err(Self::err(start, CborErrorKind::NotShortestForm));
+                }
+                canonical
+            }
             (7, 24) => return Err(Self::err(start, CborErrorKind::UnsupportedSimple)),
             _ => encode_head(major, arg),
         };
-        // The re-encoding has the same major type and argument (or, for a float, widens to the
-        // same binary64 value), so it equals the input bytes exactly when it has their length.
+        // An integer head re-encodes with the same major type and argument, so it equals the
+        // input bytes exactly when it has their length (compared without a memcmp call).
         debug_assert!(
             usize::from(canonical.len) != end - start || canonical.as_slice() == &input[start..end]
         );
@@ -711,6 +719,17 @@ mod tests {
         // 1.0 as binary64 has a shorter binary16 form.
         assert_eq!(
             kind(&[0xfb, 0x3f, 0xf0, 0, 0, 0, 0, 0, 0]),
+            CborErrorKind::NotShortestForm
+        );
+        // A signalling binary16 NaN widens to the quiet NaN that 0x7e01 encodes: same length,
+        // not the canonical bytes.
+        assert_eq!(kind(&[0xf9, 0x7c, 0x01]), CborErrorKind::NotShortestForm);
+        match decode(&[0xf9, 0x7e, 0x01], LIMITS).unwrap() {
+            Token::Float(f) => assert_eq!(f.to_bits(), widen16(0x7e01)),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            kind(&[0xfa, 0x7f, 0x80, 0x00, 0x01]),
             CborErrorKind::NotShortestForm
         );
         assert_eq!(kind(&[0x58, 0x01, 0x00]), CborErrorKind::NotShortestForm);

@@ -739,6 +739,16 @@ fn the_extension_area_is_ignored_but_must_hold_canonical_text_keyed_maps() {
         C::Raw(vec![0x18, 0x01]),
     )])));
     assert!(matches!(err, ReadError::Cbor { .. }), "{err:?}");
+    // A signalling binary16 NaN: as long as its canonical (quiet) form, but not it. Bytes in
+    // ext are kept verbatim, so only the head check catches it.
+    let err = open_err(with_ext(C::map(vec![(
+        "org.example.a",
+        C::Raw(vec![0xf9, 0xfc, 0x01]),
+    )])));
+    assert!(
+        matches!(&err, ReadError::Cbor { what, .. } if what.contains("shortest")),
+        "{err:?}"
+    );
 }
 
 #[test]
