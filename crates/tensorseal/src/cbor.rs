@@ -425,7 +425,7 @@ fn float_bits(info: u8, arg: u64) -> u64 {
 
 /// binary16 → binary64 bits by IEEE 754 widening: sign, exponent and significand preserved; a
 /// NaN's payload moves to the top of the wider significand and its quiet bit is set.
-fn widen16(h: u16) -> u64 {
+pub(crate) fn widen16(h: u16) -> u64 {
     let sign = u64::from(h >> 15) << 63;
     let exp = (h >> 10) & 0x1f;
     let man = u64::from(h & 0x3ff);
@@ -443,7 +443,7 @@ fn widen16(h: u16) -> u64 {
 }
 
 /// binary32 → binary64 bits, as [`widen16`].
-fn widen32(s: u32) -> u64 {
+pub(crate) fn widen32(s: u32) -> u64 {
     let sign = u64::from(s >> 31) << 63;
     let exp = (s >> 23) & 0xff;
     let man = u64::from(s & 0x7f_ffff);

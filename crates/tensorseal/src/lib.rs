@@ -12,6 +12,7 @@ mod limits;
 mod loader;
 mod manifest;
 mod mmap;
+mod python_eq;
 mod reader;
 mod tree;
 mod verify;

@@ -17,6 +17,7 @@ use crate::tree::Node;
 use std::collections::BTreeMap;
 
 use encode::encode_manifest;
+pub(crate) use encode::{encode_int, encode_tree};
 
 /// The only format version this crate reads and writes.
 pub const FORMAT_VERSION: u32 = 1;

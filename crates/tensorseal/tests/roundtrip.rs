@@ -106,19 +106,32 @@ fn key() -> impl Strategy<Value = Node> {
     })
 }
 
-/// Removes elements whose encoding repeats an earlier one (`==` is encoding equality).
+/// Removes elements that duplicate an earlier one: identical, or equal in Python (spec §3.3,
+/// decided by the independent oracle in `common`).
 fn dedup(v: Vec<Node>) -> Vec<Node> {
     let mut out: Vec<Node> = Vec::new();
     for n in v {
-        if !out.contains(&n) {
+        if !out.iter().any(|o| common::duplicate_keys(o, &n)) {
             out.push(n);
         }
     }
     out
 }
 
-fn dedup_pairs<K: PartialEq>(v: Vec<(K, Node)>) -> Vec<(K, Node)> {
-    let mut out: Vec<(K, Node)> = Vec::new();
+/// Keeps the first entry of each key, keys compared as [`dedup`] does.
+fn dedup_pairs(v: Vec<(Node, Node)>) -> Vec<(Node, Node)> {
+    let mut out: Vec<(Node, Node)> = Vec::new();
+    for (k, n) in v {
+        if !out.iter().any(|(o, _)| common::duplicate_keys(o, &k)) {
+            out.push((k, n));
+        }
+    }
+    out
+}
+
+/// Keeps the first entry of each attribute name.
+fn dedup_names(v: Vec<(String, Node)>) -> Vec<(String, Node)> {
+    let mut out: Vec<(String, Node)> = Vec::new();
     for (k, n) in v {
         if !out.iter().any(|(o, _)| *o == k) {
             out.push((k, n));
@@ -159,7 +172,7 @@ fn text_pairs(
     inner: impl Strategy<Value = Node>,
     min: usize,
 ) -> impl Strategy<Value = Vec<(String, Node)>> {
-    proptest::collection::vec((name(), inner), min..4).prop_map(dedup_pairs)
+    proptest::collection::vec((name(), inner), min..4).prop_map(dedup_names)
 }
 
 fn tree() -> impl Strategy<Value = Node> {
@@ -436,8 +449,84 @@ proptest! {
     }
 }
 
+/// Two renderings of one value, or of two close values, as keys of every numeric kind: many
+/// pairs are equal in Python with different encodings.
+fn numeric_twins() -> impl Strategy<Value = (Node, Node)> {
+    let value = prop_oneof![
+        (-3i64..4).prop_map(|v| v as f64),
+        prop::sample::select(vec![
+            0.5,
+            -0.0,
+            65504.0,
+            1e300,
+            -(2f64.powi(64)),
+            2f64.powi(63),
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::NAN,
+            0.1,
+        ]),
+    ];
+    (value.clone(), value, 0u8..10, 0u8..10, any::<bool>())
+        .prop_map(|(x, y, a, b, same)| (render(x, a), render(if same { x } else { y }, b)))
+}
+
+/// `v` as a key of the kind `how` selects, when that kind holds it exactly; else as a float.
+fn render(v: f64, how: u8) -> Node {
+    let numpy = |dtype: DType, bytes: &[u8]| {
+        Node::Typed(Box::new(Typed::NumpyScalar {
+            dtype,
+            bytes: bytes.to_vec(),
+        }))
+    };
+    let integral = v.is_finite() && v.fract() == 0.0;
+    match how {
+        0 if integral && v.abs() < 2f64.powi(53) => Node::Int((v as i64).into()),
+        1 if v == 0.0 || v == 1.0 => Node::Bool(v == 1.0),
+        2 => Node::Complex(v, 0.0),
+        3 => Node::Complex(v, -0.0),
+        4 => Node::Complex(v, 1.0),
+        5 if f64::from(v as f32).to_bits() == v.to_bits() => {
+            numpy(DType::F32, &(v as f32).to_le_bytes())
+        }
+        6 if integral && v.abs() < 2f64.powi(53) => numpy(DType::I64, &(v as i64).to_le_bytes()),
+        7 if common::canonical_float(v)[0] == 0xf9 => {
+            let h = common::canonical_float(v);
+            numpy(DType::F16, &[h[2], h[1]])
+        }
+        8 => Node::Tuple(vec![Node::Float(v)]),
+        _ => Node::Float(v),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// Spec §3.3, checked against the independent oracle: a dict (or set) of two keys is
+    /// refused exactly when the keys are equal in Python or identical.
+    #[test]
+    fn python_equal_keys_are_exactly_the_duplicates(
+        (a, b) in prop_oneof![numeric_twins(), (key(), key())]
+    ) {
+        let limits = Limits::default();
+        let refused = |root: Node, what: &str| {
+            let m = Manifest { root, blobs: vec![], metadata: BTreeMap::new(), ext: BTreeMap::new() };
+            match m.to_bytes(&limits) {
+                Ok(_) => false,
+                Err(e) if e.to_string().contains(what) => true,
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let expected = common::duplicate_keys(&a, &b);
+        let dict = Node::Dict(vec![(a.clone(), Node::None), (b.clone(), Node::None)]);
+        prop_assert_eq!(refused(dict, "duplicate dict key"), expected, "{:?} {:?}", a, b);
+        prop_assert_eq!(refused(Node::Set(vec![a.clone(), b.clone()]), "duplicate set element"), expected);
+        prop_assert_eq!(refused(Node::FrozenSet(vec![b, a]), "duplicate set element"), expected);
+    }
+}
+
 fn tree_keys_collide(tree: &Node) -> bool {
-    matches!(tree, Node::Dict(p) if p[0].0 == p[1].0)
+    matches!(tree, Node::Dict(p) if common::duplicate_keys(&p[0].0, &p[1].0))
 }
 
 fn tree_first(tree: &Node) -> Node {

@@ -15,7 +15,9 @@ use super::{
 use crate::cbor::{Reader, Token};
 use crate::dtype::{self, DType};
 use crate::limits::{self, Limits};
+use crate::python_eq::key_identity;
 use crate::tree::{Global, Int, Node, Object, Tensor, TensorKind, Typed};
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 /// Decodes one tree from a reader positioned at its root.
@@ -411,27 +413,30 @@ fn qualname(r: &mut Reader<'_>) -> R<String> {
     Ok(s.to_string())
 }
 
-/// Keys of one dict or elements of one set, identified by their canonical encoding, for the
-/// duplicate check (spec §3.3). A short list is scanned; a long one gets a hash set.
+/// Keys of one dict or elements of one set, by their identity under Python's `==`
+/// ([`key_identity`]), for the duplicate check (spec §3.3). A short list is scanned; a long one
+/// gets a hash set.
 #[derive(Default)]
 struct KeySet<'a> {
-    list: Vec<&'a [u8]>,
-    set: Option<HashSet<&'a [u8]>>,
+    list: Vec<Cow<'a, [u8]>>,
+    set: Option<HashSet<Cow<'a, [u8]>>>,
 }
 
 /// Up to this many keys are compared one by one: cheaper than hashing for small dicts.
 const KEY_LIST_MAX: usize = 16;
 
 impl<'a> KeySet<'a> {
-    /// Adds a key; `false` if it was there already.
-    fn insert(&mut self, key: &'a [u8]) -> bool {
+    /// Adds the key `node` whose canonical encoding is `encoding`; `false` if a key equal to it
+    /// in Python was there already.
+    fn insert(&mut self, node: &Node, encoding: &'a [u8]) -> bool {
+        let id = key_identity(node, encoding);
         if let Some(set) = &mut self.set {
-            return set.insert(key);
+            return set.insert(id);
         }
-        if self.list.contains(&key) {
+        if self.list.contains(&id) {
             return false;
         }
-        self.list.push(key);
+        self.list.push(id);
         if self.list.len() > KEY_LIST_MAX {
             self.set = Some(self.list.drain(..).collect());
         }
@@ -534,8 +539,11 @@ impl<'a> Entries<'a> {
                 }
                 _ => {}
             }
-            if !self.seen.insert(encoding) {
-                return Err(i(SchemaError::new(start, "duplicate dict key")));
+            if !self.seen.insert(&node, encoding) {
+                return Err(i(SchemaError::new(
+                    start,
+                    "duplicate dict key: equal in Python to an earlier key",
+                )));
             }
             self.key = Some(node);
             return Ok(());
@@ -618,8 +626,11 @@ impl<'a> Frame<'a> {
                             format!("a {} cannot be a set element", node.kind_name()),
                         ));
                     }
-                    if !seen.insert(encoding) {
-                        return Err(SchemaError::new(start, "duplicate set element"));
+                    if !seen.insert(&node, encoding) {
+                        return Err(SchemaError::new(
+                            start,
+                            "duplicate set element: equal in Python to an earlier element",
+                        ));
                     }
                 }
                 f.run.accept(node);
