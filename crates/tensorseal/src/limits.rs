@@ -53,6 +53,13 @@ pub struct Limits {
     pub max_metadata_entries: usize,
     /// Largest file, in bytes. Default 2^62, the format's maximum.
     pub max_file_length: u64,
+    /// Most logical bytes in all blobs together (stored bytes for raw blobs, decoded bytes for
+    /// compressed ones). Default 1 TiB, more than any single checkpoint file we know of (large
+    /// models are saved in shards). zstd turns a 16 MiB chunk of zeros into a few bytes, so
+    /// without this bound a small file could make digests-only verification, which runs before
+    /// anyone vouches for the manifest, decompress and hash terabytes; with it, a file costs at
+    /// most this much decoding, however it is built.
+    pub max_logical_length: u64,
 }
 
 impl Default for Limits {
@@ -66,6 +73,7 @@ impl Default for Limits {
             max_signatures: 64,
             max_metadata_entries: 1024,
             max_file_length: MAX_SIZE,
+            max_logical_length: 1 << 40,
         }
     }
 }

@@ -480,9 +480,20 @@ fn decode_blobs(r: &mut Reader<'_>, limits: &Limits) -> R<Vec<BlobEntry>> {
     let n = array(r)?;
     let mut blobs: Vec<BlobEntry> = Vec::with_capacity(n);
     let mut expected_offset = ALIGN;
+    let mut logical: u64 = 0;
     for i in 0..n {
         let blob_at = r.pos();
         let blob = decode_blob(r, expected_offset, limits).map_err(at_index(i))?;
+        // Spec §8: bounds the decoding a file can ask for, checked before any blob is read.
+        logical = logical.saturating_add(blob.logical_length());
+        if logical > limits.max_logical_length {
+            return Err(SchemaError::limit(
+                blob_at,
+                "max_logical_length",
+                logical,
+                limits.max_logical_length,
+            ));
+        }
         expected_offset = limits::align_up(blob.end())
             .filter(|&o| o <= limits.max_file_length)
             .ok_or_else(|| {

@@ -83,6 +83,8 @@ pub struct Writer {
     options: WriteOptions,
     /// A failed blob could not be cut off the file: its layout is unknown.
     broken: bool,
+    /// Logical bytes of the blobs written so far.
+    logical: u64,
 }
 
 /// Blobs up to this size are hashed on the calling thread: at 64 KiB hashing takes about as long
@@ -112,6 +114,7 @@ impl Writer {
             blobs: Vec::new(),
             options,
             broken: false,
+            logical: 0,
         };
         w.file.write_all(&layout::header())?;
         w.pos = layout::HEADER_LEN;
@@ -130,9 +133,38 @@ impl Writer {
     /// If writing fails, the file is cut back to where the blob started, so the writer can go on
     /// as if this call had never been made.
     pub fn write_blob(&mut self, data: &[u8], dtype: DType) -> Result<BlobId, WriteError> {
+        self.check_logical(data.len() as u64)?;
         let start = self.pos;
         let result = self.write_blob_inner(data, dtype);
-        self.undo_on_error(start, result)
+        let result = self.undo_on_error(start, result);
+        self.count_logical(data.len() as u64, result)
+    }
+
+    /// Refuses, before writing anything, a blob that would take the blobs over
+    /// `max_logical_length`: the reader would refuse the file (spec §8).
+    fn check_logical(&self, len: u64) -> Result<(), WriteError> {
+        let limit = self.options.limits.max_logical_length;
+        match self.logical.checked_add(len) {
+            Some(total) if total <= limit => Ok(()),
+            _ => Err(WriteError::Invalid {
+                what: "blob",
+                path: format!("blob {}", self.blobs.len()),
+                detail: format!(
+                    "{len} more bytes would take the blobs over max_logical_length ({limit})"
+                ),
+            }),
+        }
+    }
+
+    fn count_logical(
+        &mut self,
+        len: u64,
+        result: Result<BlobId, WriteError>,
+    ) -> Result<BlobId, WriteError> {
+        if result.is_ok() {
+            self.logical += len;
+        }
+        result
     }
 
     fn write_blob_inner(&mut self, data: &[u8], dtype: DType) -> Result<BlobId, WriteError> {
@@ -174,9 +206,11 @@ impl Writer {
         len: u64,
         dtype: DType,
     ) -> Result<BlobId, WriteError> {
+        self.check_logical(len)?;
         let start = self.pos;
         let result = self.write_blob_from_inner(source, len, dtype);
-        self.undo_on_error(start, result)
+        let result = self.undo_on_error(start, result);
+        self.count_logical(len, result)
     }
 
     /// Cuts the file back to `start` after a failed blob write. Bytes of the failed blob would

@@ -1218,6 +1218,7 @@ fn limits_raised_to_their_maximum_do_not_overflow() {
         max_signatures: usize::MAX,
         max_metadata_entries: usize::MAX,
         max_file_length: u64::MAX,
+        max_logical_length: u64::MAX,
     };
     let (file, _) = small_file(&[&signing_key(1), &signing_key(2)]);
     Checkpoint::from_vec(file, &limits).unwrap();
