@@ -142,6 +142,11 @@ fn complex(re: f64, im: f64, w: &mut CborWriter<Vec<u8>>) -> bool {
 /// Writes the identity of a numpy scalar's value, or returns `false` for a NaN (no value
 /// equality).
 fn numpy_scalar(dtype: DType, bytes: &[u8], w: &mut CborWriter<Vec<u8>>) -> bool {
+    // The decoder has checked that a numpy scalar holds exactly its itemsize; anything else has
+    // no value to compare, and keeps its own encoding.
+    if bytes.len() as u64 != dtype.itemsize() {
+        return false;
+    }
     fn le<const N: usize>(bytes: &[u8]) -> [u8; N] {
         let mut a = [0u8; N];
         a.copy_from_slice(&bytes[..N]);
