@@ -1328,10 +1328,14 @@ impl<'a, 'o> Machine<'a, 'o> {
                 self.binary_bytes(n, true)?;
             }
             Opcode::NextBuffer => {
-                let reason =
-                    "out-of-band buffers (NEXT_BUFFER) are not supported: none were supplied";
-                self.finding(FindingKind::Construct, Verdict::Unknown, reason);
-                return Err(self.refused(Verdict::Unknown, reason));
+                // The data is not in the stream: the file cannot be read, whatever the policy.
+                return Err(PickleError::InvalidArgument {
+                    offset: self.op_offset,
+                    opcode: self.op,
+                    reason: "out-of-band buffers (NEXT_BUFFER) are not supported: the data is \
+                             not in the file and none were supplied"
+                        .into(),
+                });
             }
             Opcode::ReadonlyBuffer => {
                 let top = self.top()?;
@@ -1584,10 +1588,15 @@ impl<'a, 'o> Machine<'a, 'o> {
             }
             Opcode::PersId => {
                 self.line("PERSID argument")?;
-                let reason =
-                    "text persistent ids (PERSID) are not supported; torch writes BINPERSID";
-                self.finding(FindingKind::Construct, Verdict::Unknown, reason);
-                return Err(self.refused(Verdict::Unknown, reason));
+                // torch's protocol-0 files write the repr of the id tuple here, which torch
+                // itself cannot load: unreadable input, not a policy question.
+                return Err(PickleError::InvalidArgument {
+                    offset: self.op_offset,
+                    opcode: self.op,
+                    reason: "text persistent ids (PERSID) are not supported; torch writes \
+                             BINPERSID (protocol-0 torch files cannot be loaded by torch either)"
+                        .into(),
+                });
             }
             Opcode::BinPersId => {
                 let pid = self.pop()?;
