@@ -27,7 +27,8 @@ pub use layout::{
 pub use limits::{ALIGN, CHUNK, Limits, MAX_SIZE};
 pub use loader::Loader;
 pub use manifest::{
-    BlobEntry, Digest, FORMAT_VERSION, Manifest, ZstdCodec, check_metadata_entry, parse_step,
+    BlobEntry, Digest, FORMAT_VERSION, Manifest, ZstdCodec, check_metadata_entry, is_device_name,
+    parse_step,
 };
 pub use mmap::{FileBytes, MapMode};
 pub use reader::Checkpoint;
