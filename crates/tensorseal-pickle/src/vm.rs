@@ -1,0 +1,1356 @@
+//! The interpreter: decodes opcodes, keeps the stack, marks and memo, and builds the value graph.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::compat;
+use crate::error::PickleError;
+use crate::int::PyInt;
+use crate::keys::{KeyTable, NO_KEY};
+use crate::limits::Limits;
+use crate::opcode::Opcode;
+use crate::policy::{self, Known};
+use crate::report::{Finding, FindingKind, GlobalName, ScanReport, Verdict};
+use crate::storage::StorageResolver;
+use crate::text;
+use crate::value::{ByteData, CallKind, GlobalId, GlobalRef, Graph, Node, NodeId, ObjectRecord};
+
+pub(crate) type Result<T> = std::result::Result<T, PickleError>;
+
+/// How Python 2 `str` values (STRING, BINSTRING, SHORT_BINSTRING) are decoded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Py2Strings {
+    /// As UTF-8 text, refusing invalid UTF-8 (what `torch.load` does: it passes
+    /// `encoding='utf-8'`).
+    #[default]
+    Utf8,
+    /// As latin-1 text (`encoding='latin1'`, what numpy recommends for Python 2 pickles).
+    Latin1,
+    /// As bytes (`encoding='bytes'`).
+    Bytes,
+}
+
+/// What the interpreter accepts beyond the defaults.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct Options {
+    /// Resource limits.
+    pub limits: Limits,
+    /// Keep calls of unknown globals as inert [`ObjectRecord`]s and unknown globals used as
+    /// values as [`Node::Global`], instead of refusing them. Unsafe globals are refused whatever
+    /// this says.
+    pub keep_unknown_objects: bool,
+    /// Decoding of Python 2 strings.
+    pub py2_strings: Py2Strings,
+    /// The copyreg extension registry the writer used, as `(code, module, name)`: EXT1/2/4 codes
+    /// found here are resolved and judged like any global; others are refused as unsafe.
+    pub extension_registry: Vec<(i32, String, String)>,
+}
+
+impl Options {
+    /// Options with the given limits and everything else default.
+    pub fn with_limits(limits: Limits) -> Options {
+        Options {
+            limits,
+            ..Options::default()
+        }
+    }
+}
+
+/// Interprets the pickle that starts at `input[start]` under the policy and returns its value
+/// graph. Stops at the first refusal; the graph's [`ScanReport`] lists every global and call,
+/// all allowed (or unknown, when opted into).
+///
+/// `storages` resolves torch storage persistent ids; use [`NoStorages`](crate::NoStorages) for
+/// plain pickles. For files holding several pickles back to back (legacy torch files), call this
+/// again at [`Graph::end`].
+pub fn load<'a>(
+    input: &'a [u8],
+    start: usize,
+    options: &Options,
+    storages: &mut dyn StorageResolver,
+) -> Result<Graph<'a>> {
+    let mut machine = Machine::new(input, start, options, storages, false)?;
+    match machine.run() {
+        Ok(root) => machine.finish(root),
+        Err(e) => Err(e),
+    }
+}
+
+/// Interprets the pickle that starts at `input[start]` without stopping at policy refusals, and
+/// reports everything it saw. Never fails: parse errors and limits end the scan and are recorded
+/// in [`ScanReport::error`]; findings before the error are kept, so a payload followed by garbage
+/// is still [`ScanStatus::Unsafe`](crate::ScanStatus::Unsafe).
+pub fn scan(
+    input: &[u8],
+    start: usize,
+    options: &Options,
+    storages: &mut dyn StorageResolver,
+) -> ScanReport {
+    let mut machine = match Machine::new(input, start, options, storages, true) {
+        Ok(m) => m,
+        Err(e) => {
+            return ScanReport {
+                start,
+                error: Some(e),
+                ..ScanReport::default()
+            };
+        }
+    };
+    let result = machine
+        .run()
+        .and_then(|root| machine.validate(root).map(|_| ()));
+    let mut report = std::mem::take(&mut machine.report);
+    if let Err(e) = result {
+        report.error = Some(e);
+    }
+    report
+}
+
+/// The memo: a dense vector for the usual 0, 1, 2, ... indices, a map for anything sparse, so a
+/// huge index costs one entry.
+#[derive(Default)]
+struct Memo {
+    dense: Vec<Option<NodeId>>,
+    sparse: HashMap<u64, NodeId>,
+    len: usize,
+}
+
+const MEMO_DENSE_SLACK: u64 = 4096;
+
+impl Memo {
+    fn get(&self, index: u64) -> Option<NodeId> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.dense.get(i).copied().flatten())
+            .or_else(|| self.sparse.get(&index).copied())
+    }
+
+    /// Stores and returns the new entry count.
+    fn put(&mut self, index: u64, value: NodeId) -> usize {
+        let dense_len = self.dense.len() as u64;
+        if index < dense_len + MEMO_DENSE_SLACK {
+            let i = index as usize;
+            if i >= self.dense.len() {
+                self.dense.resize(i + 1, None);
+            }
+            let was_sparse = !self.sparse.is_empty() && self.sparse.remove(&index).is_some();
+            if self.dense[i].is_none() && !was_sparse {
+                self.len += 1;
+            }
+            self.dense[i] = Some(value);
+        } else if self.sparse.insert(index, value).is_none() {
+            self.len += 1;
+        }
+        self.len
+    }
+}
+
+pub(crate) struct Machine<'a, 'o> {
+    pub(crate) input: &'a [u8],
+    pos: usize,
+    frame_end: Option<usize>,
+    pub(crate) opts: &'o Options,
+    pub(crate) limits: &'o Limits,
+    pub(crate) scan: bool,
+    pub(crate) storages: &'o mut dyn StorageResolver,
+    pub(crate) nodes: Vec<Node>,
+    pub(crate) offsets: Vec<usize>,
+    pub(crate) key_cache: Vec<u32>,
+    pub(crate) keys: KeyTable,
+    /// (container, slot, key id) -> position, for dict and set de-duplication.
+    pub(crate) entries: HashMap<(u32, u8, u32), u32>,
+    stack: Vec<NodeId>,
+    marks: Vec<usize>,
+    memo: Memo,
+    protocol: u8,
+    pub(crate) globals: Vec<GlobalRef>,
+    global_index: HashMap<(Box<str>, Box<str>), GlobalId>,
+    pub(crate) storage_nodes: HashMap<(Box<str>, Option<Box<str>>), NodeId>,
+    pub(crate) storage_roots: HashMap<Box<str>, (crate::storage::StorageKind, u64, u64)>,
+    pub(crate) report: ScanReport,
+    pub(crate) materialized: u64,
+    pub(crate) tensors: u64,
+    pub(crate) op_offset: usize,
+    pub(crate) op: Opcode,
+}
+
+impl<'a, 'o> Machine<'a, 'o> {
+    fn new(
+        input: &'a [u8],
+        start: usize,
+        opts: &'o Options,
+        storages: &'o mut dyn StorageResolver,
+        scan: bool,
+    ) -> Result<Machine<'a, 'o>> {
+        if start > input.len() {
+            return Err(PickleError::StartOutOfRange {
+                start,
+                len: input.len(),
+            });
+        }
+        Ok(Machine {
+            input,
+            pos: start,
+            frame_end: None,
+            opts,
+            limits: &opts.limits,
+            scan,
+            storages,
+            nodes: Vec::new(),
+            offsets: Vec::new(),
+            key_cache: Vec::new(),
+            keys: KeyTable::default(),
+            entries: HashMap::new(),
+            stack: Vec::new(),
+            marks: Vec::new(),
+            memo: Memo::default(),
+            protocol: 0,
+            globals: Vec::new(),
+            global_index: HashMap::new(),
+            storage_nodes: HashMap::new(),
+            storage_roots: HashMap::new(),
+            report: ScanReport {
+                start,
+                ..ScanReport::default()
+            },
+            materialized: 0,
+            tensors: 0,
+            op_offset: start,
+            op: Opcode::Proto,
+        })
+    }
+
+    // ----- errors and limits -------------------------------------------------------------
+
+    pub(crate) fn limit(&self, what: &'static str, value: u64, limit: u64) -> Result<()> {
+        if value > limit {
+            Err(PickleError::LimitExceeded {
+                what,
+                value,
+                limit,
+                offset: self.op_offset,
+            })
+        } else {
+            Ok(())
+        }
+    }
+
+    pub(crate) fn invalid(&self, reason: impl Into<Cow<'static, str>>) -> PickleError {
+        PickleError::InvalidArgument {
+            offset: self.op_offset,
+            opcode: self.op,
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn mismatch(&self, expected: &'static str, found: NodeId) -> PickleError {
+        PickleError::TypeMismatch {
+            offset: self.op_offset,
+            opcode: self.op,
+            expected,
+            found: self.nodes[found.index()].type_name(),
+        }
+    }
+
+    pub(crate) fn refused(
+        &self,
+        verdict: Verdict,
+        reason: impl Into<Cow<'static, str>>,
+    ) -> PickleError {
+        PickleError::Refused {
+            offset: self.op_offset,
+            opcode: self.op,
+            verdict,
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn materialize(&mut self, bytes: u64) -> Result<()> {
+        self.materialized = self.materialized.saturating_add(bytes);
+        self.limit(
+            "max_materialized_bytes",
+            self.materialized,
+            self.limits.max_materialized_bytes,
+        )
+    }
+
+    pub(crate) fn finding(
+        &mut self,
+        kind: FindingKind,
+        verdict: Verdict,
+        reason: impl Into<Cow<'static, str>>,
+    ) {
+        if self.report.findings.len() >= self.limits.max_findings {
+            self.report.findings_dropped += 1;
+            return;
+        }
+        self.report.findings.push(Finding {
+            offset: self.op_offset,
+            opcode: self.op,
+            kind,
+            verdict,
+            reason: reason.into(),
+        });
+    }
+
+    // ----- input ----------------------------------------------------------------------------
+
+    fn take(&mut self, n: u64, what: &'static str) -> Result<&'a [u8]> {
+        if self.frame_end == Some(self.pos) {
+            self.frame_end = None;
+        }
+        let available = (self.input.len() - self.pos) as u64;
+        if n > available {
+            return Err(PickleError::Truncated {
+                offset: self.op_offset,
+                opcode: self.current_op(),
+                what,
+                needed: n,
+                available,
+            });
+        }
+        let n = n as usize;
+        if let Some(end) = self.frame_end
+            && self.pos + n > end
+        {
+            return Err(PickleError::FrameViolation {
+                offset: self.op_offset,
+                opcode: self.current_op(),
+                reason: "an opcode crosses the end of its frame",
+            });
+        }
+        let bytes = &self.input[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(bytes)
+    }
+
+    /// The opcode being executed, once its byte has been read.
+    fn current_op(&self) -> Option<Opcode> {
+        if self.pos > self.op_offset {
+            Opcode::from_byte(self.input[self.op_offset])
+        } else {
+            None
+        }
+    }
+
+    fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N]> {
+        let b = self.take(N as u64, what)?;
+        let mut out = [0u8; N];
+        out.copy_from_slice(b);
+        Ok(out)
+    }
+
+    /// A `\n`-terminated line, without the newline.
+    fn line(&mut self, what: &'static str) -> Result<&'a [u8]> {
+        if self.frame_end == Some(self.pos) {
+            self.frame_end = None;
+        }
+        let rest = &self.input[self.pos..];
+        let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+            return Err(PickleError::Truncated {
+                offset: self.op_offset,
+                opcode: Some(self.op),
+                what,
+                needed: rest.len() as u64 + 1,
+                available: rest.len() as u64,
+            });
+        };
+        let line = self.take(nl as u64 + 1, what)?;
+        Ok(&line[..nl])
+    }
+
+    fn len_checked(&self, len: u64, limit: u64, what: &'static str) -> Result<()> {
+        let available = (self.input.len() - self.pos) as u64;
+        if len > available {
+            return Err(PickleError::Truncated {
+                offset: self.op_offset,
+                opcode: Some(self.op),
+                what,
+                needed: len,
+                available,
+            });
+        }
+        self.limit(what, len, limit)
+    }
+
+    // ----- nodes and stack ----------------------------------------------------------------
+
+    pub(crate) fn new_node(&mut self, node: Node) -> Result<NodeId> {
+        let id = self.nodes.len();
+        if id >= self.limits.max_nodes || id >= u32::MAX as usize - 1 {
+            return Err(PickleError::LimitExceeded {
+                what: "max_nodes",
+                value: id as u64 + 1,
+                limit: self.limits.max_nodes as u64,
+                offset: self.op_offset,
+            });
+        }
+        self.nodes.push(node);
+        self.offsets.push(self.op_offset);
+        self.key_cache.push(NO_KEY);
+        Ok(NodeId(id as u32))
+    }
+
+    pub(crate) fn node(&self, id: NodeId) -> &Node {
+        &self.nodes[id.index()]
+    }
+
+    fn push(&mut self, id: NodeId) -> Result<()> {
+        if self.stack.len() >= self.limits.max_stack {
+            return Err(PickleError::LimitExceeded {
+                what: "max_stack",
+                value: self.stack.len() as u64 + 1,
+                limit: self.limits.max_stack as u64,
+                offset: self.op_offset,
+            });
+        }
+        self.stack.push(id);
+        Ok(())
+    }
+
+    fn push_new(&mut self, node: Node) -> Result<()> {
+        let id = self.new_node(node)?;
+        self.push(id)
+    }
+
+    fn fence(&self) -> usize {
+        self.marks.last().copied().unwrap_or(0)
+    }
+
+    fn underflow(&self) -> PickleError {
+        PickleError::StackUnderflow {
+            offset: self.op_offset,
+            opcode: self.op,
+        }
+    }
+
+    fn pop(&mut self) -> Result<NodeId> {
+        if self.stack.len() <= self.fence() {
+            return Err(self.underflow());
+        }
+        Ok(self.stack.pop().unwrap_or(NodeId(0)))
+    }
+
+    fn top(&self) -> Result<NodeId> {
+        if self.stack.len() <= self.fence() {
+            return Err(self.underflow());
+        }
+        Ok(self.stack[self.stack.len() - 1])
+    }
+
+    fn pop_mark(&mut self) -> Result<Vec<NodeId>> {
+        let Some(mark) = self.marks.pop() else {
+            return Err(PickleError::MissingMark {
+                offset: self.op_offset,
+                opcode: self.op,
+            });
+        };
+        let items = self.stack.split_off(mark);
+        self.limit(
+            "max_container_len",
+            items.len() as u64,
+            self.limits.max_container_len as u64,
+        )?;
+        Ok(items)
+    }
+
+    fn pop_n(&mut self, n: usize) -> Result<Vec<NodeId>> {
+        if self.stack.len() < self.fence() + n {
+            return Err(self.underflow());
+        }
+        Ok(self.stack.split_off(self.stack.len() - n))
+    }
+
+    // ----- dict and set semantics -----------------------------------------------------------
+
+    pub(crate) fn key_id(&mut self, key: NodeId) -> Result<u32> {
+        let id = self
+            .keys
+            .key(&self.nodes, &mut self.key_cache, self.input, key)
+            .map_err(|type_name| PickleError::TypeMismatch {
+                offset: self.op_offset,
+                opcode: self.op,
+                expected: "a hashable key",
+                found: type_name,
+            })?;
+        Ok(id)
+    }
+
+    /// `container[key] = value` with Python's rules: an equal key keeps its first position and
+    /// object and takes the new value. `slot` separates a container's items (0) from its
+    /// attributes (1).
+    pub(crate) fn map_insert(
+        &mut self,
+        container: NodeId,
+        slot: u8,
+        key: NodeId,
+        value: NodeId,
+    ) -> Result<()> {
+        let kid = self.key_id(key)?;
+        let max = self.limits.max_container_len;
+        let existing = self.entries.get(&(container.0, slot, kid)).copied();
+        let pairs = match (&mut self.nodes[container.index()], slot) {
+            (Node::Dict(p) | Node::Counter(p) | Node::Namespace(p), 0) => p,
+            (Node::OrderedDict(o), 0) => &mut o.items,
+            (Node::OrderedDict(o), _) => &mut o.attributes,
+            (Node::Namespace(p), _) => p,
+            _ => return Err(self.mismatch("a dict", container)),
+        };
+        match existing {
+            Some(pos) => pairs[pos as usize].1 = value,
+            None => {
+                if pairs.len() >= max {
+                    return Err(PickleError::LimitExceeded {
+                        what: "max_container_len",
+                        value: pairs.len() as u64 + 1,
+                        limit: max as u64,
+                        offset: self.op_offset,
+                    });
+                }
+                let pos = pairs.len() as u32;
+                pairs.push((key, value));
+                self.entries.insert((container.0, slot, kid), pos);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn set_insert(&mut self, container: NodeId, item: NodeId) -> Result<()> {
+        let kid = self.key_id(item)?;
+        if self.entries.contains_key(&(container.0, 0, kid)) {
+            return Ok(());
+        }
+        let max = self.limits.max_container_len;
+        let items = match &mut self.nodes[container.index()] {
+            Node::Set(v) | Node::FrozenSet(v) => v,
+            _ => return Err(self.mismatch("a set", container)),
+        };
+        if items.len() >= max {
+            return Err(PickleError::LimitExceeded {
+                what: "max_container_len",
+                value: items.len() as u64 + 1,
+                limit: max as u64,
+                offset: self.op_offset,
+            });
+        }
+        let pos = items.len() as u32;
+        items.push(item);
+        self.entries.insert((container.0, 0, kid), pos);
+        Ok(())
+    }
+
+    pub(crate) fn new_dict_from_pairs(&mut self, pairs: &[(NodeId, NodeId)]) -> Result<NodeId> {
+        let dict = self.new_node(Node::Dict(Vec::with_capacity(pairs.len())))?;
+        for &(k, v) in pairs {
+            self.map_insert(dict, 0, k, v)?;
+        }
+        Ok(dict)
+    }
+
+    fn new_set(&mut self, frozen: bool, items: &[NodeId]) -> Result<NodeId> {
+        let node = if frozen {
+            Node::FrozenSet(Vec::with_capacity(items.len()))
+        } else {
+            Node::Set(Vec::with_capacity(items.len()))
+        };
+        let set = self.new_node(node)?;
+        for &item in items {
+            self.set_insert(set, item)?;
+        }
+        Ok(set)
+    }
+
+    pub(crate) fn new_set_from(&mut self, frozen: bool, items: &[NodeId]) -> Result<NodeId> {
+        self.new_set(frozen, items)
+    }
+
+    // ----- globals ---------------------------------------------------------------------------
+
+    pub(crate) fn static_global(&mut self, module: &str, name: &str) -> GlobalId {
+        self.intern_global(module, name)
+    }
+
+    fn intern_global(&mut self, module: &str, name: &str) -> GlobalId {
+        if let Some(&id) = self.global_index.get(&(module.into(), name.into())) {
+            return id;
+        }
+        let class = policy::classify(module, name);
+        let id = GlobalId(self.globals.len() as u32);
+        self.globals.push(GlobalRef {
+            name: GlobalName {
+                module: Arc::from(module),
+                name: Arc::from(name),
+            },
+            verdict: class.verdict,
+            reason: class.reason,
+            known: class.known,
+        });
+        self.global_index.insert((module.into(), name.into()), id);
+        id
+    }
+
+    /// Applies Python 2 remapping (protocol < 3) and classifies. For protocol >= 3 the
+    /// remapped spelling is still checked for unsafety: `__builtin__.eval` is unsafe even where
+    /// Python would fail to import it.
+    fn resolve_global(&mut self, module: &str, name: &str) -> GlobalId {
+        let mapped = compat::map_name(module, name);
+        if self.protocol < 3 {
+            if let Some((m, n)) = mapped {
+                return self.intern_global(m, n.unwrap_or(name));
+            }
+            return self.intern_global(module, name);
+        }
+        let id = self.intern_global(module, name);
+        if let Some((m, n)) = mapped
+            && let Some(reason) = policy::unsafe_reason(m, n.unwrap_or(name))
+        {
+            let g = &mut self.globals[id.0 as usize];
+            g.verdict = Verdict::Unsafe;
+            g.reason = reason;
+            g.known = None;
+        }
+        id
+    }
+
+    pub(crate) fn global_name(&self, id: GlobalId) -> GlobalName {
+        self.globals[id.0 as usize].name.clone()
+    }
+
+    pub(crate) fn global_ref(&self, id: GlobalId) -> &GlobalRef {
+        &self.globals[id.0 as usize]
+    }
+
+    fn refuse_global(&self, id: GlobalId) -> PickleError {
+        let g = &self.globals[id.0 as usize];
+        PickleError::GlobalRefused {
+            offset: self.op_offset,
+            opcode: self.op,
+            module: g.name.module.to_string(),
+            name: g.name.name.to_string(),
+            verdict: g.verdict,
+            reason: Cow::Borrowed(g.reason),
+        }
+    }
+
+    /// Records a global reference and decides whether interpretation may go on with it.
+    fn global_reference(&mut self, id: GlobalId) -> Result<NodeId> {
+        let g = self.global_ref(id).clone();
+        self.finding(FindingKind::Global(g.name.clone()), g.verdict, g.reason);
+        match g.verdict {
+            Verdict::Unsafe if !self.scan => Err(self.refuse_global(id)),
+            Verdict::Unknown if !self.scan && !self.opts.keep_unknown_objects => {
+                Err(self.refuse_global(id))
+            }
+            Verdict::Allowed => match g.known {
+                Some(Known::Dtype(d)) => self.new_node(Node::TorchDtype(d)),
+                Some(Known::QScheme(q)) => self.new_node(Node::TorchQScheme(q)),
+                _ => self.new_node(Node::Global(id)),
+            },
+            _ => self.new_node(Node::Global(id)),
+        }
+    }
+
+    fn utf8_line(&self, line: &[u8]) -> Result<String> {
+        text::utf8(line)
+            .map(str::to_owned)
+            .map_err(|r| self.invalid(r))
+    }
+
+    // ----- calls -----------------------------------------------------------------------------
+
+    /// An inert record of an unknown call, or a refusal.
+    pub(crate) fn unknown_call(
+        &mut self,
+        callee: NodeId,
+        call: CallKind,
+        args: NodeId,
+        kwargs: Option<NodeId>,
+    ) -> Result<NodeId> {
+        if !self.scan && !self.opts.keep_unknown_objects {
+            let reason = match self.node(callee) {
+                Node::Global(g) => {
+                    format!("call of unknown global {}", self.globals[g.0 as usize].name)
+                }
+                other => format!("call of a {} value", other.type_name()),
+            };
+            return Err(self.refused(Verdict::Unknown, reason));
+        }
+        self.new_node(Node::Object(Box::new(ObjectRecord {
+            callee,
+            call,
+            args,
+            kwargs,
+            state: None,
+            list_items: Vec::new(),
+            dict_items: Vec::new(),
+        })))
+    }
+
+    fn call(
+        &mut self,
+        callee: NodeId,
+        args: NodeId,
+        kwargs: Option<NodeId>,
+        call: CallKind,
+    ) -> Result<NodeId> {
+        let gid = match self.node(callee) {
+            Node::Global(g) => *g,
+            Node::Refused => return self.new_node(Node::Refused),
+            Node::Object(_) => {
+                self.finding(
+                    FindingKind::CallOnValue,
+                    Verdict::Unknown,
+                    "call of an unknown object (its class's __call__)",
+                );
+                return self.unknown_call(callee, call, args, kwargs);
+            }
+            _ => {
+                self.finding(
+                    FindingKind::CallOnValue,
+                    Verdict::Unknown,
+                    "call of a value that is not a class or function",
+                );
+                return Err(self.mismatch("a class or function", callee));
+            }
+        };
+        if !matches!(self.node(args), Node::Tuple(_)) {
+            return Err(self.mismatch("an argument tuple", args));
+        }
+        let g = self.global_ref(gid).clone();
+        self.finding(FindingKind::Call(g.name.clone()), g.verdict, g.reason);
+        match (g.verdict, g.known) {
+            (Verdict::Allowed, Some(known)) => self.known_call(known, gid, args, kwargs, call),
+            (Verdict::Unsafe, _) => {
+                if self.scan {
+                    self.new_node(Node::Refused)
+                } else {
+                    Err(self.refuse_global(gid))
+                }
+            }
+            _ => self.unknown_call(callee, call, args, kwargs),
+        }
+    }
+
+    // ----- the loop ----------------------------------------------------------------------------
+
+    fn run(&mut self) -> Result<NodeId> {
+        let limits = self.limits;
+        loop {
+            self.op_offset = self.pos;
+            self.report.opcodes += 1;
+            if self.report.opcodes > limits.max_opcodes {
+                return Err(PickleError::LimitExceeded {
+                    what: "max_opcodes",
+                    value: self.report.opcodes,
+                    limit: limits.max_opcodes,
+                    offset: self.op_offset,
+                });
+            }
+            let [byte] = self.array::<1>("an opcode (the pickle ends without STOP)")?;
+            let Some(op) = Opcode::from_byte(byte) else {
+                return Err(PickleError::UnknownOpcode {
+                    offset: self.op_offset,
+                    byte,
+                });
+            };
+            self.op = op;
+            if let Some(root) = self.step(op)? {
+                return Ok(root);
+            }
+        }
+    }
+
+    fn memo_get(&mut self, index: u64) -> Result<()> {
+        let id = self.memo.get(index).ok_or(PickleError::MemoMissing {
+            offset: self.op_offset,
+            opcode: self.op,
+            index,
+        })?;
+        self.push(id)
+    }
+
+    fn memo_put(&mut self, index: u64) -> Result<()> {
+        let top = self.top()?;
+        let len = self.memo.put(index, top);
+        self.limit(
+            "max_memo_entries",
+            len as u64,
+            self.limits.max_memo_entries as u64,
+        )
+    }
+
+    fn py2_string(&mut self, data: ByteData) -> Result<()> {
+        let bytes: &[u8] = match &data {
+            ByteData::Input(r) => &self.input[r.clone()],
+            ByteData::Owned(b) => b,
+        };
+        let node = match self.opts.py2_strings {
+            Py2Strings::Bytes => Node::Bytes(data),
+            Py2Strings::Utf8 => {
+                let s = text::utf8(bytes).map_err(|_| {
+                    self.invalid(
+                        "Python 2 string is not UTF-8 (load with Py2Strings::Latin1 or Bytes)",
+                    )
+                })?;
+                let len = s.len() as u64;
+                let node = Node::Str(s.into());
+                self.materialize(len)?;
+                node
+            }
+            Py2Strings::Latin1 => {
+                let s: String = bytes.iter().map(|&b| char::from(b)).collect();
+                self.materialize(s.len() as u64)?;
+                Node::Str(s.into())
+            }
+        };
+        self.push_new(node)
+    }
+
+    fn str_value(&mut self, s: &str) -> Result<()> {
+        self.limit("max_str_len", s.len() as u64, self.limits.max_str_len)?;
+        self.materialize(s.len() as u64)?;
+        self.push_new(Node::Str(s.into()))
+    }
+
+    fn binary_str(&mut self, len: u64) -> Result<()> {
+        self.len_checked(len, self.limits.max_str_len, "max_str_len")?;
+        let bytes = self.take(len, "string bytes")?;
+        let s = text::utf8(bytes).map_err(|r| self.invalid(r))?;
+        self.str_value(s)
+    }
+
+    fn binary_bytes(&mut self, len: u64, array: bool) -> Result<()> {
+        self.len_checked(len, self.limits.max_bytes_len, "max_bytes_len")?;
+        let start = self.pos;
+        self.take(len, "bytes payload")?;
+        let data = ByteData::Input(start..self.pos);
+        self.push_new(if array {
+            Node::ByteArray(data)
+        } else {
+            Node::Bytes(data)
+        })
+    }
+
+    fn binary_py2_str(&mut self, len: u64) -> Result<()> {
+        self.len_checked(len, self.limits.max_bytes_len, "max_bytes_len")?;
+        let start = self.pos;
+        self.take(len, "string bytes")?;
+        self.py2_string(ByteData::Input(start..self.pos))
+    }
+
+    fn long(&mut self, len: u64) -> Result<()> {
+        self.len_checked(len, self.limits.max_int_bytes, "max_int_bytes")?;
+        let bytes = self.take(len, "int bytes")?;
+        let value = PyInt::from_le_twos(bytes);
+        if matches!(value, PyInt::Big(_)) {
+            self.materialize(len)?;
+        }
+        self.push_new(Node::Int(value))
+    }
+
+    fn ext(&mut self, code: i64) -> Result<()> {
+        if code <= 0 {
+            return Err(self.invalid("EXT specifies code <= 0"));
+        }
+        let entry = self
+            .opts
+            .extension_registry
+            .iter()
+            .find(|(c, _, _)| i64::from(*c) == code)
+            .map(|(_, m, n)| (m.clone(), n.clone()));
+        match entry {
+            Some((m, n)) => {
+                let id = self.resolve_global(&m, &n);
+                let node = self.global_reference(id)?;
+                self.push(node)
+            }
+            None => {
+                let reason = format!(
+                    "extension code {code}: the copyreg registry hides which global this is, and none was supplied"
+                );
+                self.finding(FindingKind::Construct, Verdict::Unsafe, reason.clone());
+                Err(self.refused(Verdict::Unsafe, reason))
+            }
+        }
+    }
+
+    fn append(&mut self, target: NodeId, items: Vec<NodeId>) -> Result<()> {
+        let max = self.limits.max_container_len;
+        match &mut self.nodes[target.index()] {
+            Node::List(v) => {
+                if v.len() + items.len() > max {
+                    return Err(PickleError::LimitExceeded {
+                        what: "max_container_len",
+                        value: (v.len() + items.len()) as u64,
+                        limit: max as u64,
+                        offset: self.op_offset,
+                    });
+                }
+                v.extend(items);
+                Ok(())
+            }
+            Node::Object(o) => {
+                o.list_items.extend(items);
+                Ok(())
+            }
+            Node::Refused => Ok(()),
+            _ => Err(self.mismatch("a list", target)),
+        }
+    }
+
+    fn set_items(&mut self, target: NodeId, items: Vec<NodeId>) -> Result<()> {
+        if !items.len().is_multiple_of(2) {
+            return Err(self.invalid("odd number of items for SETITEMS"));
+        }
+        match self.node(target) {
+            Node::Dict(_) | Node::OrderedDict(_) | Node::Counter(_) => {
+                for pair in items.chunks_exact(2) {
+                    self.map_insert(target, 0, pair[0], pair[1])?;
+                }
+                Ok(())
+            }
+            Node::Object(_) => {
+                if let Node::Object(o) = &mut self.nodes[target.index()] {
+                    o.dict_items
+                        .extend(items.chunks_exact(2).map(|p| (p[0], p[1])));
+                }
+                Ok(())
+            }
+            Node::Refused => Ok(()),
+            _ => Err(self.mismatch("a dict", target)),
+        }
+    }
+
+    fn step(&mut self, op: Opcode) -> Result<Option<NodeId>> {
+        let limits = self.limits;
+        match op {
+            Opcode::Proto => {
+                let [v] = self.array::<1>("protocol number")?;
+                if v > 5 {
+                    return Err(PickleError::UnsupportedProtocol {
+                        offset: self.op_offset,
+                        protocol: v,
+                    });
+                }
+                self.protocol = v;
+                self.report.protocol = self.report.protocol.max(v);
+            }
+            Opcode::Frame => {
+                if self.frame_end.is_some() {
+                    let reason = "FRAME starts before the end of the current frame";
+                    self.finding(FindingKind::Construct, Verdict::Unsafe, reason);
+                    return Err(PickleError::FrameViolation {
+                        offset: self.op_offset,
+                        opcode: Some(op),
+                        reason,
+                    });
+                }
+                let len = u64::from_le_bytes(self.array::<8>("frame length")?);
+                let available = (self.input.len() - self.pos) as u64;
+                if len > available {
+                    return Err(PickleError::Truncated {
+                        offset: self.op_offset,
+                        opcode: Some(op),
+                        what: "frame",
+                        needed: len,
+                        available,
+                    });
+                }
+                self.frame_end = Some(self.pos + len as usize);
+            }
+            Opcode::Stop => {
+                if let Some(end) = self.frame_end
+                    && end != self.pos
+                {
+                    let reason = "STOP before the end of its frame";
+                    self.finding(FindingKind::Construct, Verdict::Unsafe, reason);
+                    return Err(PickleError::FrameViolation {
+                        offset: self.op_offset,
+                        opcode: Some(op),
+                        reason,
+                    });
+                }
+                if !self.marks.is_empty() {
+                    return Err(PickleError::BadStop {
+                        offset: self.op_offset,
+                        reason: format!("{} MARK(s) left open", self.marks.len()).into(),
+                    });
+                }
+                let root = self.pop().map_err(|_| PickleError::BadStop {
+                    offset: self.op_offset,
+                    reason: "empty stack".into(),
+                })?;
+                if !self.stack.is_empty() {
+                    return Err(PickleError::BadStop {
+                        offset: self.op_offset,
+                        reason: format!("{} value(s) left on the stack", self.stack.len()).into(),
+                    });
+                }
+                self.report.end = Some(self.pos);
+                return Ok(Some(root));
+            }
+            Opcode::Int => {
+                let line = self.line("INT argument")?;
+                let node = match text::int_line(line, limits.max_int_digits)
+                    .map_err(|r| self.invalid(r))?
+                {
+                    text::IntLine::Bool(b) => Node::Bool(b),
+                    text::IntLine::Int(i) => Node::Int(i),
+                };
+                self.push_new(node)?;
+            }
+            Opcode::Long => {
+                let line = self.line("LONG argument")?;
+                let v =
+                    text::long_line(line, limits.max_int_digits).map_err(|r| self.invalid(r))?;
+                self.materialize(line.len() as u64 / 2)?;
+                self.push_new(Node::Int(v))?;
+            }
+            Opcode::BinInt => {
+                let v = i32::from_le_bytes(self.array::<4>("BININT argument")?);
+                self.push_new(Node::Int(PyInt::Small(i64::from(v))))?;
+            }
+            Opcode::BinInt1 => {
+                let [v] = self.array::<1>("BININT1 argument")?;
+                self.push_new(Node::Int(PyInt::Small(i64::from(v))))?;
+            }
+            Opcode::BinInt2 => {
+                let v = u16::from_le_bytes(self.array::<2>("BININT2 argument")?);
+                self.push_new(Node::Int(PyInt::Small(i64::from(v))))?;
+            }
+            Opcode::Long1 => {
+                let [n] = self.array::<1>("LONG1 length")?;
+                self.long(u64::from(n))?;
+            }
+            Opcode::Long4 => {
+                let n = i32::from_le_bytes(self.array::<4>("LONG4 length")?);
+                if n < 0 {
+                    return Err(self.invalid("LONG pickle has negative byte count"));
+                }
+                self.long(n as u64)?;
+            }
+            Opcode::String => {
+                let line = self.line("STRING argument")?;
+                let bytes = text::quoted_string(line).map_err(|r| self.invalid(r))?;
+                self.limit("max_bytes_len", bytes.len() as u64, limits.max_bytes_len)?;
+                self.materialize(bytes.len() as u64)?;
+                self.py2_string(ByteData::Owned(bytes.into()))?;
+            }
+            Opcode::BinString => {
+                let n = i32::from_le_bytes(self.array::<4>("BINSTRING length")?);
+                if n < 0 {
+                    return Err(self.invalid("BINSTRING pickle has negative byte count"));
+                }
+                self.binary_py2_str(n as u64)?;
+            }
+            Opcode::ShortBinString => {
+                let [n] = self.array::<1>("SHORT_BINSTRING length")?;
+                self.binary_py2_str(u64::from(n))?;
+            }
+            Opcode::BinBytes => {
+                let n = u32::from_le_bytes(self.array::<4>("BINBYTES length")?);
+                self.binary_bytes(u64::from(n), false)?;
+            }
+            Opcode::ShortBinBytes => {
+                let [n] = self.array::<1>("SHORT_BINBYTES length")?;
+                self.binary_bytes(u64::from(n), false)?;
+            }
+            Opcode::BinBytes8 => {
+                let n = u64::from_le_bytes(self.array::<8>("BINBYTES8 length")?);
+                self.binary_bytes(n, false)?;
+            }
+            Opcode::ByteArray8 => {
+                let n = u64::from_le_bytes(self.array::<8>("BYTEARRAY8 length")?);
+                self.binary_bytes(n, true)?;
+            }
+            Opcode::NextBuffer => {
+                let reason =
+                    "out-of-band buffers (NEXT_BUFFER) are not supported: none were supplied";
+                self.finding(FindingKind::Construct, Verdict::Unknown, reason);
+                return Err(self.refused(Verdict::Unknown, reason));
+            }
+            Opcode::ReadonlyBuffer => {
+                let top = self.top()?;
+                match self.node(top) {
+                    Node::Bytes(_) => {}
+                    Node::ByteArray(data) => {
+                        // A read-only view of the bytearray: a new object with the same bytes.
+                        let data = data.clone();
+                        self.pop()?;
+                        self.push_new(Node::Bytes(data))?;
+                    }
+                    _ => return Err(self.mismatch("a bytes-like buffer", top)),
+                }
+            }
+            Opcode::None => self.push_new(Node::None)?,
+            Opcode::NewTrue => self.push_new(Node::Bool(true))?,
+            Opcode::NewFalse => self.push_new(Node::Bool(false))?,
+            Opcode::Unicode => {
+                let line = self.line("UNICODE argument")?;
+                let s = text::raw_unicode_escape(line).map_err(|r| self.invalid(r))?;
+                self.str_value(&s)?;
+            }
+            Opcode::ShortBinUnicode => {
+                let [n] = self.array::<1>("SHORT_BINUNICODE length")?;
+                self.binary_str(u64::from(n))?;
+            }
+            Opcode::BinUnicode => {
+                let n = u32::from_le_bytes(self.array::<4>("BINUNICODE length")?);
+                self.binary_str(u64::from(n))?;
+            }
+            Opcode::BinUnicode8 => {
+                let n = u64::from_le_bytes(self.array::<8>("BINUNICODE8 length")?);
+                self.binary_str(n)?;
+            }
+            Opcode::Float => {
+                let line = self.line("FLOAT argument")?;
+                let f = text::float_line(line).map_err(|r| self.invalid(r))?;
+                self.push_new(Node::Float(f))?;
+            }
+            Opcode::BinFloat => {
+                let f = f64::from_be_bytes(self.array::<8>("BINFLOAT argument")?);
+                self.push_new(Node::Float(f))?;
+            }
+            Opcode::EmptyList => self.push_new(Node::List(Vec::new()))?,
+            Opcode::EmptyTuple => self.push_new(Node::Tuple(Vec::new()))?,
+            Opcode::EmptyDict => self.push_new(Node::Dict(Vec::new()))?,
+            Opcode::EmptySet => self.push_new(Node::Set(Vec::new()))?,
+            Opcode::Append => {
+                let value = self.pop()?;
+                let target = self.top()?;
+                self.append(target, vec![value])?;
+            }
+            Opcode::Appends => {
+                let items = self.pop_mark()?;
+                let target = self.top()?;
+                self.append(target, items)?;
+            }
+            Opcode::List => {
+                let items = self.pop_mark()?;
+                self.push_new(Node::List(items))?;
+            }
+            Opcode::Tuple => {
+                let items = self.pop_mark()?;
+                self.push_new(Node::Tuple(items))?;
+            }
+            Opcode::Tuple1 | Opcode::Tuple2 | Opcode::Tuple3 => {
+                let n = match op {
+                    Opcode::Tuple1 => 1,
+                    Opcode::Tuple2 => 2,
+                    _ => 3,
+                };
+                let items = self.pop_n(n)?;
+                self.push_new(Node::Tuple(items))?;
+            }
+            Opcode::Dict => {
+                let items = self.pop_mark()?;
+                if items.len() % 2 != 0 {
+                    return Err(self.invalid("odd number of items for DICT"));
+                }
+                let pairs: Vec<(NodeId, NodeId)> =
+                    items.chunks_exact(2).map(|p| (p[0], p[1])).collect();
+                let dict = self.new_dict_from_pairs(&pairs)?;
+                self.push(dict)?;
+            }
+            Opcode::SetItem => {
+                let value = self.pop()?;
+                let key = self.pop()?;
+                let target = self.top()?;
+                self.set_items(target, vec![key, value])?;
+            }
+            Opcode::SetItems => {
+                let items = self.pop_mark()?;
+                let target = self.top()?;
+                self.set_items(target, items)?;
+            }
+            Opcode::AddItems => {
+                let items = self.pop_mark()?;
+                let target = self.top()?;
+                match self.node(target) {
+                    Node::Set(_) => {
+                        for item in items {
+                            self.set_insert(target, item)?;
+                        }
+                    }
+                    Node::Refused => {}
+                    _ => return Err(self.mismatch("a set", target)),
+                }
+            }
+            Opcode::FrozenSet => {
+                let items = self.pop_mark()?;
+                let set = self.new_set(true, &items)?;
+                self.push(set)?;
+            }
+            Opcode::Pop => {
+                // CPython: if the topmost mark is at the top of the stack, POP removes the mark.
+                if self.marks.last() == Some(&self.stack.len()) {
+                    self.marks.pop();
+                } else {
+                    self.pop()?;
+                }
+            }
+            Opcode::Dup => {
+                let top = self.top()?;
+                self.push(top)?;
+            }
+            Opcode::Mark => {
+                self.limit(
+                    "max_marks",
+                    self.marks.len() as u64 + 1,
+                    limits.max_marks as u64,
+                )?;
+                self.marks.push(self.stack.len());
+            }
+            Opcode::PopMark => {
+                self.pop_mark()?;
+            }
+            Opcode::Get => {
+                let line = self.line("GET argument")?;
+                let i = text::memo_index(line).map_err(|r| self.invalid(r))?;
+                self.memo_get(i)?;
+            }
+            Opcode::BinGet => {
+                let [i] = self.array::<1>("BINGET argument")?;
+                self.memo_get(u64::from(i))?;
+            }
+            Opcode::LongBinGet => {
+                let i = u32::from_le_bytes(self.array::<4>("LONG_BINGET argument")?);
+                self.memo_get(u64::from(i))?;
+            }
+            Opcode::Put => {
+                let line = self.line("PUT argument")?;
+                let i = text::memo_index(line).map_err(|r| self.invalid(r))?;
+                self.memo_put(i)?;
+            }
+            Opcode::BinPut => {
+                let [i] = self.array::<1>("BINPUT argument")?;
+                self.memo_put(u64::from(i))?;
+            }
+            Opcode::LongBinPut => {
+                let i = u32::from_le_bytes(self.array::<4>("LONG_BINPUT argument")?);
+                self.memo_put(u64::from(i))?;
+            }
+            Opcode::Memoize => {
+                let index = self.memo.len as u64;
+                self.memo_put(index)?;
+            }
+            Opcode::Ext1 => {
+                let [c] = self.array::<1>("EXT1 code")?;
+                self.ext(i64::from(c))?;
+            }
+            Opcode::Ext2 => {
+                let c = u16::from_le_bytes(self.array::<2>("EXT2 code")?);
+                self.ext(i64::from(c))?;
+            }
+            Opcode::Ext4 => {
+                let c = i32::from_le_bytes(self.array::<4>("EXT4 code")?);
+                self.ext(i64::from(c))?;
+            }
+            Opcode::Global => {
+                let module = self.line("GLOBAL module")?;
+                let name = self.line("GLOBAL name")?;
+                let (module, name) = (self.utf8_line(module)?, self.utf8_line(name)?);
+                let id = self.resolve_global(&module, &name);
+                let node = self.global_reference(id)?;
+                self.push(node)?;
+            }
+            Opcode::StackGlobal => {
+                let name = self.pop()?;
+                let module = self.pop()?;
+                let (Node::Str(m), Node::Str(n)) = (self.node(module), self.node(name)) else {
+                    let bad = if matches!(self.node(module), Node::Str(_)) {
+                        name
+                    } else {
+                        module
+                    };
+                    return Err(self.mismatch("str module and name for STACK_GLOBAL", bad));
+                };
+                let (m, n) = (m.to_string(), n.to_string());
+                let id = self.resolve_global(&m, &n);
+                let node = self.global_reference(id)?;
+                self.push(node)?;
+            }
+            Opcode::Reduce => {
+                let args = self.pop()?;
+                let callee = self.pop()?;
+                let result = self.call(callee, args, None, CallKind::Reduce)?;
+                self.push(result)?;
+            }
+            Opcode::Build => {
+                let state = self.pop()?;
+                let target = self.top()?;
+                self.build(target, state)?;
+            }
+            Opcode::Inst => {
+                let module = self.line("INST module")?;
+                let name = self.line("INST name")?;
+                let (module, name) = (self.utf8_line(module)?, self.utf8_line(name)?);
+                let id = self.resolve_global(&module, &name);
+                let class = self.global_reference(id)?;
+                let items = self.pop_mark()?;
+                let args = self.new_node(Node::Tuple(items))?;
+                let result = self.call(class, args, None, CallKind::Inst)?;
+                self.push(result)?;
+            }
+            Opcode::Obj => {
+                let mut items = self.pop_mark()?;
+                if items.is_empty() {
+                    return Err(self.underflow());
+                }
+                let class = items.remove(0);
+                let args = self.new_node(Node::Tuple(items))?;
+                let result = self.call(class, args, None, CallKind::Obj)?;
+                self.push(result)?;
+            }
+            Opcode::NewObj => {
+                let args = self.pop()?;
+                let class = self.pop()?;
+                let result = self.call(class, args, None, CallKind::NewObj)?;
+                self.push(result)?;
+            }
+            Opcode::NewObjEx => {
+                let kwargs = self.pop()?;
+                let args = self.pop()?;
+                let class = self.pop()?;
+                if !matches!(self.node(kwargs), Node::Dict(_)) {
+                    return Err(self.mismatch("a keyword-argument dict", kwargs));
+                }
+                let result = self.call(class, args, Some(kwargs), CallKind::NewObjEx)?;
+                self.push(result)?;
+            }
+            Opcode::PersId => {
+                self.line("PERSID argument")?;
+                let reason =
+                    "text persistent ids (PERSID) are not supported; torch writes BINPERSID";
+                self.finding(FindingKind::Construct, Verdict::Unknown, reason);
+                return Err(self.refused(Verdict::Unknown, reason));
+            }
+            Opcode::BinPersId => {
+                let pid = self.pop()?;
+                let value = self.persistent_load(pid)?;
+                self.push(value)?;
+            }
+        }
+        Ok(None)
+    }
+
+    // ----- finish ------------------------------------------------------------------------------
+
+    fn finish(mut self, root: NodeId) -> Result<Graph<'a>> {
+        let tree_size = self.validate(root)?;
+        let report = std::mem::take(&mut self.report);
+        Ok(Graph {
+            input: self.input,
+            nodes: self.nodes,
+            offsets: self.offsets,
+            globals: self.globals,
+            root,
+            end: self.pos,
+            report,
+            tree_size,
+        })
+    }
+}

@@ -1,0 +1,2 @@
+//! Integration tests of the pickle interpreter: CPython fixtures, torch-written pickles, hostile
+//! inputs, properties and the fuzz corpus.
