@@ -1,2 +1,2 @@
-//! Benchmark of the interpreter (written in a later commit).
+//! Benchmark placeholder.
 fn main() {}

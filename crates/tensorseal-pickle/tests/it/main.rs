@@ -1,2 +1,5 @@
 //! Integration tests of the pickle interpreter: CPython fixtures, torch-written pickles, hostile
 //! inputs, properties and the fuzz corpus.
+
+mod fixtures;
+mod tree;
