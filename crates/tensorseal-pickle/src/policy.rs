@@ -389,6 +389,20 @@ pub const UNSAFE_NAMES: &[(&str, &str, &str)] = &[
         "reads files with pickles inside (allow_pickle)",
     ),
     ("numpy", "loadtxt", "reads files"),
+    (
+        "types",
+        "FunctionType",
+        "builds functions from code objects",
+    ),
+    ("types", "LambdaType", "builds functions from code objects"),
+    ("types", "CodeType", "builds code objects"),
+    ("types", "MethodType", "binds callables"),
+    ("types", "ModuleType", "builds modules"),
+    ("types", "new_class", "builds classes"),
+    ("types", "prepare_class", "builds classes"),
+    ("types", "coroutine", "wraps callables"),
+    ("urllib", "urlopen", "network I/O"),
+    ("urllib", "urlretrieve", "network I/O"),
     ("numpy", "genfromtxt", "reads files"),
     ("numpy", "fromfile", "reads files"),
     ("numpy", "memmap", "maps files"),
@@ -503,6 +517,10 @@ pub(crate) fn classify(module: &str, name: &str) -> Classification {
 
 /// Why a global is unsafe, or `None` when it is not.
 pub(crate) fn unsafe_reason(module: &str, name: &str) -> Option<&'static str> {
+    let odd = |s: &str| s.chars().any(|c| c.is_control() || c.is_whitespace());
+    if odd(module) || odd(name) {
+        return Some("control characters or whitespace in a global name (scanner evasion)");
+    }
     if let Some((_, _, reason)) = UNSAFE_NAMES
         .iter()
         .find(|(m, n, _)| *m == module && *n == name)

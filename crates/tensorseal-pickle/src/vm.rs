@@ -299,9 +299,6 @@ impl<'a, 'o> Machine<'a, 'o> {
     // ----- input ----------------------------------------------------------------------------
 
     fn take(&mut self, n: u64, what: &'static str) -> Result<&'a [u8]> {
-        if self.frame_end == Some(self.pos) {
-            self.frame_end = None;
-        }
         let available = (self.input.len() - self.pos) as u64;
         if n > available {
             return Err(PickleError::Truncated {
@@ -345,9 +342,6 @@ impl<'a, 'o> Machine<'a, 'o> {
 
     /// A `\n`-terminated line, without the newline.
     fn line(&mut self, what: &'static str) -> Result<&'a [u8]> {
-        if self.frame_end == Some(self.pos) {
-            self.frame_end = None;
-        }
         let rest = &self.input[self.pos..];
         let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
             return Err(PickleError::Truncated {
@@ -748,6 +742,11 @@ impl<'a, 'o> Machine<'a, 'o> {
                     limit: limits.max_opcodes,
                     offset: self.op_offset,
                 });
+            }
+            // A frame ends between opcodes, never inside one: an opcode that starts in a frame
+            // must end in it (CPython 3.13+), so this is the only place a frame closes.
+            if self.frame_end == Some(self.pos) {
+                self.frame_end = None;
             }
             let [byte] = self.array::<1>("an opcode (the pickle ends without STOP)")?;
             let Some(op) = Opcode::from_byte(byte) else {

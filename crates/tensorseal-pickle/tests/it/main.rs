@@ -2,4 +2,5 @@
 //! inputs, properties and the fuzz corpus.
 
 mod fixtures;
+mod hostile;
 mod tree;
