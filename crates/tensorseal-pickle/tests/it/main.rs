@@ -1,6 +1,8 @@
 //! Integration tests of the pickle interpreter: CPython fixtures, torch-written pickles, hostile
 //! inputs, properties and the fuzz corpus.
 
+mod corpus;
 mod fixtures;
 mod hostile;
+mod props;
 mod tree;
