@@ -10,7 +10,7 @@ use crate::value::{
     ArraySource, ByteData, CallKind, GlobalId, NdArray, Node, NodeId, NumpyScalar, Storage, Tensor,
     TensorFlavour, Unsupported, UnsupportedKind,
 };
-use crate::vm::{Machine, Result};
+use crate::vm::{Machine, Result, Singleton, StorageEntry};
 
 const LAYOUTS: &[&str] = &[
     "torch.strided",
@@ -22,6 +22,14 @@ const LAYOUTS: &[&str] = &[
     "torch._mkldnn",
     "torch.jagged",
 ];
+
+/// What a tensor rebuild needs from its storage.
+struct StorageFacts {
+    node: NodeId,
+    kind: StorageKind,
+    nbytes: u64,
+    view: Option<(u64, u64)>,
+}
 
 /// Which tensor rebuild function.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -41,10 +49,16 @@ impl Machine<'_, '_> {
         }
     }
 
-    fn tuple_items(&self, id: NodeId) -> Vec<NodeId> {
+    /// The items of an argument tuple, copied out (no known constructor takes more than 8).
+    fn small_args(&self, id: NodeId) -> Option<([NodeId; 8], usize)> {
+        let mut buf = [NodeId(0); 8];
         match self.node(id) {
-            Node::Tuple(v) => v.clone(),
-            _ => Vec::new(),
+            Node::Tuple(v) if v.len() <= 8 => {
+                buf[..v.len()].copy_from_slice(v);
+                Some((buf, v.len()))
+            }
+            Node::Tuple(_) => None,
+            _ => Some((buf, 0)),
         }
     }
 
@@ -145,7 +159,10 @@ impl Machine<'_, '_> {
         kwargs: Option<NodeId>,
         call: CallKind,
     ) -> Result<NodeId> {
-        let args = self.tuple_items(args_node);
+        let Some((buf, len)) = self.small_args(args_node) else {
+            return Err(self.bad(gid, "too many arguments"));
+        };
+        let args = &buf[..len];
         let is_class_call = matches!(
             call,
             CallKind::NewObj | CallKind::NewObjEx | CallKind::Reconstructor
@@ -179,20 +196,20 @@ impl Machine<'_, '_> {
             return Err(self.bad(gid, "is not a class: NEWOBJ does not apply"));
         }
         match known {
-            Known::RebuildTensor => self.rebuild_tensor(gid, &args, Rebuild::V1),
-            Known::RebuildTensorV2 => self.rebuild_tensor(gid, &args, Rebuild::V2),
-            Known::RebuildTensorV3 => self.rebuild_tensor(gid, &args, Rebuild::V3),
+            Known::RebuildTensor => self.rebuild_tensor(gid, args, Rebuild::V1),
+            Known::RebuildTensorV2 => self.rebuild_tensor(gid, args, Rebuild::V2),
+            Known::RebuildTensorV3 => self.rebuild_tensor(gid, args, Rebuild::V3),
             Known::RebuildParameter => {
-                self.arity(gid, &args, &[3])?;
+                self.arity(gid, args, &[3])?;
                 self.rebuild_parameter(gid, args[0], args[1], args[2], None)
             }
             Known::RebuildParameterWithState => {
-                self.arity(gid, &args, &[4])?;
+                self.arity(gid, args, &[4])?;
                 self.rebuild_parameter(gid, args[0], args[1], args[2], Some(args[3]))
             }
-            Known::RebuildFromTypeV2 | Known::RebuildFromType => self.rebuild_from_type(gid, &args),
+            Known::RebuildFromTypeV2 | Known::RebuildFromType => self.rebuild_from_type(gid, args),
             Known::RebuildDeviceTensorFromCpuTensor => {
-                self.arity(gid, &args, &[4])?;
+                self.arity(gid, args, &[4])?;
                 if self.passthrough(args[0]) {
                     return Ok(args[0]);
                 }
@@ -229,7 +246,7 @@ impl Machine<'_, '_> {
                 "builtins.object is only accepted as copyreg._reconstructor's base",
             )),
             Known::TorchSize => {
-                self.arity(gid, &args, &[0, 1])?;
+                self.arity(gid, args, &[0, 1])?;
                 let dims: Vec<i64> = match args.first() {
                     None => Vec::new(),
                     Some(&a) => {
@@ -246,9 +263,9 @@ impl Machine<'_, '_> {
                 self.limit("max_rank", dims.len() as u64, self.limits.max_rank as u64)?;
                 self.new_node(Node::TorchSize(dims.into()))
             }
-            Known::TorchDevice => self.torch_device(gid, &args),
+            Known::TorchDevice => self.torch_device(gid, args),
             Known::GetLayout => {
-                self.arity(gid, &args, &[1])?;
+                self.arity(gid, args, &[1])?;
                 let name = self
                     .string(args[0])
                     .filter(|n| LAYOUTS.contains(n))
@@ -257,7 +274,7 @@ impl Machine<'_, '_> {
                 self.new_node(Node::TorchLayout(name.into()))
             }
             Known::OrderedDict => {
-                self.arity(gid, &args, &[0, 1])?;
+                self.arity(gid, args, &[0, 1])?;
                 let od = self.new_node(Node::OrderedDict(Box::default()))?;
                 if let Some(&src) = args.first() {
                     self.fill_mapping(gid, od, src)?;
@@ -265,7 +282,7 @@ impl Machine<'_, '_> {
                 Ok(od)
             }
             Known::Counter => {
-                self.arity(gid, &args, &[0, 1])?;
+                self.arity(gid, args, &[0, 1])?;
                 let c = self.new_node(Node::Counter(Vec::new()))?;
                 if let Some(&src) = args.first() {
                     self.fill_mapping(gid, c, src)?;
@@ -287,7 +304,7 @@ impl Machine<'_, '_> {
                 Ok(ns)
             }
             Known::CodecsEncode => {
-                self.arity(gid, &args, &[2])?;
+                self.arity(gid, args, &[2])?;
                 match self.string(args[1]) {
                     Some("latin1" | "latin-1") => {}
                     _ => return Err(self.bad(gid, "only the 'latin1' encoding is accepted")),
@@ -305,7 +322,7 @@ impl Machine<'_, '_> {
                 self.new_node(Node::Bytes(ByteData::Owned(bytes)))
             }
             Known::Set | Known::FrozenSet => {
-                self.arity(gid, &args, &[0, 1])?;
+                self.arity(gid, args, &[0, 1])?;
                 let items = match args.first() {
                     None => Vec::new(),
                     Some(&a) => match self.node(a) {
@@ -318,7 +335,7 @@ impl Machine<'_, '_> {
                 self.new_set_from(known == Known::FrozenSet, &items)
             }
             Known::Complex => {
-                self.arity(gid, &args, &[0, 1, 2])?;
+                self.arity(gid, args, &[0, 1, 2])?;
                 let mut parts = [0.0f64; 2];
                 for (i, &a) in args.iter().enumerate() {
                     parts[i] = match self.node(a) {
@@ -333,8 +350,8 @@ impl Machine<'_, '_> {
                 self.new_node(Node::Complex(parts[0], parts[1]))
             }
             Known::Slice => {
-                self.arity(gid, &args, &[1, 2, 3])?;
-                let none = self.new_node(Node::None)?;
+                self.arity(gid, args, &[1, 2, 3])?;
+                let none = self.singleton(Singleton::None)?;
                 let parts = match args.len() {
                     1 => [none, args[0], none],
                     2 => [args[0], args[1], none],
@@ -343,7 +360,7 @@ impl Machine<'_, '_> {
                 self.new_node(Node::Slice(Box::new(parts)))
             }
             Known::ByteArray => {
-                self.arity(gid, &args, &[0, 1, 2])?;
+                self.arity(gid, args, &[0, 1, 2])?;
                 let data = match args.len() {
                     0 => ByteData::Owned(Box::new([])),
                     1 => match self.node(args[0]) {
@@ -369,10 +386,10 @@ impl Machine<'_, '_> {
                 self.new_node(Node::ByteArray(data))
             }
             Known::Bytes => {
-                self.arity(gid, &args, &[0])?;
+                self.arity(gid, args, &[0])?;
                 self.new_node(Node::Bytes(ByteData::Owned(Box::new([]))))
             }
-            Known::Reconstructor => self.reconstructor(gid, &args),
+            Known::Reconstructor => self.reconstructor(gid, args),
             Known::NewObjFunction => {
                 if args.is_empty() {
                     return Err(self.bad(gid, "needs a class"));
@@ -381,14 +398,14 @@ impl Machine<'_, '_> {
                 self.class_call(args[0], rest, None, CallKind::NewObj)
             }
             Known::NewObjExFunction => {
-                self.arity(gid, &args, &[3])?;
+                self.arity(gid, args, &[3])?;
                 if !matches!(self.node(args[2]), Node::Dict(_)) {
                     return Err(self.bad(gid, "kwargs must be a dict"));
                 }
                 self.class_call(args[0], args[1], Some(args[2]), CallKind::NewObjEx)
             }
             Known::NumpyReconstruct => {
-                self.arity(gid, &args, &[3])?;
+                self.arity(gid, args, &[3])?;
                 match self.node(args[0]) {
                     Node::Global(g) if self.global_ref(*g).known == Some(Known::NumpyNdarray) => {}
                     Node::Refused => return Ok(args[0]),
@@ -409,7 +426,7 @@ impl Machine<'_, '_> {
             }
             Known::NumpyNdarray => Err(self.bad(gid, "ndarrays are built by _reconstruct")),
             Known::NumpyDtype => {
-                self.arity(gid, &args, &[1, 2, 3])?;
+                self.arity(gid, args, &[1, 2, 3])?;
                 let type_string = match self.node(args[0]) {
                     Node::Str(s) => s.to_string(),
                     Node::Bytes(d) => {
@@ -428,8 +445,8 @@ impl Machine<'_, '_> {
                 })?;
                 self.new_node(Node::NumpyDtype(Box::new(dtype)))
             }
-            Known::NumpyScalar => self.numpy_scalar(gid, &args),
-            Known::NumpyFromBuffer => self.numpy_frombuffer(gid, &args),
+            Known::NumpyScalar => self.numpy_scalar(gid, args),
+            Known::NumpyFromBuffer => self.numpy_frombuffer(gid, args),
         }
     }
 
@@ -476,7 +493,7 @@ impl Machine<'_, '_> {
                 if !matches!(self.node(args[2]), Node::None) {
                     return Err(self.bad(gid, "state must be None when the base is object"));
                 }
-                let empty = self.new_node(Node::Tuple(Vec::new()))?;
+                let empty = self.singleton(Singleton::EmptyTuple)?;
                 self.class_call(args[0], empty, None, CallKind::Reconstructor)
             }
             Node::Global(_) | Node::Refused => {
@@ -635,7 +652,12 @@ impl Machine<'_, '_> {
         let Node::Storage(storage) = self.node(args[0]) else {
             return Err(self.bad(gid, "storage must come from a persistent id"));
         };
-        let storage = (**storage).clone();
+        let storage = StorageFacts {
+            node: args[0],
+            kind: storage.kind,
+            nbytes: storage.nbytes,
+            view: storage.view.as_ref().map(|v| (v.offset, v.size)),
+        };
         let storage_offset = self
             .int_u64(args[1])
             .ok_or_else(|| self.bad(gid, "storage_offset must be a non-negative int"))?;
@@ -734,7 +756,7 @@ impl Machine<'_, '_> {
     fn view_bytes(
         &self,
         gid: GlobalId,
-        storage: &Storage,
+        storage: &StorageFacts,
         offset: u64,
         size: &[u64],
         stride: &[u64],
@@ -743,10 +765,10 @@ impl Machine<'_, '_> {
         let overflow = || self.bad(gid, "tensor view arithmetic overflows");
         // The bytes the tensor may address: the view of a legacy storage, or the record.
         let unit = storage.kind.unit_size().unwrap_or(1);
-        let (base, available) = match &storage.view {
-            Some(v) => (
-                v.offset.checked_mul(unit).ok_or_else(overflow)?,
-                v.size.checked_mul(unit).ok_or_else(overflow)?,
+        let (base, available) = match storage.view {
+            Some((offset, size)) => (
+                offset.checked_mul(unit).ok_or_else(overflow)?,
+                size.checked_mul(unit).ok_or_else(overflow)?,
             ),
             None => (0, storage.nbytes),
         };
@@ -773,7 +795,10 @@ impl Machine<'_, '_> {
                 gid,
                 format!(
                     "tensor view needs bytes up to {end} of its storage {:?}, which has {available}",
-                    storage.key
+                    match self.node(storage.node) {
+                        Node::Storage(s) => s.key(),
+                        _ => "",
+                    }
                 ),
             ));
         }
@@ -895,10 +920,13 @@ impl Machine<'_, '_> {
     /// BINPERSID: `('storage', class, key, location, numel[, view])` or
     /// `('module', class, source_file, source)`.
     pub(crate) fn persistent_load(&mut self, pid: NodeId) -> Result<NodeId> {
-        let Node::Tuple(items) = self.node(pid) else {
+        let Some((buf, len)) = self
+            .small_args(pid)
+            .filter(|_| matches!(self.node(pid), Node::Tuple(_)))
+        else {
             return Err(self.mismatch("a persistent id tuple", pid));
         };
-        let items = items.clone();
+        let items = &buf[..len];
         let tag = items.first().and_then(|&t| self.string(t));
         let bad = |m: &Self, reason: &str| {
             m.refused(Verdict::Unknown, format!("persistent id refused: {reason}"))
@@ -976,58 +1004,57 @@ impl Machine<'_, '_> {
         let nbytes = numel
             .checked_mul(unit)
             .ok_or_else(|| bad(self, "the storage size overflows"))?;
-        let view_key: Option<Box<str>> = view.as_ref().map(|v| v.key.as_str().into());
-        if let Some(&node) = self
-            .storage_nodes
-            .get(&(key.as_str().into(), view_key.clone()))
-        {
-            if let Node::Storage(s) = self.node(node)
-                && (s.kind != kind || s.numel != numel || s.view != view)
-            {
+        let existing = match self.storages_by_key.get(key.as_str()) {
+            Some(e) if e.kind != kind || e.numel != numel => {
                 return Err(bad(
                     self,
                     "the same storage key is declared with a different type or size",
                 ));
             }
+            Some(e) => Some(match &view {
+                None => e.plain,
+                Some(v) => e.views.iter().find(|(w, _)| w == v).map(|&(_, n)| n),
+            }),
+            None => None,
+        };
+        if let Some(Some(node)) = existing {
             return Ok(node);
         }
-        match self.storage_roots.get(key.as_str()) {
-            Some(&(k, n, _)) if k != kind || n != numel => {
+        if existing.is_none() {
+            let request = StorageRequest {
+                key: &key,
+                kind,
+                numel,
+                nbytes,
+                location: &location,
+                view: view.as_ref(),
+                offset: self.op_offset,
+            };
+            let confirmed = self.storages.resolve(&request).map_err(|source| {
+                crate::error::PickleError::Storage {
+                    offset: self.op_offset,
+                    opcode: self.op,
+                    key: key.clone(),
+                    source,
+                }
+            })?;
+            if confirmed != nbytes {
                 return Err(bad(
                     self,
-                    "the same storage key is declared with a different type or size",
+                    &format!(
+                        "storage {key:?} declares {nbytes} bytes, the container has {confirmed}"
+                    ),
                 ));
             }
-            Some(_) => {}
-            None => {
-                let request = StorageRequest {
-                    key: &key,
+            self.storages_by_key.insert(
+                key.as_str().into(),
+                StorageEntry {
                     kind,
                     numel,
-                    nbytes,
-                    location: &location,
-                    view: view.as_ref(),
-                    offset: self.op_offset,
-                };
-                let confirmed = self.storages.resolve(&request).map_err(|source| {
-                    crate::error::PickleError::Storage {
-                        offset: self.op_offset,
-                        opcode: self.op,
-                        key: key.clone(),
-                        source,
-                    }
-                })?;
-                if confirmed != nbytes {
-                    return Err(bad(
-                        self,
-                        &format!(
-                            "storage {key:?} declares {nbytes} bytes, the container has {confirmed}"
-                        ),
-                    ));
-                }
-                self.storage_roots
-                    .insert(key.as_str().into(), (kind, numel, nbytes));
-            }
+                    plain: None,
+                    views: Vec::new(),
+                },
+            );
         }
         let node = self.new_node(Node::Storage(Box::new(Storage {
             key: key.as_str().into(),
@@ -1035,9 +1062,14 @@ impl Machine<'_, '_> {
             numel,
             nbytes,
             location: location.into(),
-            view,
+            view: view.clone(),
         })))?;
-        self.storage_nodes.insert((key.into(), view_key), node);
+        if let Some(entry) = self.storages_by_key.get_mut(key.as_str()) {
+            match view {
+                None => entry.plain = Some(node),
+                Some(v) => entry.views.push((v, node)),
+            }
+        }
         Ok(node)
     }
 

@@ -120,6 +120,22 @@ struct Memo {
 
 const MEMO_DENSE_SLACK: u64 = 4096;
 
+/// The shared small ints are `-SMALL_INT_BIAS..SMALL_INTS - SMALL_INT_BIAS`.
+const SMALL_INT_BIAS: i64 = 5;
+const SMALL_INTS: usize = 1029;
+
+/// Shared immutable singletons.
+#[derive(Clone, Copy)]
+pub(crate) enum Singleton {
+    None = 0,
+    True = 1,
+    False = 2,
+    EmptyTuple = 3,
+}
+
+/// Containers up to this size de-duplicate keys by a linear scan of cached key ids.
+const SMALL: usize = 16;
+
 impl Memo {
     fn get(&self, index: u64) -> Option<NodeId> {
         usize::try_from(index)
@@ -148,6 +164,15 @@ impl Memo {
     }
 }
 
+/// What is known about one storage key: the handler confirmed it once; its nodes (the plain
+/// storage and each legacy view of it) are shared by every persistent id naming them.
+pub(crate) struct StorageEntry {
+    pub(crate) kind: crate::storage::StorageKind,
+    pub(crate) numel: u64,
+    pub(crate) plain: Option<NodeId>,
+    pub(crate) views: Vec<(crate::storage::StorageView, NodeId)>,
+}
+
 pub(crate) struct Machine<'a, 'o> {
     pub(crate) input: &'a [u8],
     pos: usize,
@@ -168,13 +193,14 @@ pub(crate) struct Machine<'a, 'o> {
     protocol: u8,
     pub(crate) globals: Vec<GlobalRef>,
     global_index: HashMap<(Box<str>, Box<str>), GlobalId>,
-    pub(crate) storage_nodes: HashMap<(Box<str>, Option<Box<str>>), NodeId>,
-    pub(crate) storage_roots: HashMap<Box<str>, (crate::storage::StorageKind, u64, u64)>,
+    pub(crate) storages_by_key: HashMap<Box<str>, StorageEntry>,
     pub(crate) report: ScanReport,
     pub(crate) materialized: u64,
     pub(crate) tensors: u64,
     pub(crate) op_offset: usize,
     pub(crate) op: Opcode,
+    singletons: [u32; 4],
+    small_ints: Vec<u32>,
 }
 
 impl<'a, 'o> Machine<'a, 'o> {
@@ -191,6 +217,11 @@ impl<'a, 'o> Machine<'a, 'o> {
                 len: input.len(),
             });
         }
+        // Pickles are dense (a node every 4-8 bytes): reserving up front avoids re-copying
+        // the arena as it grows. Unused reservation is only address space.
+        let reserve = ((input.len() - start) / 8)
+            .min(opts.limits.max_nodes)
+            .min(1 << 23);
         Ok(Machine {
             input,
             pos: start,
@@ -199,9 +230,9 @@ impl<'a, 'o> Machine<'a, 'o> {
             limits: &opts.limits,
             scan,
             storages,
-            nodes: Vec::new(),
-            offsets: Vec::new(),
-            key_cache: Vec::new(),
+            nodes: Vec::with_capacity(reserve),
+            offsets: Vec::with_capacity(reserve),
+            key_cache: Vec::with_capacity(reserve),
             keys: KeyTable::default(),
             entries: HashMap::new(),
             stack: Vec::new(),
@@ -210,8 +241,7 @@ impl<'a, 'o> Machine<'a, 'o> {
             protocol: 0,
             globals: Vec::new(),
             global_index: HashMap::new(),
-            storage_nodes: HashMap::new(),
-            storage_roots: HashMap::new(),
+            storages_by_key: HashMap::new(),
             report: ScanReport {
                 start,
                 ..ScanReport::default()
@@ -220,6 +250,8 @@ impl<'a, 'o> Machine<'a, 'o> {
             tensors: 0,
             op_offset: start,
             op: Opcode::Proto,
+            singletons: [NO_KEY; 4],
+            small_ints: vec![NO_KEY; SMALL_INTS],
         })
     }
 
@@ -410,6 +442,45 @@ impl<'a, 'o> Machine<'a, 'o> {
         self.push(id)
     }
 
+    /// None, True, False, the empty tuple and the ints -5..=1023 are immutable and shared, as in
+    /// CPython: one node each, created at their first occurrence. Most values of a state dict
+    /// are such small ints (sizes, strides, offsets), so this halves the arena.
+    pub(crate) fn singleton(&mut self, which: Singleton) -> Result<NodeId> {
+        let slot = which as usize;
+        if self.singletons[slot] != NO_KEY {
+            return Ok(NodeId(self.singletons[slot]));
+        }
+        let id = self.new_node(match which {
+            Singleton::None => Node::None,
+            Singleton::True => Node::Bool(true),
+            Singleton::False => Node::Bool(false),
+            Singleton::EmptyTuple => Node::Tuple(Vec::new()),
+        })?;
+        self.singletons[slot] = id.0;
+        Ok(id)
+    }
+
+    fn push_singleton(&mut self, which: Singleton) -> Result<()> {
+        let id = self.singleton(which)?;
+        self.push(id)
+    }
+
+    fn push_int(&mut self, value: PyInt) -> Result<()> {
+        if let PyInt::Small(v) = value
+            && let Some(slot) = v
+                .checked_add(SMALL_INT_BIAS)
+                .and_then(|b| usize::try_from(b).ok())
+                .filter(|&s| s < self.small_ints.len())
+        {
+            if self.small_ints[slot] == NO_KEY {
+                let id = self.new_node(Node::Int(value))?;
+                self.small_ints[slot] = id.0;
+            }
+            return self.push(NodeId(self.small_ints[slot]));
+        }
+        self.push_new(Node::Int(value))
+    }
+
     fn fence(&self) -> usize {
         self.marks.last().copied().unwrap_or(0)
     }
@@ -485,13 +556,23 @@ impl<'a, 'o> Machine<'a, 'o> {
     ) -> Result<()> {
         let kid = self.key_id(key)?;
         let max = self.limits.max_container_len;
-        let existing = self.entries.get(&(container.0, slot, kid)).copied();
         let pairs = match (&mut self.nodes[container.index()], slot) {
             (Node::Dict(p) | Node::Counter(p) | Node::Namespace(p), 0) => p,
             (Node::OrderedDict(o), 0) => &mut o.items,
             (Node::OrderedDict(o), _) => &mut o.attributes,
             (Node::Namespace(p), _) => p,
             _ => return Err(self.mismatch("a dict", container)),
+        };
+        // Small containers are searched linearly (key ids are cached); larger ones through
+        // the index, which they join when they outgrow SMALL.
+        let cache = &self.key_cache;
+        let existing = if pairs.len() <= SMALL {
+            pairs
+                .iter()
+                .position(|(k, _)| cache[k.index()] == kid)
+                .map(|p| p as u32)
+        } else {
+            self.entries.get(&(container.0, slot, kid)).copied()
         };
         match existing {
             Some(pos) => pairs[pos as usize].1 = value,
@@ -504,9 +585,16 @@ impl<'a, 'o> Machine<'a, 'o> {
                         offset: self.op_offset,
                     });
                 }
-                let pos = pairs.len() as u32;
                 pairs.push((key, value));
-                self.entries.insert((container.0, slot, kid), pos);
+                if pairs.len() == SMALL + 1 {
+                    for (pos, (k, _)) in pairs.iter().enumerate() {
+                        self.entries
+                            .insert((container.0, slot, cache[k.index()]), pos as u32);
+                    }
+                } else if pairs.len() > SMALL + 1 {
+                    self.entries
+                        .insert((container.0, slot, kid), pairs.len() as u32 - 1);
+                }
             }
         }
         Ok(())
@@ -514,14 +602,20 @@ impl<'a, 'o> Machine<'a, 'o> {
 
     pub(crate) fn set_insert(&mut self, container: NodeId, item: NodeId) -> Result<()> {
         let kid = self.key_id(item)?;
-        if self.entries.contains_key(&(container.0, 0, kid)) {
-            return Ok(());
-        }
         let max = self.limits.max_container_len;
         let items = match &mut self.nodes[container.index()] {
             Node::Set(v) | Node::FrozenSet(v) => v,
             _ => return Err(self.mismatch("a set", container)),
         };
+        let cache = &self.key_cache;
+        let present = if items.len() <= SMALL {
+            items.iter().any(|k| cache[k.index()] == kid)
+        } else {
+            self.entries.contains_key(&(container.0, 0, kid))
+        };
+        if present {
+            return Ok(());
+        }
         if items.len() >= max {
             return Err(PickleError::LimitExceeded {
                 what: "max_container_len",
@@ -530,9 +624,16 @@ impl<'a, 'o> Machine<'a, 'o> {
                 offset: self.op_offset,
             });
         }
-        let pos = items.len() as u32;
         items.push(item);
-        self.entries.insert((container.0, 0, kid), pos);
+        if items.len() == SMALL + 1 {
+            for (pos, k) in items.iter().enumerate() {
+                self.entries
+                    .insert((container.0, 0, cache[k.index()]), pos as u32);
+            }
+        } else if items.len() > SMALL + 1 {
+            self.entries
+                .insert((container.0, 0, kid), items.len() as u32 - 1);
+        }
         Ok(())
     }
 
@@ -683,6 +784,14 @@ impl<'a, 'o> Machine<'a, 'o> {
         })))
     }
 
+    /// Records a call of a global and returns its verdict and what it is.
+    pub(crate) fn call_finding(&mut self, gid: GlobalId) -> (Verdict, Option<Known>) {
+        let g = &self.globals[gid.0 as usize];
+        let (verdict, known, reason, name) = (g.verdict, g.known, g.reason, g.name.clone());
+        self.finding(FindingKind::Call(name), verdict, reason);
+        (verdict, known)
+    }
+
     fn call(
         &mut self,
         callee: NodeId,
@@ -713,9 +822,8 @@ impl<'a, 'o> Machine<'a, 'o> {
         if !matches!(self.node(args), Node::Tuple(_)) {
             return Err(self.mismatch("an argument tuple", args));
         }
-        let g = self.global_ref(gid).clone();
-        self.finding(FindingKind::Call(g.name.clone()), g.verdict, g.reason);
-        match (g.verdict, g.known) {
+        let (verdict, known) = self.call_finding(gid);
+        match (verdict, known) {
             (Verdict::Allowed, Some(known)) => self.known_call(known, gid, args, kwargs, call),
             (Verdict::Unsafe, _) => {
                 if self.scan {
@@ -847,7 +955,7 @@ impl<'a, 'o> Machine<'a, 'o> {
         if matches!(value, PyInt::Big(_)) {
             self.materialize(len)?;
         }
-        self.push_new(Node::Int(value))
+        self.push_int(value)
     }
 
     fn ext(&mut self, code: i64) -> Result<()> {
@@ -999,26 +1107,29 @@ impl<'a, 'o> Machine<'a, 'o> {
                     text::IntLine::Bool(b) => Node::Bool(b),
                     text::IntLine::Int(i) => Node::Int(i),
                 };
-                self.push_new(node)?;
+                match node {
+                    Node::Int(i) => self.push_int(i)?,
+                    other => self.push_new(other)?,
+                }
             }
             Opcode::Long => {
                 let line = self.line("LONG argument")?;
                 let v =
                     text::long_line(line, limits.max_int_digits).map_err(|r| self.invalid(r))?;
                 self.materialize(line.len() as u64 / 2)?;
-                self.push_new(Node::Int(v))?;
+                self.push_int(v)?;
             }
             Opcode::BinInt => {
                 let v = i32::from_le_bytes(self.array::<4>("BININT argument")?);
-                self.push_new(Node::Int(PyInt::Small(i64::from(v))))?;
+                self.push_int(PyInt::Small(i64::from(v)))?;
             }
             Opcode::BinInt1 => {
                 let [v] = self.array::<1>("BININT1 argument")?;
-                self.push_new(Node::Int(PyInt::Small(i64::from(v))))?;
+                self.push_int(PyInt::Small(i64::from(v)))?;
             }
             Opcode::BinInt2 => {
                 let v = u16::from_le_bytes(self.array::<2>("BININT2 argument")?);
-                self.push_new(Node::Int(PyInt::Small(i64::from(v))))?;
+                self.push_int(PyInt::Small(i64::from(v)))?;
             }
             Opcode::Long1 => {
                 let [n] = self.array::<1>("LONG1 length")?;
@@ -1084,9 +1195,9 @@ impl<'a, 'o> Machine<'a, 'o> {
                     _ => return Err(self.mismatch("a bytes-like buffer", top)),
                 }
             }
-            Opcode::None => self.push_new(Node::None)?,
-            Opcode::NewTrue => self.push_new(Node::Bool(true))?,
-            Opcode::NewFalse => self.push_new(Node::Bool(false))?,
+            Opcode::None => self.push_singleton(Singleton::None)?,
+            Opcode::NewTrue => self.push_singleton(Singleton::True)?,
+            Opcode::NewFalse => self.push_singleton(Singleton::False)?,
             Opcode::Unicode => {
                 let line = self.line("UNICODE argument")?;
                 let s = text::raw_unicode_escape(line).map_err(|r| self.invalid(r))?;
@@ -1114,7 +1225,7 @@ impl<'a, 'o> Machine<'a, 'o> {
                 self.push_new(Node::Float(f))?;
             }
             Opcode::EmptyList => self.push_new(Node::List(Vec::new()))?,
-            Opcode::EmptyTuple => self.push_new(Node::Tuple(Vec::new()))?,
+            Opcode::EmptyTuple => self.push_singleton(Singleton::EmptyTuple)?,
             Opcode::EmptyDict => self.push_new(Node::Dict(Vec::new()))?,
             Opcode::EmptySet => self.push_new(Node::Set(Vec::new()))?,
             Opcode::Append => {
