@@ -1,5 +1,7 @@
 //! Known constructors: each validates its arguments strictly and produces a typed value.
 
+use std::sync::Arc;
+
 use crate::dtype::{ByteOrder, NumpyDtype, NumpyElement};
 use crate::error::PickleError;
 use crate::int::PyInt;
@@ -741,8 +743,7 @@ impl Machine<'_, '_> {
             storage: args[0],
             dtype,
             storage_offset,
-            size: size.into(),
-            stride: stride.into(),
+            dims: size.iter().chain(stride.iter()).copied().collect(),
             requires_grad,
             conj,
             neg,
@@ -955,7 +956,7 @@ impl Machine<'_, '_> {
             .string(items[2])
             .ok_or_else(|| bad(self, "the storage key must be a str"))?
             .to_owned();
-        let location = match self.node(items[3]) {
+        let location: String = match self.node(items[3]) {
             Node::Str(s) => s.to_string(),
             Node::Bytes(d) => {
                 let d = d.clone();
@@ -1046,29 +1047,36 @@ impl Machine<'_, '_> {
                     ),
                 ));
             }
-            self.storages_by_key.insert(
-                key.as_str().into(),
-                StorageEntry {
-                    kind,
-                    numel,
-                    plain: None,
-                    views: Vec::new(),
-                },
-            );
         }
+        let shared_key: Arc<str> = key.as_str().into();
+        let location: Arc<str> = match &self.last_location {
+            Some(l) if l.as_ref() == location => l.clone(),
+            _ => {
+                let l: Arc<str> = location.into();
+                self.last_location = Some(l.clone());
+                l
+            }
+        };
         let node = self.new_node(Node::Storage(Box::new(Storage {
-            key: key.as_str().into(),
+            key: shared_key.clone(),
             kind,
             numel,
             nbytes,
-            location: location.into(),
+            location,
             view: view.clone(),
         })))?;
-        if let Some(entry) = self.storages_by_key.get_mut(key.as_str()) {
-            match view {
-                None => entry.plain = Some(node),
-                Some(v) => entry.views.push((v, node)),
-            }
+        let entry = self
+            .storages_by_key
+            .entry(shared_key)
+            .or_insert_with(|| StorageEntry {
+                kind,
+                numel,
+                plain: None,
+                views: Vec::new(),
+            });
+        match view {
+            None => entry.plain = Some(node),
+            Some(v) => entry.views.push((v, node)),
         }
         Ok(node)
     }

@@ -5,7 +5,7 @@
 //! frozensets are interned from their elements' ids bottom-up with an explicit stack, and objects
 //! without value equality (tensors, records, NaN) are keyed by identity.
 
-use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::dtype::Dtype;
 use crate::int::PyInt;
@@ -19,7 +19,7 @@ enum KeyShape {
     Int(PyInt),
     Float(u64),
     Complex(u64, u64),
-    Str(Box<str>),
+    Str(Arc<str>),
     Bytes(Box<[u8]>),
     Tuple(Box<[u32]>),
     FrozenSet(Box<[u32]>),
@@ -33,7 +33,7 @@ enum KeyShape {
 
 #[derive(Default)]
 pub(crate) struct KeyTable {
-    shapes: HashMap<KeyShape, u32>,
+    shapes: crate::vm::Map<KeyShape, u32>,
 }
 
 /// `Err(type name)` for unhashable values.
@@ -55,6 +55,16 @@ impl KeyTable {
     ) -> KeyResult {
         if cache[id.index()] != NO_KEY {
             return Ok(cache[id.index()]);
+        }
+        if !matches!(
+            nodes[id.index()],
+            Node::Tuple(_) | Node::FrozenSet(_) | Node::TorchSize(_)
+        ) {
+            // The common case (str, int keys): no stack needed.
+            let shape = scalar_shape(&nodes[id.index()], id, input)?;
+            let k = self.intern(shape);
+            cache[id.index()] = k;
+            return Ok(k);
         }
         let mut stack: Vec<(NodeId, bool)> = vec![(id, false)];
         while let Some((n, expanded)) = stack.pop() {

@@ -14,11 +14,14 @@ macro_rules! opcodes {
 
         impl Opcode {
             /// Decodes an opcode byte; `None` for bytes that are not opcodes.
+            #[inline]
             pub fn from_byte(byte: u8) -> Option<Opcode> {
-                match byte {
-                    $( $byte => Some(Opcode::$name), )*
-                    _ => None,
-                }
+                const TABLE: [Option<Opcode>; 256] = {
+                    let mut table = [None; 256];
+                    $( table[$byte as usize] = Some(Opcode::$name); )*
+                    table
+                };
+                TABLE[byte as usize]
             }
 
             /// The name `pickletools` uses for this opcode (e.g. `BINUNICODE`).

@@ -6,6 +6,7 @@
 //! its depth is bounded by [`Limits::max_depth`](crate::Limits::max_depth); dropping it is flat.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use crate::dtype::{Dtype, NumpyDtype};
 use crate::int::PyInt;
@@ -63,11 +64,11 @@ pub enum TensorFlavour {
 /// A storage referenced by a persistent id, resolved by the caller's handler.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Storage {
-    pub(crate) key: Box<str>,
+    pub(crate) key: Arc<str>,
     pub(crate) kind: StorageKind,
     pub(crate) numel: u64,
     pub(crate) nbytes: u64,
-    pub(crate) location: Box<str>,
+    pub(crate) location: Arc<str>,
     pub(crate) view: Option<StorageView>,
 }
 
@@ -110,8 +111,8 @@ pub struct Tensor {
     pub(crate) storage: NodeId,
     pub(crate) dtype: Dtype,
     pub(crate) storage_offset: u64,
-    pub(crate) size: Box<[u64]>,
-    pub(crate) stride: Box<[u64]>,
+    /// The sizes, then the strides.
+    pub(crate) dims: Box<[u64]>,
     pub(crate) requires_grad: bool,
     pub(crate) conj: bool,
     pub(crate) neg: bool,
@@ -135,11 +136,11 @@ impl Tensor {
     }
     /// Shape.
     pub fn size(&self) -> &[u64] {
-        &self.size
+        &self.dims[..self.dims.len() / 2]
     }
     /// Strides in elements (may be 0 for expanded dimensions, not monotonic for transposes).
     pub fn stride(&self) -> &[u64] {
-        &self.stride
+        &self.dims[self.dims.len() / 2..]
     }
     /// `requires_grad`.
     pub fn requires_grad(&self) -> bool {
@@ -163,7 +164,7 @@ impl Tensor {
     }
     /// Number of elements (product of the sizes).
     pub fn numel(&self) -> u64 {
-        self.size.iter().product()
+        self.size().iter().product()
     }
     /// The bytes of the storage record the view touches, `[first, last + itemsize)`, legacy view
     /// offset included. Empty for tensors with no elements.
@@ -383,7 +384,7 @@ pub enum Node {
     /// `complex(real, imag)`.
     Complex(f64, f64),
     /// A str (always valid UTF-8).
-    Str(Box<str>),
+    Str(Arc<str>),
     /// `bytes`.
     Bytes(ByteData),
     /// `bytearray`.

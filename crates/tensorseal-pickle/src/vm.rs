@@ -2,6 +2,10 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+
+/// The VM's maps: SipHash costs more than the rest of an opcode; foldhash is seeded per
+/// process, so an input cannot be crafted to collide.
+pub(crate) type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::Arc;
 
 use crate::compat;
@@ -114,7 +118,7 @@ pub fn scan(
 #[derive(Default)]
 struct Memo {
     dense: Vec<Option<NodeId>>,
-    sparse: HashMap<u64, NodeId>,
+    sparse: Map<u64, NodeId>,
     len: usize,
 }
 
@@ -186,14 +190,17 @@ pub(crate) struct Machine<'a, 'o> {
     pub(crate) key_cache: Vec<u32>,
     pub(crate) keys: KeyTable,
     /// (container, slot, key id) -> position, for dict and set de-duplication.
-    pub(crate) entries: HashMap<(u32, u8, u32), u32>,
+    pub(crate) entries: Map<(u32, u8, u32), u32>,
+    /// (container, slot, str key) -> position, for containers past SMALL.
+    pub(crate) str_entries: Map<(u32, u8, Arc<str>), u32>,
     stack: Vec<NodeId>,
     marks: Vec<usize>,
     memo: Memo,
     protocol: u8,
     pub(crate) globals: Vec<GlobalRef>,
-    global_index: HashMap<(Box<str>, Box<str>), GlobalId>,
-    pub(crate) storages_by_key: HashMap<Box<str>, StorageEntry>,
+    global_index: Map<(Box<str>, Box<str>), GlobalId>,
+    pub(crate) storages_by_key: Map<Arc<str>, StorageEntry>,
+    pub(crate) last_location: Option<Arc<str>>,
     pub(crate) report: ScanReport,
     pub(crate) materialized: u64,
     pub(crate) tensors: u64,
@@ -234,14 +241,16 @@ impl<'a, 'o> Machine<'a, 'o> {
             offsets: Vec::with_capacity(reserve),
             key_cache: Vec::with_capacity(reserve),
             keys: KeyTable::default(),
-            entries: HashMap::new(),
+            entries: Map::default(),
+            str_entries: Map::default(),
             stack: Vec::new(),
             marks: Vec::new(),
             memo: Memo::default(),
             protocol: 0,
             globals: Vec::new(),
-            global_index: HashMap::new(),
-            storages_by_key: HashMap::new(),
+            global_index: Map::default(),
+            storages_by_key: Map::default(),
+            last_location: None,
             report: ScanReport {
                 start,
                 ..ScanReport::default()
@@ -330,6 +339,7 @@ impl<'a, 'o> Machine<'a, 'o> {
 
     // ----- input ----------------------------------------------------------------------------
 
+    #[inline]
     fn take(&mut self, n: u64, what: &'static str) -> Result<&'a [u8]> {
         let available = (self.input.len() - self.pos) as u64;
         if n > available {
@@ -365,6 +375,7 @@ impl<'a, 'o> Machine<'a, 'o> {
         }
     }
 
+    #[inline]
     fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N]> {
         let b = self.take(N as u64, what)?;
         let mut out = [0u8; N];
@@ -554,50 +565,86 @@ impl<'a, 'o> Machine<'a, 'o> {
         key: NodeId,
         value: NodeId,
     ) -> Result<()> {
-        let kid = self.key_id(key)?;
+        // str keys (nearly all keys) are compared as strings; other keys by canonical key id.
+        let str_key = match self.node(key) {
+            Node::Str(s) => Some(s.clone()),
+            _ => None,
+        };
+        let kid = match str_key {
+            Some(_) => NO_KEY,
+            None => self.key_id(key)?,
+        };
         let max = self.limits.max_container_len;
-        let pairs = match (&mut self.nodes[container.index()], slot) {
-            (Node::Dict(p) | Node::Counter(p) | Node::Namespace(p), 0) => p,
-            (Node::OrderedDict(o), 0) => &mut o.items,
-            (Node::OrderedDict(o), _) => &mut o.attributes,
-            (Node::Namespace(p), _) => p,
+        let mut pairs = match (&mut self.nodes[container.index()], slot) {
+            (Node::Dict(p) | Node::Counter(p) | Node::Namespace(p), 0) => std::mem::take(p),
+            (Node::OrderedDict(o), 0) => std::mem::take(&mut o.items),
+            (Node::OrderedDict(o), _) => std::mem::take(&mut o.attributes),
+            (Node::Namespace(p), _) => std::mem::take(p),
             _ => return Err(self.mismatch("a dict", container)),
         };
-        // Small containers are searched linearly (key ids are cached); larger ones through
-        // the index, which they join when they outgrow SMALL.
+        let nodes = &self.nodes;
         let cache = &self.key_cache;
-        let existing = if pairs.len() <= SMALL {
-            pairs
-                .iter()
-                .position(|(k, _)| cache[k.index()] == kid)
-                .map(|p| p as u32)
-        } else {
-            self.entries.get(&(container.0, slot, kid)).copied()
+        let same = |k: NodeId| match (&str_key, &nodes[k.index()]) {
+            (Some(s), Node::Str(t)) => s == t,
+            (Some(_), _) => false,
+            (None, _) => cache[k.index()] == kid,
         };
-        match existing {
-            Some(pos) => pairs[pos as usize].1 = value,
-            None => {
-                if pairs.len() >= max {
-                    return Err(PickleError::LimitExceeded {
-                        what: "max_container_len",
-                        value: pairs.len() as u64 + 1,
-                        limit: max as u64,
-                        offset: self.op_offset,
-                    });
-                }
-                pairs.push((key, value));
-                if pairs.len() == SMALL + 1 {
-                    for (pos, (k, _)) in pairs.iter().enumerate() {
-                        self.entries
-                            .insert((container.0, slot, cache[k.index()]), pos as u32);
-                    }
-                } else if pairs.len() > SMALL + 1 {
-                    self.entries
-                        .insert((container.0, slot, kid), pairs.len() as u32 - 1);
-                }
+        // Small containers are searched linearly; larger ones through an index, which they
+        // join when they outgrow SMALL.
+        let existing = if pairs.len() <= SMALL {
+            pairs.iter().position(|&(k, _)| same(k)).map(|p| p as u32)
+        } else {
+            match &str_key {
+                Some(s) => self
+                    .str_entries
+                    .get(&(container.0, slot, s.clone()))
+                    .copied(),
+                None => self.entries.get(&(container.0, slot, kid)).copied(),
             }
+        };
+        let result = match existing {
+            Some(pos) => {
+                pairs[pos as usize].1 = value;
+                Ok(())
+            }
+            None if pairs.len() >= max => Err(PickleError::LimitExceeded {
+                what: "max_container_len",
+                value: pairs.len() as u64 + 1,
+                limit: max as u64,
+                offset: self.op_offset,
+            }),
+            None => {
+                pairs.push((key, value));
+                let from = if pairs.len() == SMALL + 1 {
+                    0
+                } else if pairs.len() > SMALL + 1 {
+                    pairs.len() - 1
+                } else {
+                    pairs.len()
+                };
+                for (pos, &(k, _)) in pairs.iter().enumerate().skip(from) {
+                    match &self.nodes[k.index()] {
+                        Node::Str(s) => {
+                            self.str_entries
+                                .insert((container.0, slot, s.clone()), pos as u32);
+                        }
+                        _ => {
+                            self.entries
+                                .insert((container.0, slot, self.key_cache[k.index()]), pos as u32);
+                        }
+                    }
+                }
+                Ok(())
+            }
+        };
+        match (&mut self.nodes[container.index()], slot) {
+            (Node::Dict(p) | Node::Counter(p) | Node::Namespace(p), 0) => *p = pairs,
+            (Node::OrderedDict(o), 0) => o.items = pairs,
+            (Node::OrderedDict(o), _) => o.attributes = pairs,
+            (Node::Namespace(p), _) => *p = pairs,
+            _ => {}
         }
-        Ok(())
+        result
     }
 
     pub(crate) fn set_insert(&mut self, container: NodeId, item: NodeId) -> Result<()> {
@@ -856,7 +903,14 @@ impl<'a, 'o> Machine<'a, 'o> {
             if self.frame_end == Some(self.pos) {
                 self.frame_end = None;
             }
-            let [byte] = self.array::<1>("an opcode (the pickle ends without STOP)")?;
+            // Fast path for the opcode byte; the general path reports truncation.
+            let byte = match self.input.get(self.pos) {
+                Some(&b) => {
+                    self.pos += 1;
+                    b
+                }
+                None => self.array::<1>("an opcode (the pickle ends without STOP)")?[0],
+            };
             let Some(op) = Opcode::from_byte(byte) else {
                 return Err(PickleError::UnknownOpcode {
                     offset: self.op_offset,
