@@ -108,6 +108,27 @@ impl Machine<'_, '_> {
         })
     }
 
+    /// Appends a tuple (or torch.Size or list) of non-negative ints to `out`; returns how many.
+    fn push_dims(&self, id: NodeId, out: &mut Vec<u64>) -> Option<usize> {
+        match self.node(id) {
+            Node::TorchSize(d) => {
+                out.reserve(2 * d.len());
+                for &v in d.iter() {
+                    out.push(u64::try_from(v).ok()?);
+                }
+                Some(d.len())
+            }
+            Node::Tuple(v) | Node::List(v) => {
+                out.reserve(2 * v.len());
+                for &x in v {
+                    out.push(self.int_u64(x)?);
+                }
+                Some(v.len())
+            }
+            _ => None,
+        }
+    }
+
     /// A tuple (or torch.Size or list) of non-negative ints.
     fn dims(&self, id: NodeId) -> Option<Vec<u64>> {
         match self.node(id) {
@@ -663,16 +684,19 @@ impl Machine<'_, '_> {
         let storage_offset = self
             .int_u64(args[1])
             .ok_or_else(|| self.bad(gid, "storage_offset must be a non-negative int"))?;
-        let size = self
-            .dims(args[2])
+        // Sizes then strides, in one allocation (the tensor keeps it).
+        let mut dims: Vec<u64> = Vec::new();
+        let rank = self
+            .push_dims(args[2], &mut dims)
             .ok_or_else(|| self.bad(gid, "size must be a tuple of non-negative ints"))?;
-        let stride = self
-            .dims(args[3])
+        self.limit("max_rank", rank as u64, self.limits.max_rank as u64)?;
+        let stride_rank = self
+            .push_dims(args[3], &mut dims)
             .ok_or_else(|| self.bad(gid, "stride must be a tuple of non-negative ints"))?;
-        if size.len() != stride.len() {
+        if rank != stride_rank {
             return Err(self.bad(gid, "size and stride have different lengths"));
         }
-        self.limit("max_rank", size.len() as u64, self.limits.max_rank as u64)?;
+        let (size, stride) = dims.split_at(rank);
         let mut requires_grad = false;
         let (mut conj, mut neg) = (false, false);
         let mut dtype = match storage.kind {
@@ -737,13 +761,12 @@ impl Machine<'_, '_> {
                 &format!("tensor of dtype {dtype}, which has no dense bit-exact representation"),
             );
         };
-        let byte_range =
-            self.view_bytes(gid, &storage, storage_offset, &size, &stride, itemsize)?;
+        let byte_range = self.view_bytes(gid, &storage, storage_offset, size, stride, itemsize)?;
         self.new_tensor(Tensor {
             storage: args[0],
             dtype,
             storage_offset,
-            dims: size.iter().chain(stride.iter()).copied().collect(),
+            dims: dims.into_boxed_slice(),
             requires_grad,
             conj,
             neg,
@@ -952,19 +975,19 @@ impl Machine<'_, '_> {
             Node::Refused => return Ok(items[1]),
             _ => return Err(bad(self, "the storage class is not a class")),
         };
-        let key = self
-            .string(items[2])
-            .ok_or_else(|| bad(self, "the storage key must be a str"))?
-            .to_owned();
-        let location: String = match self.node(items[3]) {
-            Node::Str(s) => s.to_string(),
+        let key: Arc<str> = match self.node(items[2]) {
+            Node::Str(s) => s.clone(),
+            _ => return Err(bad(self, "the storage key must be a str")),
+        };
+        let location: Arc<str> = match self.node(items[3]) {
+            Node::Str(s) => s.clone(),
             Node::Bytes(d) => {
                 let d = d.clone();
                 let b = self.bytes_of(&d);
                 if !b.is_ascii() {
                     return Err(bad(self, "the location must be ASCII"));
                 }
-                String::from_utf8_lossy(b).into_owned()
+                String::from_utf8_lossy(b).into()
             }
             _ => return Err(bad(self, "the location must be a str")),
         };
@@ -1005,7 +1028,7 @@ impl Machine<'_, '_> {
         let nbytes = numel
             .checked_mul(unit)
             .ok_or_else(|| bad(self, "the storage size overflows"))?;
-        let existing = match self.storages_by_key.get(key.as_str()) {
+        let existing = match self.storages_by_key.get(key.as_ref()) {
             Some(e) if e.kind != kind || e.numel != numel => {
                 return Err(bad(
                     self,
@@ -1035,7 +1058,7 @@ impl Machine<'_, '_> {
                 crate::error::PickleError::Storage {
                     offset: self.op_offset,
                     opcode: self.op,
-                    key: key.clone(),
+                    key: key.to_string(),
                     source,
                 }
             })?;
@@ -1048,15 +1071,7 @@ impl Machine<'_, '_> {
                 ));
             }
         }
-        let shared_key: Arc<str> = key.as_str().into();
-        let location: Arc<str> = match &self.last_location {
-            Some(l) if l.as_ref() == location => l.clone(),
-            _ => {
-                let l: Arc<str> = location.into();
-                self.last_location = Some(l.clone());
-                l
-            }
-        };
+        let shared_key = key;
         let node = self.new_node(Node::Storage(Box::new(Storage {
             key: shared_key.clone(),
             kind,

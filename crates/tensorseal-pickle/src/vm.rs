@@ -200,7 +200,6 @@ pub(crate) struct Machine<'a, 'o> {
     pub(crate) globals: Vec<GlobalRef>,
     global_index: Map<(Box<str>, Box<str>), GlobalId>,
     pub(crate) storages_by_key: Map<Arc<str>, StorageEntry>,
-    pub(crate) last_location: Option<Arc<str>>,
     pub(crate) report: ScanReport,
     pub(crate) materialized: u64,
     pub(crate) tensors: u64,
@@ -250,7 +249,6 @@ impl<'a, 'o> Machine<'a, 'o> {
             globals: Vec::new(),
             global_index: Map::default(),
             storages_by_key: Map::default(),
-            last_location: None,
             report: ScanReport {
                 start,
                 ..ScanReport::default()
@@ -591,15 +589,27 @@ impl<'a, 'o> Machine<'a, 'o> {
         };
         // Small containers are searched linearly; larger ones through an index, which they
         // join when they outgrow SMALL.
+        let len = pairs.len() as u32;
         let existing = if pairs.len() <= SMALL {
             pairs.iter().position(|&(k, _)| same(k)).map(|p| p as u32)
         } else {
+            // One hash per insert: the entry is claimed for the next position up front.
+            use std::collections::hash_map::Entry;
             match &str_key {
-                Some(s) => self
-                    .str_entries
-                    .get(&(container.0, slot, s.clone()))
-                    .copied(),
-                None => self.entries.get(&(container.0, slot, kid)).copied(),
+                Some(s) => match self.str_entries.entry((container.0, slot, s.clone())) {
+                    Entry::Occupied(e) => Some(*e.get()),
+                    Entry::Vacant(e) => {
+                        e.insert(len);
+                        None
+                    }
+                },
+                None => match self.entries.entry((container.0, slot, kid)) {
+                    Entry::Occupied(e) => Some(*e.get()),
+                    Entry::Vacant(e) => {
+                        e.insert(len);
+                        None
+                    }
+                },
             }
         };
         let result = match existing {
@@ -615,22 +625,20 @@ impl<'a, 'o> Machine<'a, 'o> {
             }),
             None => {
                 pairs.push((key, value));
-                let from = if pairs.len() == SMALL + 1 {
-                    0
-                } else if pairs.len() > SMALL + 1 {
-                    pairs.len() - 1
-                } else {
-                    pairs.len()
-                };
-                for (pos, &(k, _)) in pairs.iter().enumerate().skip(from) {
-                    match &self.nodes[k.index()] {
-                        Node::Str(s) => {
-                            self.str_entries
-                                .insert((container.0, slot, s.clone()), pos as u32);
-                        }
-                        _ => {
-                            self.entries
-                                .insert((container.0, slot, self.key_cache[k.index()]), pos as u32);
+                if pairs.len() == SMALL + 1 {
+                    // Outgrew the linear scan: index every key.
+                    for (pos, &(k, _)) in pairs.iter().enumerate() {
+                        match &self.nodes[k.index()] {
+                            Node::Str(s) => {
+                                self.str_entries
+                                    .insert((container.0, slot, s.clone()), pos as u32);
+                            }
+                            _ => {
+                                self.entries.insert(
+                                    (container.0, slot, self.key_cache[k.index()]),
+                                    pos as u32,
+                                );
+                            }
                         }
                     }
                 }
