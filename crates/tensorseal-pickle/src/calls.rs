@@ -25,6 +25,27 @@ const LAYOUTS: &[&str] = &[
     "torch.jagged",
 ];
 
+/// Encodes a str as latin-1 (`None` if a code point is above U+00FF). ASCII bytes are copied
+/// as they are; U+0080..U+00FF are the two-byte sequences starting 0xC2/0xC3.
+fn latin1(text: &str) -> Option<Box<[u8]>> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        let lead = usize::from(b >> 7);
+        if lead == 1 && b & 0xfe != 0xc2 {
+            return None;
+        }
+        // Branch-free on the (unpredictable) ASCII / two-byte choice: 110000xx 10xxxxxx.
+        let next = bytes.get(i + 1).copied().unwrap_or(0);
+        let two = ((b & 0x03) << 6) | (next & 0x3f);
+        out.push(if lead == 1 { two } else { b });
+        i += 1 + lead;
+    }
+    Some(out.into_boxed_slice())
+}
+
 /// What a tensor rebuild needs from its storage.
 struct StorageFacts {
     node: NodeId,
@@ -335,12 +356,8 @@ impl Machine<'_, '_> {
                 let text = self
                     .string(args[0])
                     .ok_or_else(|| self.bad(gid, "first argument must be a str"))?;
-                let bytes: Option<Box<[u8]>> = text
-                    .chars()
-                    .map(|c| u8::try_from(u32::from(c)).ok())
-                    .collect();
-                let bytes =
-                    bytes.ok_or_else(|| self.bad(gid, "str has code points above U+00FF"))?;
+                let bytes = latin1(text)
+                    .ok_or_else(|| self.bad(gid, "str has code points above U+00FF"))?;
                 self.materialize(bytes.len() as u64)?;
                 self.new_node(Node::Bytes(ByteData::Owned(bytes)))
             }
@@ -1421,5 +1438,21 @@ impl Machine<'_, '_> {
             }
             _ => Err(self.mismatch("an object that accepts state", target)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::latin1;
+
+    #[test]
+    fn latin1_matches_code_points() {
+        let all: String = (0u32..256).filter_map(char::from_u32).collect();
+        assert_eq!(
+            latin1(&all).unwrap().to_vec(),
+            (0u8..=255).collect::<Vec<_>>()
+        );
+        assert!(latin1("\u{100}").is_none());
+        assert!(latin1("€").is_none());
     }
 }
