@@ -49,12 +49,12 @@ impl KeyTable {
     pub(crate) fn key(
         &mut self,
         nodes: &[Node],
-        cache: &mut [u32],
+        cache: &mut crate::vm::Map<u32, u32>,
         input: &[u8],
         id: NodeId,
     ) -> KeyResult {
-        if cache[id.index()] != NO_KEY {
-            return Ok(cache[id.index()]);
+        if let Some(&k) = cache.get(&id.0) {
+            return Ok(k);
         }
         if !matches!(
             nodes[id.index()],
@@ -63,29 +63,27 @@ impl KeyTable {
             // The common case (str, int keys): no stack needed.
             let shape = scalar_shape(&nodes[id.index()], id, input)?;
             let k = self.intern(shape);
-            cache[id.index()] = k;
+            cache.insert(id.0, k);
             return Ok(k);
         }
         let mut stack: Vec<(NodeId, bool)> = vec![(id, false)];
         while let Some((n, expanded)) = stack.pop() {
-            if cache[n.index()] != NO_KEY {
+            if cache.contains_key(&n.0) {
                 continue;
             }
             let shape = match &nodes[n.index()] {
                 Node::Tuple(items) | Node::FrozenSet(items) if !expanded => {
                     stack.push((n, true));
                     for &c in items {
-                        if cache[c.index()] == NO_KEY {
+                        if !cache.contains_key(&c.0) {
                             stack.push((c, false));
                         }
                     }
                     continue;
                 }
-                Node::Tuple(items) => {
-                    KeyShape::Tuple(items.iter().map(|c| cache[c.index()]).collect())
-                }
+                Node::Tuple(items) => KeyShape::Tuple(items.iter().map(|c| cache[&c.0]).collect()),
                 Node::FrozenSet(items) => {
-                    let mut ids: Vec<u32> = items.iter().map(|c| cache[c.index()]).collect();
+                    let mut ids: Vec<u32> = items.iter().map(|c| cache[&c.0]).collect();
                     ids.sort_unstable();
                     ids.dedup();
                     KeyShape::FrozenSet(ids.into())
@@ -99,9 +97,10 @@ impl KeyTable {
                 }
                 other => scalar_shape(other, n, input)?,
             };
-            cache[n.index()] = self.intern(shape);
+            let k = self.intern(shape);
+            cache.insert(n.0, k);
         }
-        Ok(cache[id.index()])
+        Ok(cache[&id.0])
     }
 }
 

@@ -24,9 +24,11 @@ pub struct Limits {
     pub max_stack: usize,
     /// Open MARKs at once (default 100,000).
     pub max_marks: usize,
-    /// Memo entries (default 50,000,000). The memo is a map, so a huge index costs one entry.
+    /// Memo entries (default 50,000,000). Sparse indices go to a map, so a huge index costs one
+    /// entry.
     pub max_memo_entries: usize,
-    /// Values created (default 200,000,000). Each value costs about 40 bytes.
+    /// Values created (default 50,000,000, about 2 GiB). Each value costs about 40 bytes; a
+    /// state dict needs about 10 per tensor.
     pub max_nodes: usize,
     /// Items in one list, tuple, dict, set or frozenset (default 100,000,000).
     pub max_container_len: usize,
@@ -53,7 +55,8 @@ pub struct Limits {
     pub max_tensors: u64,
     /// Dimensions of one tensor or array (default 64).
     pub max_rank: usize,
-    /// Findings kept in the scan report (default 10,000,000); past it the report keeps a count.
+    /// Findings kept in the scan report (default 1,000,000, about 64 MiB); past it the report
+    /// keeps a count and the most severe verdict.
     pub max_findings: usize,
 }
 
@@ -64,7 +67,7 @@ impl Default for Limits {
             max_stack: 10_000_000,
             max_marks: 100_000,
             max_memo_entries: 50_000_000,
-            max_nodes: 200_000_000,
+            max_nodes: 50_000_000,
             max_container_len: 100_000_000,
             max_depth: 1_000,
             max_tree_nodes: 1_000_000_000,
@@ -75,7 +78,7 @@ impl Default for Limits {
             max_materialized_bytes: 4 << 30,
             max_tensors: 10_000_000,
             max_rank: 64,
-            max_findings: 10_000_000,
+            max_findings: 1_000_000,
         }
     }
 }

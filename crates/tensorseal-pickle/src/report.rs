@@ -8,10 +8,11 @@ use crate::error::PickleError;
 use crate::opcode::Opcode;
 
 /// How dangerous a global, a call or a construct is. Ordered: `Allowed < Unknown < Unsafe`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Verdict {
     /// A known constructor (tensor rebuilds, OrderedDict, numpy arrays, ...) whose arguments are
     /// validated; it becomes a typed value.
+    #[default]
     Allowed,
     /// Any other global: refused by default, kept as an inert record only when the caller opts in
     /// ([`Options::keep_unknown_objects`](crate::Options::keep_unknown_objects)).
@@ -127,6 +128,7 @@ pub struct ScanReport {
     pub(crate) opcodes: u64,
     pub(crate) findings: Vec<Finding>,
     pub(crate) findings_dropped: u64,
+    pub(crate) dropped_verdict: Verdict,
     pub(crate) error: Option<PickleError>,
 }
 
@@ -156,7 +158,8 @@ impl ScanReport {
         &self.findings
     }
 
-    /// Findings not kept because of `Limits::max_findings` (their verdicts still count).
+    /// Findings not kept because of `Limits::max_findings` (their verdicts still count towards
+    /// [`ScanReport::verdict`]).
     pub fn findings_dropped(&self) -> u64 {
         self.findings_dropped
     }
@@ -184,12 +187,8 @@ impl ScanReport {
     }
 
     fn dropped_verdict(&self) -> Verdict {
-        // Dropped findings are counted only; be conservative about what they were.
-        if self.findings_dropped > 0 {
-            Verdict::Unknown
-        } else {
-            Verdict::Allowed
-        }
+        // Findings past the limit are not kept, but their most severe verdict is.
+        self.dropped_verdict
     }
 
     /// The overall outcome: unsafe if anything unsafe was seen (even before an error), else

@@ -151,7 +151,10 @@ impl Memo {
     /// Stores and returns the new entry count.
     fn put(&mut self, index: u64, value: NodeId) -> usize {
         let dense_len = self.dense.len() as u64;
-        if index < dense_len + MEMO_DENSE_SLACK {
+        // Grow the dense part only while it stays proportional to the entries stored, so a
+        // run of PUTs with ever larger indices cannot make it huge.
+        let proportional = index < 2 * self.len as u64 + MEMO_DENSE_SLACK;
+        if index < dense_len + MEMO_DENSE_SLACK && proportional {
             let i = index as usize;
             if i >= self.dense.len() {
                 self.dense.resize(i + 1, None);
@@ -187,7 +190,8 @@ pub(crate) struct Machine<'a, 'o> {
     pub(crate) storages: &'o mut dyn StorageResolver,
     pub(crate) nodes: Vec<Node>,
     pub(crate) offsets: Vec<usize>,
-    pub(crate) key_cache: Vec<u32>,
+    /// Canonical key ids of the nodes used as keys (other than str dict keys) or set elements.
+    pub(crate) key_cache: Map<u32, u32>,
     pub(crate) keys: KeyTable,
     /// (container, slot, key id) -> position, for dict and set de-duplication.
     pub(crate) entries: Map<(u32, u8, u32), u32>,
@@ -238,7 +242,7 @@ impl<'a, 'o> Machine<'a, 'o> {
             storages,
             nodes: Vec::with_capacity(reserve),
             offsets: Vec::with_capacity(reserve),
-            key_cache: Vec::with_capacity(reserve),
+            key_cache: Map::default(),
             keys: KeyTable::default(),
             entries: Map::default(),
             str_entries: Map::default(),
@@ -324,6 +328,7 @@ impl<'a, 'o> Machine<'a, 'o> {
     ) {
         if self.report.findings.len() >= self.limits.max_findings {
             self.report.findings_dropped += 1;
+            self.report.dropped_verdict = self.report.dropped_verdict.max(verdict);
             return;
         }
         self.report.findings.push(Finding {
@@ -425,7 +430,6 @@ impl<'a, 'o> Machine<'a, 'o> {
         }
         self.nodes.push(node);
         self.offsets.push(self.op_offset);
-        self.key_cache.push(NO_KEY);
         Ok(NodeId(id as u32))
     }
 
@@ -585,7 +589,7 @@ impl<'a, 'o> Machine<'a, 'o> {
         let same = |k: NodeId| match (&str_key, &nodes[k.index()]) {
             (Some(s), Node::Str(t)) => s == t,
             (Some(_), _) => false,
-            (None, _) => cache[k.index()] == kid,
+            (None, _) => cache.get(&k.0) == Some(&kid),
         };
         // Small containers are searched linearly; larger ones through an index, which they
         // join when they outgrow SMALL.
@@ -635,7 +639,11 @@ impl<'a, 'o> Machine<'a, 'o> {
                             }
                             _ => {
                                 self.entries.insert(
-                                    (container.0, slot, self.key_cache[k.index()]),
+                                    (
+                                        container.0,
+                                        slot,
+                                        self.key_cache.get(&k.0).copied().unwrap_or(NO_KEY),
+                                    ),
                                     pos as u32,
                                 );
                             }
@@ -664,7 +672,7 @@ impl<'a, 'o> Machine<'a, 'o> {
         };
         let cache = &self.key_cache;
         let present = if items.len() <= SMALL {
-            items.iter().any(|k| cache[k.index()] == kid)
+            items.iter().any(|k| cache.get(&k.0) == Some(&kid))
         } else {
             self.entries.contains_key(&(container.0, 0, kid))
         };
@@ -682,8 +690,8 @@ impl<'a, 'o> Machine<'a, 'o> {
         items.push(item);
         if items.len() == SMALL + 1 {
             for (pos, k) in items.iter().enumerate() {
-                self.entries
-                    .insert((container.0, 0, cache[k.index()]), pos as u32);
+                let k = cache.get(&k.0).copied().unwrap_or(NO_KEY);
+                self.entries.insert((container.0, 0, k), pos as u32);
             }
         } else if items.len() > SMALL + 1 {
             self.entries

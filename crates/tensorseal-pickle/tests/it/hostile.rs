@@ -772,3 +772,42 @@ fn limits_are_reported_with_their_names() {
         "{err}"
     );
 }
+
+#[test]
+fn memo_index_strides_cannot_grow_memory() {
+    // LONG_BINPUT at 0, 4000, 8000, ...: each within "slack" of the last, never proportional
+    // to the entries stored. 200,000 of them must stay cheap.
+    let mut data = vec![0x80, 2, b'K', 1];
+    for i in 0..200_000u32 {
+        data.push(b'r');
+        data.extend((i * 4000).to_le_bytes());
+    }
+    data.push(b'.');
+    let start = Instant::now();
+    let g = load(&data, 0, &Options::default(), &mut NoStorages).unwrap();
+    assert_eq!(g.len(), 1);
+    assert!(start.elapsed() < Duration::from_secs(2));
+}
+
+#[test]
+fn findings_past_the_limit_keep_their_verdict() {
+    let mut limits = Limits::default();
+    limits.max_findings = 1;
+    let data = P::new(2)
+        .global("collections", "OrderedDict")
+        .raw(b"0")
+        .global("os", "system")
+        .stop();
+    let report = scan(&data, 0, &Options::with_limits(limits), &mut NoStorages);
+    assert_eq!(report.findings().len(), 1);
+    assert_eq!(report.findings_dropped(), 1);
+    assert_eq!(report.status(), ScanStatus::Unsafe);
+}
+
+#[test]
+fn graphs_and_reports_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<tensorseal_pickle::Graph<'static>>();
+    send_sync::<ScanReport>();
+    send_sync::<PickleError>();
+}
