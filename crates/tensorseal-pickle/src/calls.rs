@@ -65,11 +65,18 @@ enum Rebuild {
 impl Machine<'_, '_> {
     // ----- argument helpers ------------------------------------------------------------------
 
-    fn items(&self, id: NodeId) -> Option<Vec<NodeId>> {
+    /// The items of a tuple or list, copied out when there are at most `max` of them.
+    fn items(&self, id: NodeId, max: usize) -> Option<Vec<NodeId>> {
         match self.node(id) {
-            Node::Tuple(v) | Node::List(v) => Some(v.clone()),
+            Node::Tuple(v) | Node::List(v) if v.len() <= max => Some(v.clone()),
             _ => None,
         }
+    }
+
+    /// Charges a copy of `items` node references (from a memoized container into a new one)
+    /// to the materialization budget, so reusing one big container many times stays linear.
+    fn charge_copy(&mut self, items: usize) -> Result<()> {
+        self.materialize((items as u64).saturating_mul(16))
     }
 
     /// The items of an argument tuple, copied out (no known constructor takes more than 8).
@@ -121,7 +128,7 @@ impl Machine<'_, '_> {
                 if s.chars().any(|c| u32::from(c) > 255) {
                     return Ok(None);
                 }
-                let bytes: Box<[u8]> = s.chars().map(|c| u32::from(c) as u8).collect();
+                let bytes: Arc<[u8]> = s.chars().map(|c| u32::from(c) as u8).collect();
                 self.materialize(bytes.len() as u64)?;
                 Some(ByteData::Owned(bytes))
             }
@@ -131,7 +138,10 @@ impl Machine<'_, '_> {
 
     /// Appends a tuple (or torch.Size or list) of non-negative ints to `out`; returns how many.
     fn push_dims(&self, id: NodeId, out: &mut Vec<u64>) -> Option<usize> {
+        let max = self.limits.max_rank;
         match self.node(id) {
+            Node::TorchSize(d) if d.len() > max => None,
+            Node::Tuple(v) | Node::List(v) if v.len() > max => None,
             Node::TorchSize(d) => {
                 out.reserve(2 * d.len());
                 for &v in d.iter() {
@@ -152,7 +162,10 @@ impl Machine<'_, '_> {
 
     /// A tuple (or torch.Size or list) of non-negative ints.
     fn dims(&self, id: NodeId) -> Option<Vec<u64>> {
+        let max = self.limits.max_rank;
         match self.node(id) {
+            Node::TorchSize(d) if d.len() > max => None,
+            Node::Tuple(v) | Node::List(v) if v.len() > max => None,
             Node::TorchSize(d) => d.iter().map(|&v| u64::try_from(v).ok()).collect(),
             Node::Tuple(v) | Node::List(v) => v.iter().map(|&x| self.int_u64(x)).collect(),
             _ => None,
@@ -294,9 +307,9 @@ impl Machine<'_, '_> {
                 let dims: Vec<i64> = match args.first() {
                     None => Vec::new(),
                     Some(&a) => {
-                        let items = self
-                            .items(a)
-                            .ok_or_else(|| self.bad(gid, "argument must be a tuple of ints"))?;
+                        let items = self.items(a, self.limits.max_rank).ok_or_else(|| {
+                            self.bad(gid, "argument must be a tuple of at most max_rank ints")
+                        })?;
                         items
                             .iter()
                             .map(|&x| self.int_i64(x))
@@ -359,10 +372,16 @@ impl Machine<'_, '_> {
                 let bytes = latin1(text)
                     .ok_or_else(|| self.bad(gid, "str has code points above U+00FF"))?;
                 self.materialize(bytes.len() as u64)?;
-                self.new_node(Node::Bytes(ByteData::Owned(bytes)))
+                self.new_node(Node::Bytes(ByteData::Owned(bytes.into())))
             }
             Known::Set | Known::FrozenSet => {
                 self.arity(gid, args, &[0, 1])?;
+                if let Some(Node::List(v) | Node::Tuple(v) | Node::Set(v) | Node::FrozenSet(v)) =
+                    args.first().map(|&a| self.node(a))
+                {
+                    let len = v.len();
+                    self.charge_copy(len)?;
+                }
                 let items = match args.first() {
                     None => Vec::new(),
                     Some(&a) => match self.node(a) {
@@ -402,7 +421,7 @@ impl Machine<'_, '_> {
             Known::ByteArray => {
                 self.arity(gid, args, &[0, 1, 2])?;
                 let data = match args.len() {
-                    0 => ByteData::Owned(Box::new([])),
+                    0 => ByteData::Owned(Arc::new([])),
                     1 => match self.node(args[0]) {
                         Node::Bytes(d) | Node::ByteArray(d) => d.clone(),
                         _ => return Err(self.bad(gid, "argument must be bytes")),
@@ -427,7 +446,7 @@ impl Machine<'_, '_> {
             }
             Known::Bytes => {
                 self.arity(gid, args, &[0])?;
-                self.new_node(Node::Bytes(ByteData::Owned(Box::new([]))))
+                self.new_node(Node::Bytes(ByteData::Owned(Arc::new([]))))
             }
             Known::Reconstructor => self.reconstructor(gid, args),
             Known::NewObjFunction => {
@@ -459,7 +478,7 @@ impl Machine<'_, '_> {
                     }
                     _ => return Err(self.bad(gid, "first argument must be numpy.ndarray")),
                 }
-                if self.items(args[1]).is_none() {
+                if !matches!(self.node(args[1]), Node::Tuple(_) | Node::List(_)) {
                     return Err(self.bad(gid, "shape argument must be a tuple"));
                 }
                 self.new_node(Node::ArrayShell)
@@ -560,6 +579,13 @@ impl Machine<'_, '_> {
     }
 
     fn fill_mapping(&mut self, gid: GlobalId, target: NodeId, src: NodeId) -> Result<()> {
+        let len = match self.node(src) {
+            Node::Dict(p) | Node::Counter(p) => p.len(),
+            Node::OrderedDict(o) => o.items.len(),
+            Node::List(v) | Node::Tuple(v) => v.len(),
+            _ => 0,
+        };
+        self.charge_copy(len)?;
         let pairs: Vec<(NodeId, NodeId)> = match self.node(src) {
             Node::Dict(p) | Node::Counter(p) => p.clone(),
             Node::OrderedDict(o) => o.items.clone(),
@@ -567,8 +593,10 @@ impl Machine<'_, '_> {
                 let v = v.clone();
                 let mut pairs = Vec::with_capacity(v.len());
                 for item in v {
-                    match self.items(item).as_deref() {
-                        Some([k, val]) => pairs.push((*k, *val)),
+                    match self.node(item) {
+                        Node::Tuple(kv) | Node::List(kv) if kv.len() == 2 => {
+                            pairs.push((kv[0], kv[1]))
+                        }
                         _ => return Err(self.bad(gid, "items must be (key, value) pairs")),
                     }
                 }
@@ -599,7 +627,19 @@ impl Machine<'_, '_> {
     }
 
     /// The attribute pairs of a BUILD state: a dict, or `(dict | None, slots dict | None)`.
-    fn state_pairs(&self, gid: GlobalId, state: NodeId) -> Result<Vec<(NodeId, NodeId)>> {
+    fn state_pairs(&mut self, gid: GlobalId, state: NodeId) -> Result<Vec<(NodeId, NodeId)>> {
+        let len = match self.node(state) {
+            Node::Dict(p) => p.len(),
+            Node::Tuple(v) => v
+                .iter()
+                .map(|&part| match self.node(part) {
+                    Node::Dict(p) => p.len(),
+                    _ => 0,
+                })
+                .sum(),
+            _ => 0,
+        };
+        self.charge_copy(len)?;
         match self.node(state) {
             Node::Dict(p) => Ok(p.clone()),
             Node::None => Ok(Vec::new()),
@@ -703,13 +743,19 @@ impl Machine<'_, '_> {
             .ok_or_else(|| self.bad(gid, "storage_offset must be a non-negative int"))?;
         // Sizes then strides, in one allocation (the tensor keeps it).
         let mut dims: Vec<u64> = Vec::new();
-        let rank = self
-            .push_dims(args[2], &mut dims)
-            .ok_or_else(|| self.bad(gid, "size must be a tuple of non-negative ints"))?;
+        let rank = self.push_dims(args[2], &mut dims).ok_or_else(|| {
+            self.bad(
+                gid,
+                "size must be a tuple of at most max_rank non-negative ints",
+            )
+        })?;
         self.limit("max_rank", rank as u64, self.limits.max_rank as u64)?;
-        let stride_rank = self
-            .push_dims(args[3], &mut dims)
-            .ok_or_else(|| self.bad(gid, "stride must be a tuple of non-negative ints"))?;
+        let stride_rank = self.push_dims(args[3], &mut dims).ok_or_else(|| {
+            self.bad(
+                gid,
+                "stride must be a tuple of at most max_rank non-negative ints",
+            )
+        })?;
         if rank != stride_rank {
             return Err(self.bad(gid, "size and stride have different lengths"));
         }
@@ -1192,9 +1238,12 @@ impl Machine<'_, '_> {
         let dtype = self
             .numpy_dtype_arg(args[1])
             .ok_or_else(|| self.bad(gid, "dtype must be a numpy dtype"))?;
-        let shape = self
-            .dims(args[2])
-            .ok_or_else(|| self.bad(gid, "shape must be a tuple of non-negative ints"))?;
+        let shape = self.dims(args[2]).ok_or_else(|| {
+            self.bad(
+                gid,
+                "shape must be a tuple of at most max_rank non-negative ints",
+            )
+        })?;
         let order = self
             .string(args[3])
             .ok_or_else(|| self.bad(gid, "order must be 'C', 'F' or 'K'"))?
@@ -1260,9 +1309,12 @@ impl Machine<'_, '_> {
             4 => items,
             _ => return Err(self.bad(gid, "ndarray state must have 4 or 5 items")),
         };
-        let shape = self
-            .dims(items[0])
-            .ok_or_else(|| self.bad(gid, "shape must be a tuple of non-negative ints"))?;
+        let shape = self.dims(items[0]).ok_or_else(|| {
+            self.bad(
+                gid,
+                "shape must be a tuple of at most max_rank non-negative ints",
+            )
+        })?;
         let dtype = self
             .numpy_dtype_arg(items[1])
             .ok_or_else(|| self.bad(gid, "dtype must be a numpy dtype"))?;

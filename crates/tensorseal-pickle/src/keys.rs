@@ -160,7 +160,7 @@ fn scalar_shape(node: &Node, id: NodeId, input: &[u8]) -> Result<KeyShape, &'sta
         Node::Str(s) => KeyShape::Str(s.clone()),
         Node::Bytes(data) => KeyShape::Bytes(match data {
             crate::value::ByteData::Input(r) => input[r.clone()].into(),
-            crate::value::ByteData::Owned(b) => b.clone(),
+            crate::value::ByteData::Owned(b) => b.as_ref().into(),
         }),
         Node::TorchDtype(d) => KeyShape::Dtype(*d),
         Node::TorchDevice(d) => KeyShape::Device(d.clone()),

@@ -33,8 +33,9 @@ pub struct GlobalId(pub(crate) u32);
 pub enum ByteData {
     /// `input[range]`.
     Input(Range<usize>),
-    /// Bytes that had to be decoded (escapes, `_codecs.encode`, latin-1 strings).
-    Owned(Box<[u8]>),
+    /// Bytes that had to be decoded (escapes, `_codecs.encode`, latin-1 strings); shared, so
+    /// values built from them (arrays, bytearrays) never copy them again.
+    Owned(Arc<[u8]>),
 }
 
 impl ByteData {
