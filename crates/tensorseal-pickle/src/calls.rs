@@ -1100,7 +1100,7 @@ impl Machine<'_, '_> {
             }
             Some(e) => Some(match &view {
                 None => e.plain,
-                Some(v) => e.views.iter().find(|(w, _)| w == v).map(|&(_, n)| n),
+                Some(v) => e.views.get(v).copied(),
             }),
             None => None,
         };
@@ -1150,11 +1150,13 @@ impl Machine<'_, '_> {
                 kind,
                 numel,
                 plain: None,
-                views: Vec::new(),
+                views: crate::vm::Map::default(),
             });
         match view {
             None => entry.plain = Some(node),
-            Some(v) => entry.views.push((v, node)),
+            Some(v) => {
+                entry.views.insert(v, node);
+            }
         }
         Ok(node)
     }

@@ -27,7 +27,7 @@ impl StorageKind {
 
 /// The view part of a legacy (magic-number format) persistent id: the storage the tensor sees is
 /// `root[offset .. offset + size]`, in elements of the root's dtype.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct StorageView {
     /// Key of the view (legacy files key views separately).
     pub key: String,

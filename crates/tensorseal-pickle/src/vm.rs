@@ -177,7 +177,7 @@ pub(crate) struct StorageEntry {
     pub(crate) kind: crate::storage::StorageKind,
     pub(crate) numel: u64,
     pub(crate) plain: Option<NodeId>,
-    pub(crate) views: Vec<(crate::storage::StorageView, NodeId)>,
+    pub(crate) views: Map<crate::storage::StorageView, NodeId>,
 }
 
 pub(crate) struct Machine<'a, 'o> {

@@ -841,3 +841,59 @@ fn reusing_one_big_container_many_times_is_charged() {
     );
     assert!(start.elapsed() < Duration::from_secs(5));
 }
+
+fn legacy_view_pickle(view_offset: u8, view_size: u8, size: u8) -> Vec<u8> {
+    P::new(2)
+        .global("torch._utils", "_rebuild_tensor_v2")
+        .raw(b"((")
+        .s("storage")
+        .global("torch", "FloatStorage")
+        .s("140000")
+        .s("cpu")
+        .int(10)
+        .raw(b"(")
+        .s("140001")
+        .int(view_offset)
+        .int(view_size)
+        .raw(b"ttQK\x00")
+        .int(size)
+        .raw(b"\x85K\x01\x85\x89")
+        .global("collections", "OrderedDict")
+        .raw(b")RtR")
+        .stop()
+}
+
+#[test]
+fn legacy_views_are_bounds_checked() {
+    // A 4-element view at element 6 of a 10-float storage; the tensor uses 4 elements.
+    let mut seen = Vec::new();
+    let mut handler = |req: &StorageRequest<'_>| -> Result<u64, StorageError> {
+        seen.push((req.key.to_owned(), req.view.cloned()));
+        Ok(req.nbytes)
+    };
+    let data = legacy_view_pickle(6, 4, 4);
+    let g = load(&data, 0, &Options::default(), &mut handler).unwrap();
+    let Node::Tensor(t) = g.node(g.root()) else {
+        panic!()
+    };
+    assert_eq!(t.byte_range(), 24..40);
+    assert_eq!(seen[0].0, "140000");
+    assert_eq!(seen[0].1.as_ref().unwrap().offset, 6);
+    // The view must lie in the storage, and the tensor in the view.
+    let err = load(
+        &legacy_view_pickle(8, 4, 2),
+        0,
+        &Options::default(),
+        &mut DeclaredStorages,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("view lies outside"), "{err}");
+    let err = load(
+        &legacy_view_pickle(6, 4, 5),
+        0,
+        &Options::default(),
+        &mut DeclaredStorages,
+    )
+    .unwrap_err();
+    assert!(matches!(err, PickleError::BadArguments { .. }), "{err}");
+}
