@@ -471,6 +471,58 @@ pub const BUILTINS_HARMLESS: &[&str] = &[
     "memoryview",
 ];
 
+/// Attribute names that, in any module, are almost surely a re-exported dangerous module
+/// (`somepkg.os` is the `os` module when `somepkg` did `import os`).
+const ATTRIBUTE_MODULES: &[&str] = &[
+    "os",
+    "sys",
+    "subprocess",
+    "builtins",
+    "__builtins__",
+    "posix",
+    "nt",
+    "importlib",
+    "ctypes",
+    "pickle",
+    "marshal",
+    "runpy",
+    "pty",
+    "socket",
+    "shutil",
+];
+
+/// True when `module.name` is itself a module this table knows (`torch` + `_utils`,
+/// `numpy` + `core`, `os` + `path`): a module object used as a value.
+fn is_known_module(module: &str, name: &str) -> bool {
+    const ALLOWED_MODULES: &[&str] = &[
+        "torch._utils",
+        "torch._tensor",
+        "torch.tensor",
+        "torch.storage",
+        "torch.cuda",
+        "torch.nn",
+        "torch.nn.parameter",
+        "torch.serialization",
+        "torch.utils",
+        "numpy.core",
+        "numpy._core",
+        "numpy.core.multiarray",
+        "numpy._core.multiarray",
+        "numpy.core.numeric",
+        "numpy._core.numeric",
+        "numpy.lib",
+        "numpy.random",
+    ];
+    let full_len = module.len() + 1 + name.len();
+    let is = |m: &str| {
+        m.len() == full_len
+            && m.starts_with(module)
+            && m.as_bytes()[module.len()] == b'.'
+            && m.ends_with(name)
+    };
+    ALLOWED_MODULES.iter().any(|m| is(m)) || UNSAFE_MODULES.iter().any(|(m, _)| is(m))
+}
+
 /// Module names that, as a segment of a dotted qualified name, show an attribute walk into an
 /// unsafe module (`STACK_GLOBAL 'pathlib' 'os.system'`).
 fn unsafe_segment(segment: &str) -> bool {
@@ -550,6 +602,12 @@ pub(crate) fn unsafe_reason(module: &str, name: &str) -> Option<&'static str> {
     if name.contains('.') && name.split('.').any(unsafe_segment) {
         return Some("dotted name walks attributes into an unsafe module");
     }
+    if ATTRIBUTE_MODULES.contains(&name) {
+        return Some("names a dangerous module through an attribute of another");
+    }
+    if is_known_module(module, name) {
+        return Some("a module is never a value");
+    }
     if name.is_empty() || module.is_empty() {
         return Some("empty module or name");
     }
@@ -594,5 +652,10 @@ mod tests {
             Verdict::Unsafe
         );
         assert_eq!(classify("numpy", "size").verdict, Verdict::Unknown);
+        assert_eq!(classify("torch", "_utils").verdict, Verdict::Unsafe);
+        assert_eq!(classify("numpy", "core").verdict, Verdict::Unsafe);
+        assert_eq!(classify("os", "path").verdict, Verdict::Unsafe);
+        assert_eq!(classify("mypkg", "os").verdict, Verdict::Unsafe);
+        assert_eq!(classify("mypkg", "Trainer").verdict, Verdict::Unknown);
     }
 }

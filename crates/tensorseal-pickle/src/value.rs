@@ -632,6 +632,14 @@ impl<'a> Graph<'a> {
             .map(|(i, n)| (NodeId(i as u32), n))
     }
 
+    /// Every tensor node, in creation order (a tensor referenced twice appears once).
+    pub fn tensors(&self) -> impl Iterator<Item = (NodeId, &Tensor)> {
+        self.iter().filter_map(|(id, n)| match n {
+            Node::Tensor(t) => Some((id, &**t)),
+            _ => None,
+        })
+    }
+
     /// The str of a [`Node::Str`] node.
     pub fn as_str(&self, id: NodeId) -> Option<&str> {
         match self.node(id) {

@@ -210,6 +210,17 @@ fn dotted_names_never_match_partially() {
 }
 
 #[test]
+fn a_module_is_never_a_value() {
+    // `torch._utils` as a value is how module-shadowing BUILDs start.
+    let data = P::new(4).s("torch").s("_utils").raw(b"\x93").stop();
+    assert_unsafe(&data, Some(("torch", "_utils")));
+    assert_unsafe(
+        &P::new(2).global("mypkg", "os").stop(),
+        Some(("mypkg", "os")),
+    );
+}
+
+#[test]
 fn control_characters_in_names_are_unsafe() {
     assert_unsafe(&P::new(2).raw(b"cos\r\nsystem\n").stop(), None);
     assert_unsafe(&P::new(4).s("os ").s("system").raw(b"\x93").stop(), None);
