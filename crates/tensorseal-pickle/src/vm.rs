@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::BuildHasher;
 
 /// The VM's maps: SipHash costs more than the rest of an opcode; foldhash is seeded per
 /// process, so an input cannot be crafted to collide.
@@ -195,8 +196,11 @@ pub(crate) struct Machine<'a, 'o> {
     pub(crate) keys: KeyTable,
     /// (container, slot, key id) -> position, for dict and set de-duplication.
     pub(crate) entries: Map<(u32, u8, u32), u32>,
-    /// (container, slot, str key) -> position, for containers past SMALL.
-    pub(crate) str_entries: Map<(u32, u8, Arc<str>), u32>,
+    /// (container, slot, seeded hash of a str key) -> position, for containers past SMALL;
+    /// the key at that position is compared, and true collisions go to `str_collisions`.
+    pub(crate) str_entries: Map<(u32, u8, u64), u32>,
+    pub(crate) str_collisions: Map<(u32, u8, Arc<str>), u32>,
+    pub(crate) str_hasher: foldhash::quality::RandomState,
     stack: Vec<NodeId>,
     marks: Vec<usize>,
     memo: Memo,
@@ -246,6 +250,8 @@ impl<'a, 'o> Machine<'a, 'o> {
             keys: KeyTable::default(),
             entries: Map::default(),
             str_entries: Map::default(),
+            str_collisions: Map::default(),
+            str_hasher: foldhash::quality::RandomState::default(),
             stack: Vec::new(),
             marks: Vec::new(),
             memo: Memo::default(),
@@ -567,6 +573,7 @@ impl<'a, 'o> Machine<'a, 'o> {
         key: NodeId,
         value: NodeId,
     ) -> Result<()> {
+        use std::collections::hash_map::Entry;
         // str keys (nearly all keys) are compared as strings; other keys by canonical key id.
         let str_key = match self.node(key) {
             Node::Str(s) => Some(s.clone()),
@@ -598,15 +605,28 @@ impl<'a, 'o> Machine<'a, 'o> {
             pairs.iter().position(|&(k, _)| same(k)).map(|p| p as u32)
         } else {
             // One hash per insert: the entry is claimed for the next position up front.
-            use std::collections::hash_map::Entry;
             match &str_key {
-                Some(s) => match self.str_entries.entry((container.0, slot, s.clone())) {
-                    Entry::Occupied(e) => Some(*e.get()),
-                    Entry::Vacant(e) => {
-                        e.insert(len);
-                        None
+                Some(s) => {
+                    let h = self.str_hasher.hash_one(s.as_ref());
+                    match self.str_entries.entry((container.0, slot, h)) {
+                        Entry::Occupied(e) if same(pairs[*e.get() as usize].0) => Some(*e.get()),
+                        Entry::Occupied(_) => {
+                            // A 64-bit hash collision between different strings: rare (the
+                            // hash is seeded per process), handled exactly.
+                            match self.str_collisions.entry((container.0, slot, s.clone())) {
+                                Entry::Occupied(e) => Some(*e.get()),
+                                Entry::Vacant(e) => {
+                                    e.insert(len);
+                                    None
+                                }
+                            }
+                        }
+                        Entry::Vacant(e) => {
+                            e.insert(len);
+                            None
+                        }
                     }
-                },
+                }
                 None => match self.entries.entry((container.0, slot, kid)) {
                     Entry::Occupied(e) => Some(*e.get()),
                     Entry::Vacant(e) => {
@@ -634,8 +654,16 @@ impl<'a, 'o> Machine<'a, 'o> {
                     for (pos, &(k, _)) in pairs.iter().enumerate() {
                         match &self.nodes[k.index()] {
                             Node::Str(s) => {
-                                self.str_entries
-                                    .insert((container.0, slot, s.clone()), pos as u32);
+                                let h = self.str_hasher.hash_one(s.as_ref());
+                                match self.str_entries.entry((container.0, slot, h)) {
+                                    Entry::Vacant(e) => {
+                                        e.insert(pos as u32);
+                                    }
+                                    Entry::Occupied(_) => {
+                                        self.str_collisions
+                                            .insert((container.0, slot, s.clone()), pos as u32);
+                                    }
+                                }
                             }
                             _ => {
                                 self.entries.insert(

@@ -251,3 +251,58 @@ proptest! {
         prop_assert!(same(&g, g.root(), &v));
     }
 }
+
+/// A dict key for the de-duplication model: str or int (never equal to each other).
+#[derive(Clone, Debug, PartialEq)]
+enum Key {
+    S(String),
+    I(i64),
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// SETITEMS with repeated keys keeps Python's semantics (first position, last value), on
+    /// both sides of the small-dict/indexed-dict switch.
+    #[test]
+    fn dict_keys_deduplicate_like_python(
+        ops in prop::collection::vec(
+            (prop_oneof!["[a-d]{1,2}".prop_map(Key::S), (-3i64..40).prop_map(Key::I)], any::<u8>()),
+            0..120,
+        )
+    ) {
+        let mut data = vec![0x80, 2, b'}', b'('];
+        let mut model: Vec<(Key, u8)> = Vec::new();
+        for (k, v) in &ops {
+            match k {
+                Key::S(s) => {
+                    data.push(b'X');
+                    data.extend((s.len() as u32).to_le_bytes());
+                    data.extend(s.as_bytes());
+                }
+                Key::I(i) => {
+                    data.push(b'J');
+                    data.extend((*i as i32).to_le_bytes());
+                }
+            }
+            data.extend([b'K', *v]);
+            match model.iter_mut().find(|(mk, _)| mk == k) {
+                Some(entry) => entry.1 = *v,
+                None => model.push((k.clone(), *v)),
+            }
+        }
+        data.extend(b"u.");
+        let g = load(&data, 0, &Options::default(), &mut DeclaredStorages).unwrap();
+        let Node::Dict(pairs) = g.node(g.root()) else { panic!() };
+        prop_assert_eq!(pairs.len(), model.len());
+        for (&(k, v), (mk, mv)) in pairs.iter().zip(&model) {
+            let key = match g.node(k) {
+                Node::Str(s) => Key::S(s.to_string()),
+                Node::Int(PyInt::Small(i)) => Key::I(*i),
+                other => panic!("{other:?}"),
+            };
+            prop_assert_eq!(&key, mk);
+            prop_assert_eq!(g.node(v), &Node::Int(PyInt::Small(i64::from(*mv))));
+        }
+    }
+}
