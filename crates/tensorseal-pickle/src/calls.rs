@@ -700,9 +700,22 @@ impl Machine<'_, '_> {
         self.new_node(Node::TorchDevice(device.into()))
     }
 
-    pub(crate) fn new_tensor(&mut self, tensor: Tensor) -> Result<NodeId> {
+    /// Counts a tensor or array of `bytes` materialized bytes against the limits.
+    fn charge_tensor(&mut self, bytes: u64) -> Result<()> {
         self.tensors += 1;
         self.limit("max_tensors", self.tensors, self.limits.max_tensors)?;
+        self.limit("max_tensor_bytes", bytes, self.limits.max_tensor_bytes)?;
+        self.tensor_bytes = self.tensor_bytes.saturating_add(bytes);
+        self.limit(
+            "max_total_tensor_bytes",
+            self.tensor_bytes,
+            self.limits.max_total_tensor_bytes,
+        )
+    }
+
+    pub(crate) fn new_tensor(&mut self, tensor: Tensor) -> Result<NodeId> {
+        let isz = tensor.dtype.itemsize().unwrap_or(1);
+        self.charge_tensor(tensor.numel().saturating_mul(isz))?;
         self.new_node(Node::Tensor(Box::new(tensor)))
     }
 
@@ -1000,7 +1013,11 @@ impl Machine<'_, '_> {
             }
             t.attributes = Some(attrs);
         }
+        // The inner rebuild was counted already; this node replaces it.
         self.tensors -= 1;
+        self.tensor_bytes = self
+            .tensor_bytes
+            .saturating_sub(t.numel().saturating_mul(t.dtype.itemsize().unwrap_or(1)));
         self.new_tensor(t)
     }
 
@@ -1226,8 +1243,7 @@ impl Machine<'_, '_> {
     }
 
     fn new_array(&mut self, array: NdArray) -> Result<Node> {
-        self.tensors += 1;
-        self.limit("max_tensors", self.tensors, self.limits.max_tensors)?;
+        self.charge_tensor(array.data.len() as u64)?;
         Ok(Node::Array(Box::new(array)))
     }
 

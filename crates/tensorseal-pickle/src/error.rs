@@ -90,8 +90,8 @@ pub enum PickleError {
         found: &'static str,
     },
     /// An opcode crosses the end of its frame, a frame opens inside another, or STOP comes before
-    /// the end of its frame. CPython before 3.13 executes what such frames hide from scanners, so
-    /// this is reported as unsafe.
+    /// the end of its frame (CPython 3.13.15+ refuses these too; older C unpicklers read across
+    /// frame ends and run what such frames hide from scanners).
     #[error("frame violation at offset {offset}: {reason}")]
     FrameViolation {
         /// Offset of the opcode.
@@ -182,6 +182,14 @@ pub enum PickleError {
         /// What is wrong.
         reason: Cow<'static, str>,
     },
+    /// Bytes follow STOP where the caller said the pickle ends the input.
+    #[error("{len} bytes after STOP (which ends at offset {offset}): a stacked pickle or garbage")]
+    TrailingBytes {
+        /// Offset just past STOP.
+        offset: usize,
+        /// Bytes after it.
+        len: usize,
+    },
     /// The start offset is outside the input.
     #[error("start offset {start} is past the end of the {len}-byte input")]
     StartOutOfRange {
@@ -211,6 +219,7 @@ impl PickleError {
             | PickleError::Refused { offset, .. }
             | PickleError::Storage { offset, .. }
             | PickleError::Cycle { offset }
+            | PickleError::TrailingBytes { offset, .. }
             | PickleError::BadStop { offset, .. } => *offset,
             PickleError::StartOutOfRange { start, .. } => *start,
         }
@@ -246,13 +255,12 @@ impl PickleError {
     }
 
     /// The verdict this error implies, when it is a policy decision rather than a parse failure:
-    /// refused globals carry theirs; frame violations, EXT codes and BUILD on globals are unsafe.
+    /// refused globals carry theirs; EXT codes and BUILD on globals are unsafe.
     pub fn verdict(&self) -> Option<Verdict> {
         match self {
             PickleError::GlobalRefused { verdict, .. } | PickleError::Refused { verdict, .. } => {
                 Some(*verdict)
             }
-            PickleError::FrameViolation { .. } => Some(Verdict::Unsafe),
             _ => None,
         }
     }

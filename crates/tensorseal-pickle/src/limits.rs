@@ -55,6 +55,12 @@ pub struct Limits {
     pub max_tensors: u64,
     /// Dimensions of one tensor or array (default 64).
     pub max_rank: usize,
+    /// Bytes one tensor has when materialized, `numel * itemsize` (default 256 GiB). A view may
+    /// repeat its storage's elements (stride 0), so this bounds what a converter is asked to
+    /// write from a small record.
+    pub max_tensor_bytes: u64,
+    /// Materialized bytes of all distinct tensors and arrays together (default 1 TiB).
+    pub max_total_tensor_bytes: u64,
     /// Findings kept in the scan report (default 1,000,000, about 64 MiB); past it the report
     /// keeps a count and the most severe verdict.
     pub max_findings: usize,
@@ -78,6 +84,8 @@ impl Default for Limits {
             max_materialized_bytes: 4 << 30,
             max_tensors: 10_000_000,
             max_rank: 64,
+            max_tensor_bytes: 256 << 30,
+            max_total_tensor_bytes: 1 << 40,
             max_findings: 1_000_000,
         }
     }

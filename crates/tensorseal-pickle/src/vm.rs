@@ -49,6 +49,10 @@ pub struct Options {
     pub keep_unknown_objects: bool,
     /// Decoding of Python 2 strings.
     pub py2_strings: Py2Strings,
+    /// Accept bytes after STOP (default: refuse them). Set it when walking a file that holds
+    /// more than one pickle or data after the pickle (legacy torch files); leave it unset for a
+    /// plain pickle or a zip's `data.pkl`, where trailing bytes are a stacked-pickle trick.
+    pub allow_trailing_bytes: bool,
     /// The copyreg extension registry the writer used, as `(code, module, name)`: EXT1/2/4 codes
     /// found here are resolved and judged like any global; others are refused as unsafe.
     pub extension_registry: Vec<(i32, String, String)>,
@@ -69,8 +73,8 @@ impl Options {
 /// all allowed (or unknown, when opted into).
 ///
 /// `storages` resolves torch storage persistent ids; use [`NoStorages`](crate::NoStorages) for
-/// plain pickles. For files holding several pickles back to back (legacy torch files), call this
-/// again at [`Graph::end`].
+/// plain pickles. For files holding several pickles back to back (legacy torch files), set
+/// [`Options::allow_trailing_bytes`] and call this again at [`Graph::end`].
 pub fn load<'a>(
     input: &'a [u8],
     start: usize,
@@ -78,17 +82,65 @@ pub fn load<'a>(
     storages: &mut dyn StorageResolver,
 ) -> Result<Graph<'a>> {
     let mut machine = Machine::new(input, start, options, storages, false)?;
-    match machine.run() {
-        Ok(root) => machine.finish(root),
-        Err(e) => Err(e),
+    let root = machine.run()?;
+    let graph = machine.finish(root)?;
+    if !options.allow_trailing_bytes && graph.end < input.len() {
+        return Err(PickleError::TrailingBytes {
+            offset: graph.end,
+            len: input.len() - graph.end,
+        });
     }
+    Ok(graph)
 }
+
+/// At most this many further pickles are scanned after a pickle with trailing bytes.
+const MAX_STACKED_SCANS: usize = 1_000;
 
 /// Interprets the pickle that starts at `input[start]` without stopping at policy refusals, and
 /// reports everything it saw. Never fails: parse errors and limits end the scan and are recorded
 /// in [`ScanReport::error`]; findings before the error are kept, so a payload followed by garbage
 /// is still [`ScanStatus::Unsafe`](crate::ScanStatus::Unsafe).
+///
+/// Unless [`Options::allow_trailing_bytes`] is set, bytes after STOP are an error
+/// ([`PickleError::TrailingBytes`]), and the pickles stacked after this one are scanned too,
+/// their findings added to the report, so a payload hidden in a second pickle is seen.
 pub fn scan(
+    input: &[u8],
+    start: usize,
+    options: &Options,
+    storages: &mut dyn StorageResolver,
+) -> ScanReport {
+    let mut report = scan_one(input, start, options, storages);
+    let Some(end) = report
+        .end
+        .filter(|&e| e < input.len() && report.error.is_none())
+    else {
+        return report;
+    };
+    if options.allow_trailing_bytes {
+        return report;
+    }
+    report.error = Some(PickleError::TrailingBytes {
+        offset: end,
+        len: input.len() - end,
+    });
+    let mut next = end;
+    for _ in 0..MAX_STACKED_SCANS {
+        let more = scan_one(input, next, options, storages);
+        report.findings.extend(more.findings);
+        report.findings_dropped += more.findings_dropped;
+        report.dropped_verdict = report.dropped_verdict.max(more.dropped_verdict);
+        report.opcodes += more.opcodes;
+        report.protocol = report.protocol.max(more.protocol);
+        match more.end {
+            Some(e) if more.error.is_none() && e < input.len() => next = e,
+            _ => break,
+        }
+    }
+    report
+}
+
+fn scan_one(
     input: &[u8],
     start: usize,
     options: &Options,
@@ -211,6 +263,7 @@ pub(crate) struct Machine<'a, 'o> {
     pub(crate) report: ScanReport,
     pub(crate) materialized: u64,
     pub(crate) tensors: u64,
+    pub(crate) tensor_bytes: u64,
     pub(crate) op_offset: usize,
     pub(crate) op: Opcode,
     singletons: [u32; 4],
@@ -265,6 +318,7 @@ impl<'a, 'o> Machine<'a, 'o> {
             },
             materialized: 0,
             tensors: 0,
+            tensor_bytes: 0,
             op_offset: start,
             op: Opcode::Proto,
             singletons: [NO_KEY; 4],
@@ -1146,7 +1200,6 @@ impl<'a, 'o> Machine<'a, 'o> {
             Opcode::Frame => {
                 if self.frame_end.is_some() {
                     let reason = "FRAME starts before the end of the current frame";
-                    self.finding(FindingKind::Construct, Verdict::Unsafe, reason);
                     return Err(PickleError::FrameViolation {
                         offset: self.op_offset,
                         opcode: Some(op),

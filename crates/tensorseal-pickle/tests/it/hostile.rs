@@ -253,7 +253,7 @@ fn payload_then_garbage_or_truncation_is_still_unsafe() {
 }
 
 #[test]
-fn frame_boundary_divergence_is_refused_as_unsafe() {
+fn frame_boundary_divergence_is_refused() {
     // CPython issue #154848: a SHORT_BINBYTES whose payload runs past a 2-byte frame hides a
     // GLOBAL/REDUCE that CPython < 3.13.15 runs from a file object.
     let hidden = b"cos\nsystem\n(S'echo'\ntR.";
@@ -279,7 +279,8 @@ fn frame_boundary_divergence_is_refused_as_unsafe() {
         matches!(err, PickleError::FrameViolation { offset: 11, .. }),
         "{err}"
     );
-    assert_eq!(scan_of(&data).status(), ScanStatus::Unsafe);
+    // Malformed (CPython 3.13.15+ refuses it too); the hidden payload is never interpreted.
+    assert_eq!(scan_of(&data).status(), ScanStatus::Invalid);
     // A frame opened inside another, and STOP before the end of a frame.
     let nested =
         b"\x80\x04\x95\x0a\x00\x00\x00\x00\x00\x00\x00\x95\x00\x00\x00\x00\x00\x00\x00\x00N.";
@@ -453,9 +454,25 @@ fn stacked_pickles_are_judged_one_by_one() {
     let mut data = P::new(2).int(1).stop();
     let first_end = data.len();
     data.extend(os_system().stop());
-    let first = load(&data, 0, &Options::default(), &mut NoStorages).unwrap();
+    // As a plain pickle file: bytes after STOP are refused, and scan reports what they hold.
+    let err = load(&data, 0, &Options::default(), &mut NoStorages).unwrap_err();
+    assert!(matches!(err, PickleError::TrailingBytes { offset, len: 22 } if offset == first_end));
+    let report = scan(&data, 0, &Options::default(), &mut NoStorages);
+    assert_eq!(report.status(), ScanStatus::Unsafe, "{report}");
+    assert!(matches!(
+        report.error(),
+        Some(PickleError::TrailingBytes { .. })
+    ));
+    // Walked as a multi-pickle file, each pickle is judged on its own.
+    let mut walk = Options::default();
+    walk.allow_trailing_bytes = true;
+    let first = load(&data, 0, &walk, &mut NoStorages).unwrap();
     assert_eq!(first.end(), first_end);
-    let err = load(&data, first.end(), &Options::default(), &mut NoStorages).unwrap_err();
+    assert_eq!(
+        scan(&data, 0, &walk, &mut NoStorages).status(),
+        ScanStatus::Clean
+    );
+    let err = load(&data, first.end(), &walk, &mut NoStorages).unwrap_err();
     assert_eq!(err.global(), Some(("os", "system")));
     assert!(err.offset() > first_end);
     // A legacy "magic" made by a call is unsafe (GHSA-97f8-7cmv-76j2).

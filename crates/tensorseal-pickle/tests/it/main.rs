@@ -2,6 +2,7 @@
 //! inputs, properties and the fuzz corpus.
 
 mod corpus;
+mod corpus_hostile;
 mod fixtures;
 mod hostile;
 mod props;
