@@ -293,3 +293,10 @@ fn legacy_state_dict_walks_five_pickles() {
 fn legacy_file_with_v3_dtypes() {
     legacy("legacy_v3_dtypes.pt");
 }
+
+/// Genuine legacy files written by a 2018 torch (LPIPS weights, from the corpus's `real/`).
+#[test]
+fn legacy_files_from_an_old_torch() {
+    legacy("legacy_real_lpips_alex_v0.1.pth");
+    legacy("legacy_real_lpips_vgg_v0.1.pth");
+}
