@@ -262,6 +262,10 @@ pub const UNSAFE_MODULES: &[(&str, &str)] = &[
     ("_io", "file I/O"),
     ("codecs", "file I/O (codecs.open) and codec registry"),
     ("linecache", "reads files"),
+    (
+        "difflib",
+        "listed with linecache and gc by fickling GHSA-r48f-3986-4f9c",
+    ),
     ("mmap", "maps files"),
     ("zipfile", "reads and writes archives"),
     ("tarfile", "reads and writes archives"),
