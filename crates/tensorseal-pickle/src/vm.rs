@@ -260,6 +260,8 @@ pub(crate) struct Machine<'a, 'o> {
     pub(crate) globals: Vec<GlobalRef>,
     global_index: Map<(Box<str>, Box<str>), GlobalId>,
     pub(crate) storages_by_key: Map<Arc<str>, StorageEntry>,
+    /// The undecoded bytes of strs read from Python 2 string opcodes.
+    pub(crate) py2_raw: Map<u32, ByteData>,
     pub(crate) report: ScanReport,
     pub(crate) materialized: u64,
     pub(crate) tensors: u64,
@@ -312,6 +314,7 @@ impl<'a, 'o> Machine<'a, 'o> {
             globals: Vec::new(),
             global_index: Map::default(),
             storages_by_key: Map::default(),
+            py2_raw: Map::default(),
             report: ScanReport {
                 start,
                 ..ScanReport::default()
@@ -1047,7 +1050,7 @@ impl<'a, 'o> Machine<'a, 'o> {
             ByteData::Owned(b) => b,
         };
         let node = match self.opts.py2_strings {
-            Py2Strings::Bytes => Node::Bytes(data),
+            Py2Strings::Bytes => Node::Bytes(data.clone()),
             Py2Strings::Utf8 => {
                 let s = text::utf8(bytes).map_err(|_| {
                     self.invalid(
@@ -1065,7 +1068,13 @@ impl<'a, 'o> Machine<'a, 'o> {
                 Node::Str(s.into())
             }
         };
-        self.push_new(node)
+        let is_str = matches!(node, Node::Str(_));
+        let id = self.new_node(node)?;
+        if is_str {
+            // numpy reads Python 2 array data from such strs: keep the exact bytes.
+            self.py2_raw.insert(id.0, data);
+        }
+        self.push(id)
     }
 
     fn str_value(&mut self, s: &str) -> Result<()> {

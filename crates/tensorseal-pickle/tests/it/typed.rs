@@ -277,7 +277,19 @@ fn numpy_dtype_state_and_scalars() {
         refused(&scalar("=")),
         PickleError::BadArguments { .. }
     ));
-    // Python 2 numpy data as a str: refused as UTF-8 by default, read with Latin1.
+    // Python 2 numpy data as a str: its exact bytes are used when the str decodes (here as
+    // UTF-8: C3 A9 is one char, but the scalar still gets the four bytes written).
+    let utf8 = P::new(2)
+        .global("numpy.core.multiarray", "scalar")
+        .raw(&dtype("<").0[2..])
+        .raw(b"U\x04\xc3\xa9\x00\x01\x86R")
+        .stop();
+    let g = load(&utf8, 0, &Options::default(), &mut NoStorages).unwrap();
+    let Node::NumpyScalar(s) = g.node(g.root()) else {
+        panic!()
+    };
+    assert_eq!(g.bytes(s.data()), b"\xc3\xa9\x00\x01");
+    // Not UTF-8: refused by default (as torch.load does), read with Latin1.
     let py2 = P::new(2)
         .global("numpy.core.multiarray", "scalar")
         .raw(&dtype("<").0[2..])
