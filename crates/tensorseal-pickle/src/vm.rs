@@ -49,6 +49,9 @@ pub struct Options {
     pub keep_unknown_objects: bool,
     /// Decoding of Python 2 strings.
     pub py2_strings: Py2Strings,
+    /// Record every opcode executed, with its offset, in [`ScanReport::trace`] (at most
+    /// `Limits::max_findings` of them): a disassembly for a verbose `scan`.
+    pub trace_opcodes: bool,
     /// Accept bytes after STOP (default: refuse them). Set it when walking a file that holds
     /// more than one pickle or data after the pickle (legacy torch files); leave it unset for a
     /// plain pickle or a zip's `data.pkl`, where trailing bytes are a stacked-pickle trick.
@@ -128,6 +131,7 @@ pub fn scan(
     for _ in 0..MAX_STACKED_SCANS {
         let more = scan_one(input, next, options, storages);
         report.findings.extend(more.findings);
+        report.trace.extend(more.trace);
         report.findings_dropped += more.findings_dropped;
         report.dropped_verdict = report.dropped_verdict.max(more.dropped_verdict);
         report.opcodes += more.opcodes;
@@ -1019,6 +1023,9 @@ impl<'a, 'o> Machine<'a, 'o> {
                 });
             };
             self.op = op;
+            if self.opts.trace_opcodes && self.report.trace.len() < limits.max_findings {
+                self.report.trace.push((self.op_offset, op));
+            }
             if let Some(root) = self.step(op)? {
                 return Ok(root);
             }

@@ -304,3 +304,29 @@ fn numpy_dtype_state_and_scalars() {
     };
     assert_eq!(g.bytes(s.data()), b"\x07\x00\x00\xff");
 }
+
+#[test]
+fn opcode_trace_lists_every_opcode_with_its_offset() {
+    let data = P::new(2)
+        .global("collections", "OrderedDict")
+        .raw(b")R")
+        .stop();
+    let mut opts = Options::default();
+    opts.trace_opcodes = true;
+    let report = tensorseal_pickle::scan(&data, 0, &opts, &mut NoStorages);
+    let names: Vec<_> = report
+        .trace()
+        .iter()
+        .map(|(o, op)| (*o, op.name()))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            (0, "PROTO"),
+            (2, "GLOBAL"),
+            (27, "EMPTY_TUPLE"),
+            (28, "REDUCE"),
+            (29, "STOP")
+        ]
+    );
+}
