@@ -1166,8 +1166,7 @@ impl Machine<'_, '_> {
         })))?;
         let entry = self
             .storages_by_key
-            .entry(shared_key)
-            .or_insert_with(|| StorageEntry {
+            .get_or_insert_with(shared_key, || StorageEntry {
                 kind,
                 numel,
                 plain: None,

@@ -228,6 +228,63 @@ impl Memo {
     }
 }
 
+/// The seeded 64-bit hash of strs used to index big dicts and storages. Unit tests can make
+/// every str collide, to exercise the exact fallback.
+#[derive(Default)]
+pub(crate) struct StrHasher {
+    state: foldhash::quality::RandomState,
+    #[cfg(test)]
+    collide: bool,
+}
+
+impl StrHasher {
+    pub(crate) fn hash_one(&self, s: &str) -> u64 {
+        #[cfg(test)]
+        if self.collide {
+            return 0;
+        }
+        self.state.hash_one(s)
+    }
+}
+
+/// A map keyed by strs, indexed by a seeded 64-bit hash of the str (cheap to grow: the table
+/// rehashes integers, not strings); the str is compared on lookup and true collisions go to an
+/// exact side map.
+pub(crate) struct StrMap<V> {
+    by_hash: Map<u64, (Arc<str>, V)>,
+    collisions: Map<Arc<str>, V>,
+    hasher: StrHasher,
+}
+
+impl<V> Default for StrMap<V> {
+    fn default() -> Self {
+        StrMap {
+            by_hash: Map::default(),
+            collisions: Map::default(),
+            hasher: StrHasher::default(),
+        }
+    }
+}
+
+impl<V> StrMap<V> {
+    pub(crate) fn get(&self, key: &str) -> Option<&V> {
+        match self.by_hash.get(&self.hasher.hash_one(key)) {
+            Some((k, v)) if k.as_ref() == key => Some(v),
+            Some(_) => self.collisions.get(key),
+            None => None,
+        }
+    }
+
+    pub(crate) fn get_or_insert_with(&mut self, key: Arc<str>, make: impl FnOnce() -> V) -> &mut V {
+        use std::collections::hash_map::Entry;
+        match self.by_hash.entry(self.hasher.hash_one(key.as_ref())) {
+            Entry::Occupied(e) if e.get().0 == key => &mut e.into_mut().1,
+            Entry::Occupied(_) => self.collisions.entry(key).or_insert_with(make),
+            Entry::Vacant(e) => &mut e.insert((key, make())).1,
+        }
+    }
+}
+
 /// What is known about one storage key: the handler confirmed it once; its nodes (the plain
 /// storage and each legacy view of it) are shared by every persistent id naming them.
 pub(crate) struct StorageEntry {
@@ -256,14 +313,14 @@ pub(crate) struct Machine<'a, 'o> {
     /// the key at that position is compared, and true collisions go to `str_collisions`.
     pub(crate) str_entries: Map<(u32, u8, u64), u32>,
     pub(crate) str_collisions: Map<(u32, u8, Arc<str>), u32>,
-    pub(crate) str_hasher: foldhash::quality::RandomState,
+    pub(crate) str_hasher: StrHasher,
     stack: Vec<NodeId>,
     marks: Vec<usize>,
     memo: Memo,
     protocol: u8,
     pub(crate) globals: Vec<GlobalRef>,
     global_index: Map<(Box<str>, Box<str>), GlobalId>,
-    pub(crate) storages_by_key: Map<Arc<str>, StorageEntry>,
+    pub(crate) storages_by_key: StrMap<StorageEntry>,
     /// The undecoded bytes of strs read from Python 2 string opcodes.
     pub(crate) py2_raw: Map<u32, ByteData>,
     pub(crate) report: ScanReport,
@@ -310,14 +367,14 @@ impl<'a, 'o> Machine<'a, 'o> {
             entries: Map::default(),
             str_entries: Map::default(),
             str_collisions: Map::default(),
-            str_hasher: foldhash::quality::RandomState::default(),
+            str_hasher: StrHasher::default(),
             stack: Vec::new(),
             marks: Vec::new(),
             memo: Memo::default(),
             protocol: 0,
             globals: Vec::new(),
             global_index: Map::default(),
-            storages_by_key: Map::default(),
+            storages_by_key: StrMap::default(),
             py2_raw: Map::default(),
             report: ScanReport {
                 start,
@@ -1629,5 +1686,53 @@ impl<'a, 'o> Machine<'a, 'o> {
             report,
             tree_size,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::DeclaredStorages;
+
+    /// Every str hashes to 0: big dicts and the storage map must still find exactly their own
+    /// keys through the collision fallback.
+    #[test]
+    fn hash_collisions_are_resolved_exactly() {
+        // A dict of 40 str keys (past SMALL), each set twice, then a lookup-heavy repeat.
+        let mut data = vec![0x80, 2, b'}', b'('];
+        for round in 0..2u8 {
+            for i in 0..40u8 {
+                let key = format!("k{i}");
+                data.push(0x8c);
+                data.push(key.len() as u8);
+                data.extend(key.as_bytes());
+                data.extend([b'K', i.wrapping_add(round)]);
+            }
+        }
+        data.extend(b"u.");
+        let opts = Options::default();
+        let mut storages = DeclaredStorages;
+        let mut m = Machine::new(&data, 0, &opts, &mut storages, false).unwrap();
+        m.str_hasher.collide = true;
+        let root = m.run().unwrap();
+        let Node::Dict(pairs) = m.node(root) else {
+            panic!()
+        };
+        assert_eq!(pairs.len(), 40);
+        for (i, &(k, v)) in pairs.iter().enumerate() {
+            assert!(matches!(m.node(k), Node::Str(s) if s.as_ref() == format!("k{i}")));
+            assert_eq!(m.node(v), &Node::Int(PyInt::Small(i as i64 + 1)));
+        }
+
+        let mut map: StrMap<u32> = StrMap::default();
+        map.hasher.collide = true;
+        for i in 0..10u32 {
+            *map.get_or_insert_with(format!("s{i}").into(), || 0) += i;
+            *map.get_or_insert_with(format!("s{i}").into(), || 0) += 1;
+        }
+        for i in 0..10u32 {
+            assert_eq!(map.get(&format!("s{i}")), Some(&(i + 1)));
+        }
+        assert_eq!(map.get("missing"), None);
     }
 }
