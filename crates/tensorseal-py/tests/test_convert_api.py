@@ -294,11 +294,15 @@ def test_scan_reports_every_finding(tmp):
 
 # -- parity with the CLI -------------------------------------------------------------------------
 def find_cli():
+    """$TENSORSEAL_CLI, else the newest `tensorseal` binary cargo built in this tree that has the
+    converter (CI's `cargo test` builds target/debug/tensorseal before the Python tests)."""
     if os.environ.get("TENSORSEAL_CLI"):
         return os.environ["TENSORSEAL_CLI"]
     built = [REPO / "target" / p / "tensorseal" for p in ("debug", "release")]
-    built = [p for p in built if p.is_file()]
-    return str(max(built, key=lambda p: p.stat().st_mtime)) if built else None
+    for binary in sorted((p for p in built if p.is_file()), key=lambda p: -p.stat().st_mtime):
+        if subprocess.run([binary, "scan", "--help"], capture_output=True).returncode == 0:
+            return str(binary)
+    return None
 
 
 CLI = find_cli()
