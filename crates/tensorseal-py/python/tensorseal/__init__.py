@@ -9,6 +9,11 @@ signed by a key you trust::
 Verification happens before anything is returned: a file that is unsigned, signed by an
 untrusted key, altered in a single bit, or older than ``min_step`` raises
 :class:`VerificationError` and nothing is built from it.
+
+Existing checkpoints are converted without executing them, in a sandboxed child process::
+
+    tensorseal.convert("model.pt", "model.tseal", sign_with="ci-signer.key")
+    tensorseal.scan("suspicious.bin").verdict                          # 'unsafe'
 """
 
 from __future__ import annotations
