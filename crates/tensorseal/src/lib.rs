@@ -28,7 +28,8 @@ pub use layout::{
 pub use limits::{ALIGN, CBOR_LEVELS_PER_TREE_LEVEL, CHUNK, Limits, MAX_SIZE, MAX_TREE_DEPTH_HARD};
 pub use loader::Loader;
 pub use manifest::{
-    BlobEntry, Digest, FORMAT_VERSION, Manifest, ZstdCodec, check_metadata_entry, parse_step,
+    BlobEntry, Digest, FORMAT_VERSION, Manifest, ZstdCodec, check_metadata_entry, is_device_name,
+    parse_step,
 };
 pub use mmap::{FileBytes, MapMode};
 pub use reader::Checkpoint;

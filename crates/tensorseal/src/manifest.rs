@@ -753,7 +753,9 @@ fn sub_one(m: &[u8]) -> Vec<u8> {
     out.split_off(start)
 }
 
-pub(crate) fn valid_device(s: &str) -> bool {
+/// Whether `s` is a device string a `torch.device` typed value may hold (spec §3.7): `type` or
+/// `type:index`, e.g. `cpu`, `cuda:0`.
+pub fn is_device_name(s: &str) -> bool {
     let (ty, index) = match s.split_once(':') {
         Some((t, i)) => (t, Some(i)),
         None => (s, None),
@@ -1003,12 +1005,12 @@ mod tests {
     #[test]
     fn devices_and_timestamps() {
         for ok in ["cpu", "cuda:0", "cuda:12", "xpu", "privateuseone:3"] {
-            assert!(valid_device(ok), "{ok}");
+            assert!(is_device_name(ok), "{ok}");
         }
         for bad in [
             "", "CUDA", "cuda:", "cuda:01", "cuda:x", "1cuda", "cuda:0:1",
         ] {
-            assert!(!valid_device(bad), "{bad}");
+            assert!(!is_device_name(bad), "{bad}");
         }
         assert!(valid_timestamp("2026-11-22T10:00:00Z"));
         assert!(!valid_timestamp("2026-13-22T10:00:00Z"));

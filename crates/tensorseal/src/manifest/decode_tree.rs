@@ -1052,7 +1052,7 @@ impl<'a> TypedFrame<'a> {
             }
             TypeName::Device => {
                 let s = text(d.r).map_err(|_| bad("a device string"))?;
-                if !super::valid_device(s) {
+                if !super::is_device_name(s) {
                     return Err(bad("a device string like cpu or cuda:0"));
                 }
                 self.value = Some(Typed::TorchDevice(s.to_string()));
