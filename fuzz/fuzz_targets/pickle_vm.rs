@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tensorseal_pickle::{DeclaredStorages, Limits, Options, load, scan};
+use tensorseal_pickle::{DeclaredStorages, Limits, Options, Py2Strings, load, scan};
 
 fuzz_target!(|data: &[u8]| {
     let mut small = Limits::default();
@@ -12,6 +12,8 @@ fuzz_target!(|data: &[u8]| {
     small.max_tree_nodes = 1_000_000;
     let mut opt_in = Options::with_limits(small);
     opt_in.keep_unknown_objects = true;
+    opt_in.allow_trailing_bytes = true;
+    opt_in.py2_strings = Py2Strings::Latin1;
     for options in [Options::default(), opt_in] {
         let report = scan(data, 0, &options, &mut DeclaredStorages);
         let _ = report.to_string();

@@ -1,5 +1,10 @@
 //! The `tensorseal` command. This is the only place where errors become exit codes.
 
+// Declared first: its macros are textually scoped to the modules after it.
+#[macro_use]
+mod output;
+
+mod convert;
 mod failure;
 mod inspect;
 mod keys;
@@ -33,6 +38,9 @@ enum Command {
     Sign(keys::SignArgs),
     Verify(verify::VerifyArgs),
     Inspect(inspect::InspectArgs),
+    Convert(convert::ConvertArgs),
+    Scan(convert::ScanArgs),
+    Export(convert::ExportArgs),
 }
 
 fn main() -> ExitCode {
@@ -49,6 +57,9 @@ fn main() -> ExitCode {
         Command::Sign(args) => keys::sign(args),
         Command::Verify(args) => verify::run(args),
         Command::Inspect(args) => inspect::run(args),
+        Command::Convert(args) => convert::convert(args),
+        Command::Scan(args) => convert::scan(args),
+        Command::Export(args) => convert::export(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

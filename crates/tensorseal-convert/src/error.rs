@@ -611,3 +611,109 @@ pub enum ExportError {
     #[error("cannot write the output")]
     Io(#[from] std::io::Error),
 }
+
+/// What the converter refused or failed on. [`ConvertError::is_refusal`] separates content
+/// refused as unsafe or unknown (the CLI's exit 4) from malformed or unsupported input and I/O
+/// errors (exit 1).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConvertError {
+    /// A file could not be opened, read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The input format could not be recognised.
+    #[error(transparent)]
+    Detect(#[from] DetectError),
+    /// The zip container is refused.
+    #[error(transparent)]
+    Zip(#[from] ZipError),
+    /// The torch zip layout is refused.
+    #[error(transparent)]
+    TorchZip(#[from] TorchZipError),
+    /// A `.npy`/`.npz` file is refused.
+    #[error(transparent)]
+    Npy(#[from] NpyError),
+    /// A safetensors file is refused.
+    #[error(transparent)]
+    Safetensors(#[from] SafetensorsError),
+    /// A Hugging Face index is refused.
+    #[error(transparent)]
+    HfIndex(#[from] HfIndexError),
+    /// A limit of the converter was exceeded.
+    #[error(transparent)]
+    Limit(#[from] LimitExceeded),
+    /// The pickle stream names globals that execute code or do I/O: always refused.
+    #[error("{member}: refused as unsafe: {}", findings.join("; "))]
+    Unsafe {
+        /// The pickle member (e.g. `archive/data.pkl`).
+        member: String,
+        /// Each unsafe finding: global, byte offset and reason.
+        findings: Vec<String>,
+    },
+    /// The pickle stream holds classes the converter does not know; refused unless inert
+    /// records are allowed.
+    #[error(
+        "{member}: refused: unknown classes {} (rerun with --allow-objects to keep them as inert \
+         records that nothing instantiates)",
+        findings.join("; ")
+    )]
+    UnknownObjects {
+        /// The pickle member.
+        member: String,
+        /// Each unknown global with its byte offset.
+        findings: Vec<String>,
+    },
+    /// The pickle stream is malformed (truncated, bad opcode, limits, ...).
+    #[error("{member}: {source}")]
+    Pickle {
+        /// The pickle member.
+        member: String,
+        /// The interpreter's error, with offset and opcode.
+        #[source]
+        source: tensorseal_pickle::PickleError,
+    },
+    /// A value the format cannot hold faithfully (quantized or sparse tensors, exotic dtypes,
+    /// ...): refused rather than dropped.
+    #[error("{member}: {path}: unsupported: {what}")]
+    Unsupported {
+        /// The member or file.
+        member: String,
+        /// Where in the checkpoint.
+        path: String,
+        /// What it is.
+        what: String,
+    },
+    /// The input is inconsistent (a missing storage record, a view outside its storage, a
+    /// legacy file whose layout does not add up, ...).
+    #[error("{member}: {path}: {what}")]
+    Invalid {
+        /// The member or file.
+        member: String,
+        /// Where.
+        path: String,
+        /// What is wrong.
+        what: String,
+    },
+    /// The OS sandbox could not be applied and was required.
+    #[error(transparent)]
+    Sandbox(#[from] SandboxError),
+    /// Writing the tensorseal file failed.
+    #[error(transparent)]
+    Write(#[from] tensorseal::WriteError),
+}
+
+impl ConvertError {
+    /// Whether this is a refusal of the content (unsafe or unknown globals): exit 4 in the CLI.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            ConvertError::Unsafe { .. } | ConvertError::UnknownObjects { .. }
+        )
+    }
+}

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod byte_order;
+mod convert;
 mod detect;
 mod error;
 mod export;
@@ -10,18 +11,25 @@ pub mod fuzz_support;
 mod hf_index;
 mod json_strict;
 mod limits;
+mod materialize;
 mod npy;
+mod pickle_tree;
+mod pickles;
 mod safetensors_in;
 mod sandbox;
+mod scan;
+mod tar;
+mod torch;
 mod torch_zip;
 mod zip;
 #[doc(hidden)]
 pub mod zip_test_support;
 
 pub use byte_order::ByteOrder;
+pub use convert::{ConvertOptions, ConvertReport, PRODUCER, RESERVED_METADATA, convert};
 pub use detect::{Format, TORCH_LEGACY_MAGIC, ZipKind, detect, zip_kind};
 pub use error::{
-    DetectError, ExportError, HfIndexError, NpyError, SafetensorsError, SandboxError,
+    ConvertError, DetectError, ExportError, HfIndexError, NpyError, SafetensorsError, SandboxError,
     TorchZipError, ZipError,
 };
 pub use export::{
@@ -30,9 +38,12 @@ pub use export::{
 pub use hf_index::{HfIndex, Shard};
 pub use limits::{LimitExceeded, Limits};
 pub use npy::{NpyArray, Npz};
+pub use pickle_tree::TreeStats;
+pub use pickles::MemberScan;
 pub use safetensors_in::{
     SafetensorsFile, SafetensorsTensor, dtype_from_safetensors, dtype_to_safetensors,
 };
 pub use sandbox::{LandlockOutcome, SandboxMode, SandboxPolicy, SandboxReport};
+pub use scan::{ScanOutcome, ScanVerdict, scan};
 pub use torch_zip::TorchZip;
 pub use zip::{Method, ZipArchive, ZipEntry};

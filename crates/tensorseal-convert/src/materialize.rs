@@ -270,8 +270,8 @@ impl BlobSource for View<'_> {
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> io::Result<()> {
         let item = self.dtype.itemsize();
         let end = offset.checked_add(buf.len() as u64);
-        if offset % item != 0
-            || buf.len() as u64 % item != 0
+        if !offset.is_multiple_of(item)
+            || !(buf.len() as u64).is_multiple_of(item)
             || end.is_none_or(|e| e > self.byte_len)
         {
             return Err(io::Error::other(

@@ -122,6 +122,10 @@ impl Machine<'_, '_> {
 
     /// Bytes of a bytes value, or of a str through latin-1 (Python 2 data loaded as text).
     fn byte_data(&mut self, id: NodeId) -> Result<Option<ByteData>> {
+        if let Some(raw) = self.py2_raw.get(&id.0) {
+            // A Python 2 str: its bytes as written, whatever the decoding.
+            return Ok(Some(raw.clone()));
+        }
         Ok(match self.node(id) {
             Node::Bytes(d) | Node::ByteArray(d) => Some(d.clone()),
             Node::Str(s) => {
@@ -1162,8 +1166,7 @@ impl Machine<'_, '_> {
         })))?;
         let entry = self
             .storages_by_key
-            .entry(shared_key)
-            .or_insert_with(|| StorageEntry {
+            .get_or_insert_with(shared_key, || StorageEntry {
                 kind,
                 numel,
                 plain: None,

@@ -130,6 +130,7 @@ pub struct ScanReport {
     pub(crate) findings_dropped: u64,
     pub(crate) dropped_verdict: Verdict,
     pub(crate) error: Option<PickleError>,
+    pub(crate) trace: Vec<(usize, Opcode)>,
 }
 
 impl ScanReport {
@@ -169,6 +170,12 @@ impl ScanReport {
         self.findings
             .iter()
             .filter(|f| matches!(f.kind, FindingKind::Global(_)))
+    }
+
+    /// Every opcode executed with its offset, when
+    /// [`Options::trace_opcodes`](crate::Options::trace_opcodes) was set (empty otherwise).
+    pub fn trace(&self) -> &[(usize, Opcode)] {
+        &self.trace
     }
 
     /// The error that stopped interpretation, if any.

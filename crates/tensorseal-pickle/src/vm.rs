@@ -49,6 +49,9 @@ pub struct Options {
     pub keep_unknown_objects: bool,
     /// Decoding of Python 2 strings.
     pub py2_strings: Py2Strings,
+    /// Record every opcode executed, with its offset, in [`ScanReport::trace`] (at most
+    /// `Limits::max_findings` of them): a disassembly for a verbose `scan`.
+    pub trace_opcodes: bool,
     /// Accept bytes after STOP (default: refuse them). Set it when walking a file that holds
     /// more than one pickle or data after the pickle (legacy torch files); leave it unset for a
     /// plain pickle or a zip's `data.pkl`, where trailing bytes are a stacked-pickle trick.
@@ -128,6 +131,7 @@ pub fn scan(
     for _ in 0..MAX_STACKED_SCANS {
         let more = scan_one(input, next, options, storages);
         report.findings.extend(more.findings);
+        report.trace.extend(more.trace);
         report.findings_dropped += more.findings_dropped;
         report.dropped_verdict = report.dropped_verdict.max(more.dropped_verdict);
         report.opcodes += more.opcodes;
@@ -224,6 +228,63 @@ impl Memo {
     }
 }
 
+/// The seeded 64-bit hash of strs used to index big dicts and storages. Unit tests can make
+/// every str collide, to exercise the exact fallback.
+#[derive(Default)]
+pub(crate) struct StrHasher {
+    state: foldhash::quality::RandomState,
+    #[cfg(test)]
+    collide: bool,
+}
+
+impl StrHasher {
+    pub(crate) fn hash_one(&self, s: &str) -> u64 {
+        #[cfg(test)]
+        if self.collide {
+            return 0;
+        }
+        self.state.hash_one(s)
+    }
+}
+
+/// A map keyed by strs, indexed by a seeded 64-bit hash of the str (cheap to grow: the table
+/// rehashes integers, not strings); the str is compared on lookup and true collisions go to an
+/// exact side map.
+pub(crate) struct StrMap<V> {
+    by_hash: Map<u64, (Arc<str>, V)>,
+    collisions: Map<Arc<str>, V>,
+    hasher: StrHasher,
+}
+
+impl<V> Default for StrMap<V> {
+    fn default() -> Self {
+        StrMap {
+            by_hash: Map::default(),
+            collisions: Map::default(),
+            hasher: StrHasher::default(),
+        }
+    }
+}
+
+impl<V> StrMap<V> {
+    pub(crate) fn get(&self, key: &str) -> Option<&V> {
+        match self.by_hash.get(&self.hasher.hash_one(key)) {
+            Some((k, v)) if k.as_ref() == key => Some(v),
+            Some(_) => self.collisions.get(key),
+            None => None,
+        }
+    }
+
+    pub(crate) fn get_or_insert_with(&mut self, key: Arc<str>, make: impl FnOnce() -> V) -> &mut V {
+        use std::collections::hash_map::Entry;
+        match self.by_hash.entry(self.hasher.hash_one(key.as_ref())) {
+            Entry::Occupied(e) if e.get().0 == key => &mut e.into_mut().1,
+            Entry::Occupied(_) => self.collisions.entry(key).or_insert_with(make),
+            Entry::Vacant(e) => &mut e.insert((key, make())).1,
+        }
+    }
+}
+
 /// What is known about one storage key: the handler confirmed it once; its nodes (the plain
 /// storage and each legacy view of it) are shared by every persistent id naming them.
 pub(crate) struct StorageEntry {
@@ -252,14 +313,16 @@ pub(crate) struct Machine<'a, 'o> {
     /// the key at that position is compared, and true collisions go to `str_collisions`.
     pub(crate) str_entries: Map<(u32, u8, u64), u32>,
     pub(crate) str_collisions: Map<(u32, u8, Arc<str>), u32>,
-    pub(crate) str_hasher: foldhash::quality::RandomState,
+    pub(crate) str_hasher: StrHasher,
     stack: Vec<NodeId>,
     marks: Vec<usize>,
     memo: Memo,
     protocol: u8,
     pub(crate) globals: Vec<GlobalRef>,
     global_index: Map<(Box<str>, Box<str>), GlobalId>,
-    pub(crate) storages_by_key: Map<Arc<str>, StorageEntry>,
+    pub(crate) storages_by_key: StrMap<StorageEntry>,
+    /// The undecoded bytes of strs read from Python 2 string opcodes.
+    pub(crate) py2_raw: Map<u32, ByteData>,
     pub(crate) report: ScanReport,
     pub(crate) materialized: u64,
     pub(crate) tensors: u64,
@@ -304,14 +367,15 @@ impl<'a, 'o> Machine<'a, 'o> {
             entries: Map::default(),
             str_entries: Map::default(),
             str_collisions: Map::default(),
-            str_hasher: foldhash::quality::RandomState::default(),
+            str_hasher: StrHasher::default(),
             stack: Vec::new(),
             marks: Vec::new(),
             memo: Memo::default(),
             protocol: 0,
             globals: Vec::new(),
             global_index: Map::default(),
-            storages_by_key: Map::default(),
+            storages_by_key: StrMap::default(),
+            py2_raw: Map::default(),
             report: ScanReport {
                 start,
                 ..ScanReport::default()
@@ -1016,6 +1080,9 @@ impl<'a, 'o> Machine<'a, 'o> {
                 });
             };
             self.op = op;
+            if self.opts.trace_opcodes && self.report.trace.len() < limits.max_findings {
+                self.report.trace.push((self.op_offset, op));
+            }
             if let Some(root) = self.step(op)? {
                 return Ok(root);
             }
@@ -1047,7 +1114,7 @@ impl<'a, 'o> Machine<'a, 'o> {
             ByteData::Owned(b) => b,
         };
         let node = match self.opts.py2_strings {
-            Py2Strings::Bytes => Node::Bytes(data),
+            Py2Strings::Bytes => Node::Bytes(data.clone()),
             Py2Strings::Utf8 => {
                 let s = text::utf8(bytes).map_err(|_| {
                     self.invalid(
@@ -1065,7 +1132,13 @@ impl<'a, 'o> Machine<'a, 'o> {
                 Node::Str(s.into())
             }
         };
-        self.push_new(node)
+        let is_str = matches!(node, Node::Str(_));
+        let id = self.new_node(node)?;
+        if is_str {
+            // numpy reads Python 2 array data from such strs: keep the exact bytes.
+            self.py2_raw.insert(id.0, data);
+        }
+        self.push(id)
     }
 
     fn str_value(&mut self, s: &str) -> Result<()> {
@@ -1328,10 +1401,14 @@ impl<'a, 'o> Machine<'a, 'o> {
                 self.binary_bytes(n, true)?;
             }
             Opcode::NextBuffer => {
-                let reason =
-                    "out-of-band buffers (NEXT_BUFFER) are not supported: none were supplied";
-                self.finding(FindingKind::Construct, Verdict::Unknown, reason);
-                return Err(self.refused(Verdict::Unknown, reason));
+                // The data is not in the stream: the file cannot be read, whatever the policy.
+                return Err(PickleError::InvalidArgument {
+                    offset: self.op_offset,
+                    opcode: self.op,
+                    reason: "out-of-band buffers (NEXT_BUFFER) are not supported: the data is \
+                             not in the file and none were supplied"
+                        .into(),
+                });
             }
             Opcode::ReadonlyBuffer => {
                 let top = self.top()?;
@@ -1584,10 +1661,15 @@ impl<'a, 'o> Machine<'a, 'o> {
             }
             Opcode::PersId => {
                 self.line("PERSID argument")?;
-                let reason =
-                    "text persistent ids (PERSID) are not supported; torch writes BINPERSID";
-                self.finding(FindingKind::Construct, Verdict::Unknown, reason);
-                return Err(self.refused(Verdict::Unknown, reason));
+                // torch's protocol-0 files write the repr of the id tuple here, which torch
+                // itself cannot load: unreadable input, not a policy question.
+                return Err(PickleError::InvalidArgument {
+                    offset: self.op_offset,
+                    opcode: self.op,
+                    reason: "text persistent ids (PERSID) are not supported; torch writes \
+                             BINPERSID (protocol-0 torch files cannot be loaded by torch either)"
+                        .into(),
+                });
             }
             Opcode::BinPersId => {
                 let pid = self.pop()?;
@@ -1613,5 +1695,53 @@ impl<'a, 'o> Machine<'a, 'o> {
             report,
             tree_size,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::DeclaredStorages;
+
+    /// Every str hashes to 0: big dicts and the storage map must still find exactly their own
+    /// keys through the collision fallback.
+    #[test]
+    fn hash_collisions_are_resolved_exactly() {
+        // A dict of 40 str keys (past SMALL), each set twice, then a lookup-heavy repeat.
+        let mut data = vec![0x80, 2, b'}', b'('];
+        for round in 0..2u8 {
+            for i in 0..40u8 {
+                let key = format!("k{i}");
+                data.push(0x8c);
+                data.push(key.len() as u8);
+                data.extend(key.as_bytes());
+                data.extend([b'K', i.wrapping_add(round)]);
+            }
+        }
+        data.extend(b"u.");
+        let opts = Options::default();
+        let mut storages = DeclaredStorages;
+        let mut m = Machine::new(&data, 0, &opts, &mut storages, false).unwrap();
+        m.str_hasher.collide = true;
+        let root = m.run().unwrap();
+        let Node::Dict(pairs) = m.node(root) else {
+            panic!()
+        };
+        assert_eq!(pairs.len(), 40);
+        for (i, &(k, v)) in pairs.iter().enumerate() {
+            assert!(matches!(m.node(k), Node::Str(s) if s.as_ref() == format!("k{i}")));
+            assert_eq!(m.node(v), &Node::Int(PyInt::Small(i as i64 + 1)));
+        }
+
+        let mut map: StrMap<u32> = StrMap::default();
+        map.hasher.collide = true;
+        for i in 0..10u32 {
+            *map.get_or_insert_with(format!("s{i}").into(), || 0) += i;
+            *map.get_or_insert_with(format!("s{i}").into(), || 0) += 1;
+        }
+        for i in 0..10u32 {
+            assert_eq!(map.get(&format!("s{i}")), Some(&(i + 1)));
+        }
+        assert_eq!(map.get("missing"), None);
     }
 }

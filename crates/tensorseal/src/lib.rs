@@ -3,6 +3,8 @@ mod cbor;
 mod codec;
 mod dtype;
 mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod json;
 mod keys;
 mod layout;
@@ -11,6 +13,7 @@ mod loader;
 mod manifest;
 mod mapped;
 mod mmap;
+mod python_eq;
 mod reader;
 mod tree;
 mod verify;
@@ -23,10 +26,11 @@ pub use keys::{PublicKey, SecretKey};
 pub use layout::{
     END_MAGIC, FOOTER_LEN, Footer, HEADER_LEN, MAGIC, SIGNATURE_DOMAIN, SignatureEntry,
 };
-pub use limits::{ALIGN, CHUNK, Limits, MAX_SIZE};
+pub use limits::{ALIGN, CBOR_LEVELS_PER_TREE_LEVEL, CHUNK, Limits, MAX_SIZE, MAX_TREE_DEPTH_HARD};
 pub use loader::Loader;
 pub use manifest::{
-    BlobEntry, Digest, FORMAT_VERSION, Manifest, ZstdCodec, check_metadata_entry, parse_step,
+    BlobEntry, Digest, FORMAT_VERSION, Manifest, ZstdCodec, check_metadata_entry, is_device_name,
+    parse_step,
 };
 pub use mapped::{BlobMemory, MappedLoader};
 pub use mmap::{FileBytes, MapMode, PrivateMap};

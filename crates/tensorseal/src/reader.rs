@@ -216,8 +216,9 @@ impl Checkpoint {
         let Some(codec) = &entry.codec else {
             return Ok(Cow::Borrowed(self.stored_bytes(blob)));
         };
-        let mut out =
-            Vec::with_capacity(usize::try_from(codec.raw_length).map_err(std::io::Error::other)?);
+        // The logical length is only what the manifest claims: grow the buffer as frames actually
+        // decode, so an unverified file cannot make us reserve (or abort on) more than that.
+        let mut out = Vec::new();
         for (i, (offset, len)) in entry.stored_chunks().into_iter().enumerate() {
             let frame = &self.env.bytes[offset as usize..(offset + len) as usize];
             let expected = CHUNK.min(codec.raw_length - i as u64 * CHUNK) as usize;

@@ -1,7 +1,9 @@
 //! Integration tests against real files written by torch, numpy and safetensors, and the hostile
-//! inputs built to break container parsers (see `tests/data/README.md` for where each came from).
+//! inputs built to break container parsers: the project's fixture corpus, `tests/fixtures/` at
+//! the repository root (its README says how each file was made).
 
 mod containers;
+mod convert;
 mod corpus;
 mod export;
 mod formats;
@@ -13,7 +15,7 @@ use std::path::{Path, PathBuf};
 /// Path of a test data file.
 pub fn data_path(rel: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
+        .join("../../tests/fixtures")
         .join(rel)
 }
 

@@ -5,7 +5,8 @@
 
 For every case in CASES and every protocol 0-5 it writes cpython/<case>.p<N>.pkl with
 pickle.dumps, and cpython/<case>.expected.json with the tree rendering (tree_render.py) of
-pickle.loads of those bytes, i.e. what CPython itself reads back. The hand-built opcode
+pickle.loads of those bytes, i.e. what CPython itself reads back; random_NNN.pN.pkl are random
+nested values (fixed seed) with shared references, one protocol each. The hand-built opcode
 fixtures in OPCODE_CASES are assembled byte by byte (to reach opcodes CPython's pickler never
 writes: DICT/LIST/TUPLE with MARK, POP, POP_MARK, DUP, text GET/PUT, BINBYTES8, LONG4 of a
 small int, STRING escapes, INST, OBJ, ...), then loaded by CPython for their expected tree.
@@ -130,6 +131,71 @@ def op_cases():
     return cases
 
 
+def random_value(rng, depth=0, pool=None):
+    """A random value of the types the VM reads, with shared references (reused objects)."""
+    pool = pool if pool is not None else []
+    if pool and rng.random() < 0.08:
+        return rng.choice(pool)
+    leaves = [
+        lambda: None,
+        lambda: rng.random() < 0.5,
+        lambda: rng.randint(-300, 300),
+        lambda: rng.randint(-(2**70), 2**70),
+        lambda: rng.choice([0.0, -0.0, 1.5, -1e300, 5e-324, float("inf"), float("-inf"), float("nan"), rng.random()]),
+        lambda: "".join(chr(rng.choice([rng.randint(32, 126), rng.randint(0xA0, 0x2FF), rng.randint(0x1F300, 0x1F6FF)])) for _ in range(rng.randint(0, 8))),
+        lambda: bytes(rng.randint(0, 255) for _ in range(rng.randint(0, 8))),
+        lambda: complex(rng.random(), -rng.random()),
+    ]
+    if depth >= 4 or rng.random() < 0.4:
+        return rng.choice(leaves)()
+    kind = rng.randint(0, 7)
+    n = rng.randint(0, 5)
+    if kind == 0:
+        v = [random_value(rng, depth + 1, pool) for _ in range(n)]
+    elif kind == 1:
+        v = tuple(random_value(rng, depth + 1, pool) for _ in range(n))
+    elif kind == 2:
+        v = {random_key(rng): random_value(rng, depth + 1, pool) for _ in range(n)}
+    elif kind == 3:
+        v = {random_key(rng) for _ in range(n)}
+    elif kind == 4:
+        v = frozenset(random_key(rng) for _ in range(n))
+    elif kind == 5:
+        v = collections.OrderedDict((random_key(rng), random_value(rng, depth + 1, pool)) for _ in range(n))
+    elif kind == 6:
+        v = bytearray(rng.randint(0, 255) for _ in range(n))
+    else:
+        v = collections.Counter({random_key(rng): rng.randint(-3, 9) for _ in range(n)})
+    pool.append(v)
+    return v
+
+
+def random_key(rng):
+    return rng.choice([
+        lambda: rng.randint(-50, 50),
+        lambda: "k%d" % rng.randint(0, 20),
+        lambda: (rng.randint(0, 3), "t"),
+        lambda: None,
+        lambda: rng.random() < 0.5,
+        lambda: 2.5,
+        lambda: b"b%d" % rng.randint(0, 5),
+    ])()
+
+
+def random_cases(out, count=150):
+    import random
+    rng = random.Random(20261122)
+    for i in range(count):
+        value = random_value(rng)
+        proto = i % 6
+        data = pickle.dumps(value, protocol=proto)
+        name = f"random_{i:03d}.p{proto}"
+        with open(os.path.join(out, f"{name}.pkl"), "wb") as f:
+            f.write(data)
+        write_json(os.path.join(out, f"random_{i:03d}.expected.json"),
+                   {"tree": tree_render.render(pickle.loads(data))})
+
+
 def write_json(path, value):
     with open(path, "w", encoding="utf-8") as f:
         f.write(tree_render.dumps(value))
@@ -156,6 +222,7 @@ def main():
             f.write(data)
         tree = tree_render.render(pickle.loads(data, **kw))
         write_json(os.path.join(args.out, f"{name}.expected.json"), {"tree": tree})
+    random_cases(args.out)
     if np is not None:
         numpy_cases(args.out)
     else:

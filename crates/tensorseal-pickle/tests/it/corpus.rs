@@ -4,7 +4,7 @@
 use std::fs;
 use std::path::Path;
 
-use tensorseal_pickle::{DeclaredStorages, Limits, Options, load, scan};
+use tensorseal_pickle::{DeclaredStorages, Limits, Options, Py2Strings, load, scan};
 
 #[test]
 fn fuzz_corpus_replays_without_panics() {
@@ -18,6 +18,8 @@ fn fuzz_corpus_replays_without_panics() {
         small.max_tree_nodes = 1_000_000;
         let mut opt_in = Options::with_limits(small);
         opt_in.keep_unknown_objects = true;
+        opt_in.allow_trailing_bytes = true;
+        opt_in.py2_strings = Py2Strings::Latin1;
         for options in [Options::default(), opt_in] {
             let report = scan(&data, 0, &options, &mut DeclaredStorages);
             let _ = report.to_string();

@@ -111,7 +111,11 @@ fn numpy_fixtures_from_the_corpus() {
 /// A storage handler backed by the records of an unpacked torch zip.
 fn zip_records(dir: &Path) -> HashMap<String, Vec<u8>> {
     let mut out = HashMap::new();
-    for e in fs::read_dir(dir.join("data")).unwrap() {
+    // A checkpoint without tensors has no records, and git does not keep an empty `data/`.
+    let Ok(entries) = fs::read_dir(dir.join("data")) else {
+        return out;
+    };
+    for e in entries {
         let p = e.unwrap().path();
         out.insert(
             p.file_name().unwrap().to_str().unwrap().to_owned(),

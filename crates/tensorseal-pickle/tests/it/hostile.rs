@@ -509,18 +509,32 @@ fn unknown_globals_are_refused_unless_opted_in_and_then_inert() {
 
 #[test]
 fn unsupported_persistent_ids_and_buffers_are_refused() {
-    // Text PERSID (torch protocol 0) and NEXT_BUFFER without buffers.
-    assert!(matches!(
-        load_err(b"P0\n."),
-        PickleError::Refused {
-            verdict: Verdict::Unknown,
-            ..
-        }
-    ));
-    assert!(matches!(
-        load_err(b"\x80\x05\x97."),
-        PickleError::Refused { .. }
-    ));
+    // Text PERSID (torch protocol 0) and NEXT_BUFFER without buffers: unreadable input, not a
+    // policy verdict (--allow-objects cannot help).
+    let persid = load_err(b"P0\n.");
+    assert!(
+        matches!(
+            persid,
+            PickleError::InvalidArgument {
+                opcode: tensorseal_pickle::Opcode::PersId,
+                ..
+            }
+        ),
+        "{persid:?}"
+    );
+    assert_eq!(persid.verdict(), None);
+    let buffer = load_err(b"\x80\x05\x97.");
+    assert!(
+        matches!(
+            buffer,
+            PickleError::InvalidArgument {
+                opcode: tensorseal_pickle::Opcode::NextBuffer,
+                ..
+            }
+        ),
+        "{buffer:?}"
+    );
+    assert_eq!(buffer.verdict(), None);
     // BINPERSID of something that is not a storage tuple.
     assert!(matches!(
         load_err(b"\x80\x02K\x01Q."),

@@ -7,3 +7,4 @@ mod fixtures;
 mod hostile;
 mod props;
 mod tree;
+mod typed;

@@ -19,8 +19,34 @@ fn small_limits() -> Options {
     o
 }
 
+/// Every limit at 1: nothing may panic when limits bite at the first opportunity.
+fn tiny_limits() -> Options {
+    let mut limits = Limits::default();
+    limits.max_opcodes = 1;
+    limits.max_stack = 1;
+    limits.max_marks = 1;
+    limits.max_memo_entries = 1;
+    limits.max_nodes = 1;
+    limits.max_container_len = 1;
+    limits.max_depth = 1;
+    limits.max_tree_nodes = 1;
+    limits.max_str_len = 1;
+    limits.max_bytes_len = 1;
+    limits.max_int_bytes = 1;
+    limits.max_int_digits = 1;
+    limits.max_materialized_bytes = 1;
+    limits.max_tensors = 1;
+    limits.max_rank = 1;
+    limits.max_tensor_bytes = 1;
+    limits.max_total_tensor_bytes = 1;
+    limits.max_findings = 1;
+    let mut o = Options::with_limits(limits);
+    o.trace_opcodes = true;
+    o
+}
+
 fn run_all(data: &[u8]) {
-    for opts in [Options::default(), small_limits()] {
+    for opts in [Options::default(), small_limits(), tiny_limits()] {
         let report = scan(data, 0, &opts, &mut DeclaredStorages);
         if let Some(e) = report.error() {
             assert!(e.offset() <= data.len(), "{e}");

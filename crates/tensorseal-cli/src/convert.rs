@@ -1,0 +1,436 @@
+//! `convert`, `scan` and `export`.
+
+use crate::failure::{self, Failure};
+use clap::Args;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use tensorseal::{Compression, PublicKey, SecretKey, TrustPolicy};
+use tensorseal_convert::{
+    ConvertError, ConvertOptions, ExportError, ExportOptions, SandboxMode, ScanVerdict,
+};
+
+/// Exit code for content refused as unsafe (or unknown objects without --allow-objects).
+const REFUSED: u8 = 4;
+
+#[derive(Debug, Args)]
+pub(crate) struct SandboxArgs {
+    /// Fail if the OS sandbox (seccomp + Landlock) cannot be fully applied.
+    #[arg(long, conflicts_with = "no_sandbox")]
+    require_sandbox: bool,
+    /// Do not lock the process down (for debugging; the converter still never executes anything).
+    #[arg(long)]
+    no_sandbox: bool,
+}
+
+impl SandboxArgs {
+    fn mode(&self) -> SandboxMode {
+        if self.no_sandbox {
+            SandboxMode::Disabled
+        } else if self.require_sandbox {
+            SandboxMode::Required
+        } else {
+            SandboxMode::BestEffort
+        }
+    }
+}
+
+/// Convert a legacy checkpoint into a signed tensorseal file, executing nothing.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  tensorseal convert model.pt model.tseal --sign ci-signer.key
+  tensorseal convert pytorch_model.bin.index.json model.tseal --compress zstd --meta run_id=run-42
+  tensorseal convert checkpoint.ckpt out.tseal --allow-objects --json
+
+Inputs (recognised from content, never from the file name): torch zip checkpoints
+(torch >= 1.6), torch legacy files, plain pickles, numpy .npy/.npz, safetensors, and
+Hugging Face sharded checkpoints given by their *.index.json. Pickles are interpreted
+as data: known constructors become typed values, code-execution primitives make the
+file refused (exit 4), and unknown classes are refused (exit 4) unless --allow-objects
+keeps them as inert records. The process locks itself down (seccomp + Landlock) after
+opening its files; --require-sandbox fails if that is not possible, --no-sandbox skips it.
+
+The output is written to a temporary file and renamed only on success; the input is never
+modified. Same input and options give a byte-identical file. Exit 0 converted, 1 invalid
+or unsupported input, 2 usage, 4 refused as unsafe or unknown.")]
+pub(crate) struct ConvertArgs {
+    /// The checkpoint to convert.
+    input: PathBuf,
+    /// The tensorseal file to write.
+    output: PathBuf,
+    /// Sign with this private key (PKCS#8 PEM); repeatable.
+    #[arg(long, value_name = "KEY")]
+    sign: Vec<PathBuf>,
+    /// Compress blobs: `zstd` or `zstd=LEVEL` (blobs that do not shrink by 5% stay raw).
+    #[arg(long, value_name = "zstd[=LEVEL]", value_parser = parse_compression)]
+    compress: Option<Compression>,
+    /// Keep instances of unknown classes as inert records (never instantiated) instead of
+    /// refusing the file. Code-execution primitives are refused regardless.
+    #[arg(long)]
+    allow_objects: bool,
+    /// Add signed metadata KEY=VALUE (e.g. run_id, step, created_at); repeatable.
+    #[arg(long, value_name = "KEY=VALUE", value_parser = parse_pair)]
+    meta: Vec<(String, String)>,
+    #[command(flatten)]
+    sandbox: SandboxArgs,
+    /// Print a JSON report on stdout (also on failure); no progress bar.
+    #[arg(long)]
+    json: bool,
+    /// No progress bar or summary.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn parse_compression(s: &str) -> Result<Compression, String> {
+    match s.split_once('=') {
+        None if s == "zstd" => Ok(Compression::Zstd { level: 1 }),
+        Some(("zstd", level)) => {
+            let level: i32 = level
+                .parse()
+                .map_err(|_| format!("bad zstd level {level:?}"))?;
+            if !(1..=22).contains(&level) {
+                return Err(format!("zstd level {level} is not in 1..=22"));
+            }
+            Ok(Compression::Zstd { level })
+        }
+        _ => Err(format!("expected zstd or zstd=LEVEL, got {s:?}")),
+    }
+}
+
+fn parse_pair(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .filter(|(k, _)| !k.is_empty())
+        .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
+}
+
+/// The exit code and machine-readable kind of a conversion error.
+fn classify(e: &ConvertError) -> (u8, &'static str) {
+    match e {
+        ConvertError::Unsafe { .. } => (REFUSED, "unsafe"),
+        ConvertError::UnknownObjects { .. } => (REFUSED, "unknown_objects"),
+        ConvertError::Io { .. } => (Failure::INVALID, "io"),
+        ConvertError::Unsupported { .. } => (Failure::INVALID, "unsupported"),
+        ConvertError::Sandbox(_) => (Failure::INVALID, "sandbox"),
+        _ => (Failure::INVALID, "invalid"),
+    }
+}
+
+pub(crate) fn convert(args: ConvertArgs) -> Result<(), Failure> {
+    let mut keys = Vec::with_capacity(args.sign.len());
+    for path in &args.sign {
+        keys.push(SecretKey::read(path).map_err(|e| Failure::invalid(path, &e))?);
+    }
+    let show_progress = !args.json && !args.quiet && std::io::stderr().is_terminal();
+    let bar = show_progress.then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} converting [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        bar
+    });
+    let progress = |done: u64, total: u64| {
+        if let Some(b) = &bar {
+            b.set_length(total);
+            b.set_position(done);
+        }
+    };
+    let options = ConvertOptions {
+        allow_objects: args.allow_objects,
+        compression: args.compress.unwrap_or_default(),
+        signers: keys.iter().collect(),
+        metadata: args.meta.iter().cloned().collect::<BTreeMap<_, _>>(),
+        sandbox: args.sandbox.mode(),
+        progress: Some(&progress),
+        ..ConvertOptions::default()
+    };
+    let result = tensorseal_convert::convert(&args.input, &args.output, &options);
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    match result {
+        Ok(report) => {
+            report.sandbox.eprint_warnings();
+            if args.json {
+                let v = json!({
+                    "input": args.input.display().to_string(),
+                    "output": args.output.display().to_string(),
+                    "ok": true,
+                    "exit_code": 0,
+                    "source_format": report.source_format,
+                    "source_sha256": report.source_sha256,
+                    "manifest_sha256": hex::encode(report.output.manifest_sha256),
+                    "file_length": report.output.length,
+                    "tensors": report.stats.tensors,
+                    "blobs": report.stats.blobs,
+                    "bytes": report.stats.bytes,
+                    "shared": report.stats.shared,
+                    "signed_by": keys.iter().map(|k| k.public_key().key_id()).collect::<Vec<_>>(),
+                    "inert_objects": report.inert_objects,
+                    "notes": report.notes,
+                    "sandbox": {
+                        "fully_enforced": report.sandbox.fully_enforced(),
+                        "seccomp": report.sandbox.seccomp,
+                        "landlock": format!("{:?}", report.sandbox.landlock),
+                        "warnings": report.sandbox.warnings,
+                    },
+                    "error": Value::Null,
+                });
+                outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&v).expect("JSON values serialize")
+                );
+            } else if !args.quiet {
+                eprintln!(
+                    "converted {} ({}) -> {}: {} tensors, {} blobs, {} bytes{}{}",
+                    args.input.display(),
+                    report.source_format,
+                    args.output.display(),
+                    report.stats.tensors,
+                    report.stats.blobs,
+                    report.stats.bytes,
+                    if report.stats.shared > 0 {
+                        format!(", {} shared", report.stats.shared)
+                    } else {
+                        String::new()
+                    },
+                    if keys.is_empty() {
+                        ", unsigned".to_string()
+                    } else {
+                        format!(", signed by {} key(s)", keys.len())
+                    },
+                );
+                for note in &report.notes {
+                    eprintln!("  note: {note}");
+                }
+                if !report.inert_objects.is_empty() {
+                    eprintln!(
+                        "  kept {} unknown object(s) as inert records",
+                        report.inert_objects.len()
+                    );
+                }
+            }
+            Ok(())
+        }
+        Err(e) => {
+            let (code, kind) = classify(&e);
+            let message = format!("{}: {}", args.input.display(), failure::chain(&e));
+            if args.json {
+                let v = json!({
+                    "input": args.input.display().to_string(),
+                    "output": args.output.display().to_string(),
+                    "ok": false,
+                    "exit_code": code,
+                    "error": {"kind": kind, "message": message},
+                });
+                outln!(
+                    "{}",
+                    serde_json::to_string_pretty(&v).expect("JSON values serialize")
+                );
+            }
+            Err(Failure::new(code, message))
+        }
+    }
+}
+
+/// Report every global and call in a checkpoint's pickles, with the verdict.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  tensorseal scan model.pt
+  tensorseal scan suspicious.bin --json | jq '.members[].findings[] | select(.verdict != \"allowed\")'
+
+The verdict is safe (exit 0), unknown-objects or unsafe (exit 4), or invalid (exit 1: the
+file is malformed or unsupported and nothing refused was found before the problem). The
+most severe finding decides: a payload followed by garbage is still unsafe. scan uses the
+same readers and interpreter as convert, so the two never disagree.")]
+pub(crate) struct ScanArgs {
+    /// The file to scan.
+    input: PathBuf,
+    /// Print the full report as JSON.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    sandbox: SandboxArgs,
+}
+
+pub(crate) fn scan(args: ScanArgs) -> Result<(), Failure> {
+    let outcome = tensorseal_convert::scan(
+        &args.input,
+        &tensorseal_convert::Limits::default(),
+        &tensorseal_pickle::Limits::default(),
+        args.sandbox.mode(),
+    )
+    .map_err(|e| {
+        Failure::new(
+            classify(&e).0,
+            format!("{}: {}", args.input.display(), failure::chain(&e)),
+        )
+    })?;
+    let verdict = outcome.verdict();
+    let code = match verdict {
+        ScanVerdict::Safe => 0,
+        ScanVerdict::Invalid => Failure::INVALID,
+        ScanVerdict::UnknownObjects | ScanVerdict::Unsafe => REFUSED,
+    };
+    if args.json {
+        let members: Vec<Value> = outcome
+            .members
+            .iter()
+            .map(|m| {
+                json!({
+                    "member": m.member,
+                    "status": m.report.status().to_string(),
+                    "protocol": m.report.protocol(),
+                    "opcodes": m.report.opcodes(),
+                    "error": m.report.error().map(|e| e.to_string()),
+                    "findings_dropped": m.report.findings_dropped(),
+                    "findings": m.report.findings().iter().map(|f| json!({
+                        "offset": f.offset,
+                        "opcode": f.opcode.to_string(),
+                        "what": finding_what(&f.kind),
+                        "global": finding_global(&f.kind),
+                        "verdict": f.verdict.to_string(),
+                        "reason": f.reason,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        let v = json!({
+            "input": args.input.display().to_string(),
+            "format": outcome.format,
+            "verdict": verdict.name(),
+            "exit_code": code,
+            "problem": outcome.problem,
+            "members": members,
+        });
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&v).expect("JSON values serialize")
+        );
+    } else {
+        outln!(
+            "{}: {} ({})",
+            args.input.display(),
+            verdict.name(),
+            outcome.format
+        );
+        for m in &outcome.members {
+            let mut allowed: BTreeMap<String, usize> = BTreeMap::new();
+            outln!("  {}: {}", m.member, m.report.status());
+            for f in m.report.findings() {
+                if f.verdict == tensorseal_pickle::Verdict::Allowed {
+                    if let Some(g) = finding_global(&f.kind) {
+                        *allowed.entry(g).or_default() += 1;
+                    }
+                } else {
+                    outln!("    {f}");
+                }
+            }
+            if let Some(e) = m.report.error() {
+                outln!("    error: {e}");
+            }
+            if !allowed.is_empty() {
+                let list: Vec<String> = allowed.iter().map(|(g, n)| format!("{g} ({n})")).collect();
+                outln!("    allowed: {}", list.join(", "));
+            }
+        }
+        if let Some(p) = &outcome.problem {
+            outln!("  problem: {p}");
+        }
+    }
+    if code == 0 {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            code,
+            format!("{}: {}", args.input.display(), verdict.name()),
+        ))
+    }
+}
+
+fn finding_what(kind: &tensorseal_pickle::FindingKind) -> &'static str {
+    use tensorseal_pickle::FindingKind as K;
+    match kind {
+        K::Global(_) => "global",
+        K::Call(_) => "call",
+        K::Build(_) => "build",
+        K::CallOnValue => "call on a value",
+        K::Construct => "construct",
+        _ => "other",
+    }
+}
+
+fn finding_global(kind: &tensorseal_pickle::FindingKind) -> Option<String> {
+    use tensorseal_pickle::FindingKind as K;
+    match kind {
+        K::Global(g) | K::Call(g) | K::Build(g) => Some(g.to_string()),
+        _ => None,
+    }
+}
+
+/// Write a tensorseal file's tensors as a safetensors file, after verifying it.
+#[derive(Debug, Args)]
+#[command(after_help = "\
+Examples:
+  tensorseal export model.tseal model.safetensors
+  tensorseal export model.tseal model.safetensors --trust ci-signer.pub
+
+Digests are verified first (and, with --trust, signatures). One safetensors entry per
+tensor, named by joining its tree path with '.' (list indices and int keys in decimal);
+a checkpoint whose root is a single tensor names it 'tensor'. Values safetensors cannot
+hold (scalars, strings, objects, complex128, ...) are left out and counted on stderr; a
+JSON rendering of the tree is kept in __metadata__. Exit 0 written, 1 invalid input,
+3 verification failed.")]
+pub(crate) struct ExportArgs {
+    /// The tensorseal file.
+    input: PathBuf,
+    /// The safetensors file to write.
+    output: PathBuf,
+    /// Require a signature by this public key; repeatable (default: integrity only).
+    #[arg(long, value_name = "PUB")]
+    trust: Vec<PathBuf>,
+}
+
+pub(crate) fn export(args: ExportArgs) -> Result<(), Failure> {
+    let mut options = ExportOptions::default();
+    if !args.trust.is_empty() {
+        let mut keys = Vec::new();
+        for path in &args.trust {
+            keys.push(PublicKey::read(path).map_err(|e| Failure::invalid(path, &e))?);
+        }
+        options.policy = TrustPolicy::trusting(keys);
+    }
+    let report =
+        tensorseal_convert::export(&args.input, &args.output, &options).map_err(|e| match &e {
+            ExportError::Verify(v) => Failure::verify(&args.input, v),
+            _ => Failure::invalid(&args.input, &e),
+        })?;
+    eprintln!(
+        "exported {} tensor(s), {} bytes, to {}",
+        report.written.len(),
+        report.bytes_written,
+        report.output.display()
+    );
+    for s in &report.skipped {
+        eprintln!("  left out tensor {} ({}): {}", s.path, s.dtype, s.reason);
+    }
+    if report.values_left_out > 0 {
+        eprintln!(
+            "  left out {} non-tensor value(s){}",
+            report.values_left_out,
+            if report.tree_in_metadata {
+                " (their JSON rendering is in __metadata__)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,581 @@
+//! `convert`: legacy checkpoint in, signed tensorseal file out, nothing executed.
+//!
+//! Order of work: map every input and create the output's temporary file; lock the process down
+//! (sandbox); recognise the format from content; interpret pickles under the policy (a refusal
+//! ends here, and the temporary file is removed); materialize tensors into blobs; write the
+//! manifest with the source's SHA-256 in the signed metadata; fsync and rename.
+
+use crate::error::ConvertError;
+use crate::hf_index::HfIndex;
+use crate::limits::Limits;
+use crate::materialize::View;
+use crate::npy::{NpyArray, Npz};
+use crate::pickle_tree::{BlobSink, TreeStats};
+use crate::safetensors_in::SafetensorsFile;
+use crate::sandbox::{SandboxMode, SandboxPolicy, SandboxReport};
+use crate::torch::{self, PickleContext, PickleOutcome};
+use crate::{ByteOrder, Format, TorchZip, ZipArchive, ZipKind, detect, zip_kind};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tensorseal::{
+    BlobId, Compression, DType, FileBytes, MapMode, Node, SecretKey, Tensor, TensorKind,
+    WriteOptions, Writer, WrittenFile,
+};
+use tensorseal_pickle as pk;
+
+/// Version of this converter, recorded in the output's `producer` metadata.
+pub const PRODUCER: &str = concat!("tensorseal-convert ", env!("CARGO_PKG_VERSION"));
+
+/// Metadata keys the converter sets itself; callers cannot override them.
+pub const RESERVED_METADATA: [&str; 3] = ["producer", "source_format", "source_sha256"];
+
+/// Options of [`convert`].
+pub struct ConvertOptions<'a> {
+    /// Keep instances of unknown classes as inert records instead of refusing the file.
+    /// Code-execution and I/O primitives are refused whatever this says.
+    pub allow_objects: bool,
+    /// Blob encoding of the output.
+    pub compression: Compression,
+    /// Keys that sign the output.
+    pub signers: Vec<&'a SecretKey>,
+    /// Extra signed metadata (`run_id`, `step`, ...); the keys of [`RESERVED_METADATA`] are set
+    /// by the converter.
+    pub metadata: BTreeMap<String, String>,
+    /// OS sandbox: off by default, because it locks down the calling process for good (the
+    /// `tensorseal convert` command runs in its own process and turns it on). A library caller
+    /// that converts in a dedicated process should set it.
+    pub sandbox: SandboxMode,
+    /// Container limits.
+    pub limits: Limits,
+    /// Pickle interpreter limits.
+    pub pickle_limits: pk::Limits,
+    /// Limits of the written file (a reader with the same limits accepts it).
+    pub format_limits: tensorseal::Limits,
+    /// Called with (bytes written, total bytes) as tensors are written.
+    pub progress: Option<&'a (dyn Fn(u64, u64) + Sync)>,
+}
+
+impl Default for ConvertOptions<'_> {
+    fn default() -> Self {
+        ConvertOptions {
+            allow_objects: false,
+            compression: Compression::None,
+            signers: Vec::new(),
+            metadata: BTreeMap::new(),
+            sandbox: SandboxMode::Disabled,
+            limits: Limits::default(),
+            pickle_limits: pk::Limits::default(),
+            format_limits: tensorseal::Limits::default(),
+            progress: None,
+        }
+    }
+}
+
+/// What a successful conversion did.
+#[derive(Debug)]
+pub struct ConvertReport {
+    /// The source format, as recorded in the `source_format` metadata.
+    pub source_format: &'static str,
+    /// SHA-256 of the input file (the index file for a sharded checkpoint), hex.
+    pub source_sha256: String,
+    /// The written file.
+    pub output: WrittenFile,
+    /// Tensors, blobs and bytes written.
+    pub stats: TreeStats,
+    /// Unknown globals kept as inert records (only with `allow_objects`).
+    pub inert_objects: Vec<String>,
+    /// What the sandbox enforced.
+    pub sandbox: SandboxReport,
+    /// Notes for the user (e.g. a CRC-less zip, a big-endian source).
+    pub notes: Vec<String>,
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ConvertError + '_ {
+    move |source| ConvertError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// Writes blobs through the [`Writer`], enforcing the output budget and reporting progress.
+struct WriterSink<'w, 'o> {
+    writer: &'w mut Writer,
+    written: u64,
+    budget: u64,
+    input_len: u64,
+    total: u64,
+    progress: Option<&'o (dyn Fn(u64, u64) + Sync)>,
+}
+
+impl WriterSink<'_, '_> {
+    fn charge(&mut self, len: u64, what: &str) -> Result<(), ConvertError> {
+        let after = self.written.saturating_add(len);
+        if after > self.budget {
+            return Err(ConvertError::Invalid {
+                member: "output".into(),
+                path: what.to_string(),
+                what: format!(
+                    "the tensors expand to more than {} bytes from a {}-byte input (stride-0 or shared-storage fan-out?); \
+                     raise the output limit if this is intended",
+                    self.budget, self.input_len
+                ),
+            });
+        }
+        self.written = after;
+        Ok(())
+    }
+
+    fn done(&self) {
+        if let Some(p) = self.progress {
+            p(self.written, self.total.max(self.written));
+        }
+    }
+}
+
+impl BlobSink for WriterSink<'_, '_> {
+    fn slice(&mut self, data: &[u8], dtype: DType, what: &str) -> Result<BlobId, ConvertError> {
+        self.charge(data.len() as u64, what)?;
+        let id = self.writer.write_blob(data, dtype)?;
+        self.done();
+        Ok(id)
+    }
+
+    fn view(
+        &mut self,
+        view: &mut View<'_>,
+        dtype: DType,
+        what: &str,
+    ) -> Result<BlobId, ConvertError> {
+        let len = view.byte_len();
+        self.charge(len, what)?;
+        let id = self.writer.write_blob_from(view, len, dtype)?;
+        self.done();
+        Ok(id)
+    }
+}
+
+/// The mapped inputs: the file itself and, for a sharded checkpoint, its shards.
+struct Inputs {
+    main: FileBytes,
+    index: Option<HfIndex>,
+    shards: Vec<FileBytes>,
+}
+
+/// Converts `input` to a tensorseal file at `output`.
+///
+/// Nothing is created under `output` unless the conversion succeeds: the file is written to a
+/// temporary name in the same directory, fsynced and renamed. An existing `output` is untouched
+/// until that rename, and the input is only ever read.
+///
+/// # Errors
+/// [`ConvertError::is_refusal`] for unsafe or (without `allow_objects`) unknown content; other
+/// variants for malformed or unsupported input and I/O errors. Every error names the file or
+/// member and the offset or tree path involved.
+pub fn convert(
+    input: &Path,
+    output: &Path,
+    options: &ConvertOptions<'_>,
+) -> Result<ConvertReport, ConvertError> {
+    for key in RESERVED_METADATA {
+        if options.metadata.contains_key(key) {
+            return Err(ConvertError::Invalid {
+                member: "metadata".into(),
+                path: key.into(),
+                what: "set by the converter itself".into(),
+            });
+        }
+    }
+    for (k, v) in &options.metadata {
+        tensorseal::check_metadata_entry(k, v).map_err(|what| ConvertError::Invalid {
+            member: "metadata".into(),
+            path: k.clone(),
+            what,
+        })?;
+    }
+
+    // 1. Map every input while the process may still open files.
+    let main = FileBytes::open(input, MapMode::Map).map_err(io(input))?;
+    let format = detect(&main, &options.limits)?;
+    let mut inputs = Inputs {
+        main,
+        index: None,
+        shards: Vec::new(),
+    };
+    let mut read_paths: Vec<PathBuf> = vec![input.to_path_buf()];
+    if format == Format::HfIndex {
+        let dir = input.parent().unwrap_or(Path::new("."));
+        let index = HfIndex::parse(&inputs.main, dir, &options.limits)?;
+        for shard in index.shards() {
+            inputs
+                .shards
+                .push(FileBytes::open(shard.path(), MapMode::Map).map_err(io(shard.path()))?);
+            read_paths.push(shard.path().to_path_buf());
+        }
+        inputs.index = Some(index);
+    }
+    let input_len: u64 =
+        inputs.main.len() as u64 + inputs.shards.iter().map(|s| s.len() as u64).sum::<u64>();
+
+    // 2. The output's temporary file.
+    let writer_options = WriteOptions {
+        compression: options.compression,
+        limits: options.format_limits.clone(),
+    };
+    let mut writer = Writer::create(output, writer_options).map_err(|e| match e {
+        tensorseal::WriteError::Io(source) => ConvertError::Io {
+            path: output.to_path_buf(),
+            source,
+        },
+        other => other.into(),
+    })?;
+
+    // 3. Lock down before parsing anything untrusted.
+    let mut policy = SandboxPolicy::new(options.sandbox).write_dir_of(output);
+    for p in &read_paths {
+        policy = policy.read(p);
+    }
+    let sandbox = policy.apply()?;
+
+    // 4. Hash the source while converting.
+    let mut notes = Vec::new();
+    let (converted, source_sha256) = std::thread::scope(|s| {
+        let hasher = s.spawn(|| hex::encode(tensorseal::sha256(&inputs.main)));
+        let converted = convert_format(
+            format,
+            &inputs,
+            input,
+            input_len,
+            options,
+            &mut writer,
+            &mut notes,
+        );
+        (converted, hasher.join().expect("hashing does not panic"))
+    });
+    let (root, source_format, stats, inert_objects) = converted?;
+
+    let mut metadata = options.metadata.clone();
+    metadata.insert("producer".into(), PRODUCER.into());
+    metadata.insert("source_format".into(), source_format.into());
+    metadata.insert("source_sha256".into(), source_sha256.clone());
+    let written = writer.finish(root, metadata, &options.signers)?;
+    Ok(ConvertReport {
+        source_format,
+        source_sha256,
+        output: written,
+        stats,
+        inert_objects,
+        sandbox,
+        notes,
+    })
+}
+
+type Converted = (Node, &'static str, TreeStats, Vec<String>);
+
+fn convert_format(
+    format: Format,
+    inputs: &Inputs,
+    input: &Path,
+    input_len: u64,
+    options: &ConvertOptions<'_>,
+    writer: &mut Writer,
+    notes: &mut Vec<String>,
+) -> Result<Converted, ConvertError> {
+    let bytes: &[u8] = &inputs.main;
+    let ctx = PickleContext {
+        limits: &options.pickle_limits,
+        allow_objects: options.allow_objects,
+        max_tree_depth: options.format_limits.max_tree_depth,
+        max_tree_nodes: (options.format_limits.max_cbor_items / 4) as u64,
+    };
+    let mut sink = WriterSink {
+        writer,
+        written: 0,
+        budget: options.limits.max_output_for(input_len),
+        input_len,
+        total: input_len,
+        progress: options.progress,
+    };
+    let name = input.file_name().map_or_else(
+        || input.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let pickled = |(root, outcome): (Node, PickleOutcome), format| {
+        Ok((root, format, outcome.stats, outcome.inert))
+    };
+    match format {
+        Format::Zip => {
+            let zip = ZipArchive::new(bytes, &options.limits)?;
+            if zip.crc_absent() {
+                notes.push("the archive has no CRC-32s (torch's set_crc32_options(False)); SHA-256 digests now cover the data".into());
+            }
+            match zip_kind(&zip)? {
+                ZipKind::TorchZip => {
+                    let tz = TorchZip::new(zip, &options.limits)?;
+                    if tz.byte_order() == ByteOrder::Big {
+                        notes.push("big-endian source: every element was byte-swapped to little-endian".into());
+                    }
+                    pickled(torch::zip_tree(&tz, &ctx, &mut sink)?, "torch-zip")
+                }
+                ZipKind::TorchScript => Err(ConvertError::Unsupported {
+                    member: name,
+                    path: "the archive".into(),
+                    what: "a TorchScript archive (torch.jit.save: code/ and constants.pkl hold a program, not just data); \
+                           load it in a trusted environment and torch.save its state_dict() instead"
+                        .into(),
+                }),
+                ZipKind::Npz => {
+                    let npz = Npz::from_archive(&zip, &options.limits).map_err(|e| {
+                        // An object member's data is a pickle: judge it, so a payload is refused
+                        // as unsafe rather than merely unsupported.
+                        object_array_refusal(&e, &zip, &options.pickle_limits).unwrap_or(e.into())
+                    })?;
+                    let mut items = Vec::with_capacity(npz.arrays().len());
+                    let mut stats = TreeStats::default();
+                    for (key, array) in npz.arrays() {
+                        items.push((Node::Str(key.clone()), npy_tensor(array, &mut sink, key, &mut stats)?));
+                    }
+                    Ok((Node::Dict(items), "npz", stats, Vec::new()))
+                }
+            }
+        }
+        Format::Npy => {
+            let array = NpyArray::parse(bytes, &options.limits).map_err(|e| match &e {
+                crate::NpyError::ObjectArray { .. } => {
+                    crate::scan::npy_object_refusal(bytes, &name, &options.pickle_limits)
+                        .unwrap_or(e.into())
+                }
+                _ => e.into(),
+            })?;
+            let mut stats = TreeStats::default();
+            let root = npy_tensor(&array, &mut sink, &name, &mut stats)?;
+            Ok((root, "npy", stats, Vec::new()))
+        }
+        Format::Safetensors => {
+            let file = SafetensorsFile::parse(bytes, &options.limits)?;
+            let mut stats = TreeStats::default();
+            let root = Node::Dict(safetensors_items(&file, &mut sink, &mut stats)?);
+            Ok((root, "safetensors", stats, Vec::new()))
+        }
+        Format::TorchLegacy => pickled(torch::legacy_tree(bytes, &ctx, &mut sink)?, "torch-legacy"),
+        Format::Pickle { .. } => {
+            // torch legacy files saved with another pickle protocol start with a pickle too: the
+            // first value decides.
+            let options = crate::pickles::options(ctx.limits, false, true);
+            let first = pk::load(bytes, 0, &options, &mut pk::NoStorages);
+            if first
+                .as_ref()
+                .is_ok_and(|g| torch::is_legacy_magic(g) && g.end() < bytes.len())
+            {
+                pickled(torch::legacy_tree(bytes, &ctx, &mut sink)?, "torch-legacy")
+            } else {
+                pickled(torch::pickle_tree(bytes, &name, &ctx, &mut sink)?, "pickle")
+            }
+        }
+        Format::HfIndex => {
+            let index = inputs
+                .index
+                .as_ref()
+                .expect("index parsed for HfIndex inputs");
+            hf_tree(index, &inputs.shards, &ctx, options, &mut sink)
+                .map(|(root, stats, inert)| (root, "hf-index", stats, inert))
+        }
+        Format::TorchTar => Err(
+            crate::scan::tar_refusal(bytes, &name, &options.pickle_limits).unwrap_or(
+                ConvertError::Unsupported {
+                    member: name,
+                    path: "the file".into(),
+                    what: crate::scan::TAR_UNSUPPORTED.into(),
+                },
+            ),
+        ),
+        Format::Tensorseal => Err(ConvertError::Unsupported {
+            member: name,
+            path: "the file".into(),
+            what: "already a tensorseal file (use `tensorseal sign` to add a signature)".into(),
+        }),
+    }
+}
+
+/// The refusal an `.npz` object member's pickle implies, if any.
+fn object_array_refusal(
+    e: &crate::NpyError,
+    zip: &ZipArchive<'_>,
+    limits: &pk::Limits,
+) -> Option<ConvertError> {
+    let crate::NpyError::ObjectArray {
+        member: Some(member),
+        ..
+    } = e
+    else {
+        return None;
+    };
+    let entry = zip.by_name(member)?;
+    let data = zip.read(entry).ok()?;
+    crate::scan::npy_object_refusal(&data, member, limits)
+}
+
+/// A `.npy` array as an ndarray tensor node.
+fn npy_tensor(
+    array: &NpyArray<'_>,
+    sink: &mut dyn BlobSink,
+    what: &str,
+    stats: &mut TreeStats,
+) -> Result<Node, ConvertError> {
+    let dtype = array.dtype();
+    let shape = array.shape().to_vec();
+    let rank = shape.len();
+    // Element strides into the data: C order, or Fortran order (first dimension fastest).
+    let mut strides = vec![0u64; rank];
+    let mut step = 1u64;
+    let order: Vec<usize> = if array.fortran_order() {
+        (0..rank).collect()
+    } else {
+        (0..rank).rev().collect()
+    };
+    for d in order {
+        strides[d] = step;
+        step = step.saturating_mul(shape[d]);
+    }
+    let blob = if dtype.byte_size(&shape) == Some(0) {
+        None
+    } else {
+        let mut view = View::new(array.data(), dtype, 0, shape.clone(), strides)
+            .map(|v| v.big_endian(array.byte_order() == ByteOrder::Big))
+            .map_err(|e| ConvertError::Invalid {
+                member: what.to_string(),
+                path: "the array".into(),
+                what: e.to_string(),
+            })?;
+        stats.blobs += 1;
+        stats.bytes += view.byte_len();
+        Some(match view.contiguous_slice() {
+            Some(slice) => sink.slice(slice, dtype, what)?,
+            None => sink.view(&mut view, dtype, what)?,
+        })
+    };
+    stats.tensors += 1;
+    Ok(Node::Tensor(Box::new(Tensor {
+        dtype,
+        shape,
+        blob,
+        kind: TensorKind::NdArray,
+        requires_grad: false,
+        attrs: Vec::new(),
+    })))
+}
+
+fn safetensors_items(
+    file: &SafetensorsFile<'_>,
+    sink: &mut dyn BlobSink,
+    stats: &mut TreeStats,
+) -> Result<Vec<(Node, Node)>, ConvertError> {
+    let mut items = Vec::with_capacity(file.tensors().len());
+    for t in file.tensors() {
+        let blob = if t.data().is_empty() {
+            None
+        } else {
+            stats.blobs += 1;
+            stats.bytes += t.data().len() as u64;
+            Some(sink.slice(t.data(), t.dtype(), t.name())?)
+        };
+        stats.tensors += 1;
+        let tensor = Tensor::new(t.dtype(), t.shape().to_vec(), blob);
+        items.push((
+            Node::Str(t.name().to_string()),
+            Node::Tensor(Box::new(tensor)),
+        ));
+    }
+    Ok(items)
+}
+
+/// A sharded checkpoint: one dict of every tensor, in the index's `weight_map` order, each shard
+/// providing exactly the names the index assigns it.
+fn hf_tree(
+    index: &HfIndex,
+    shards: &[FileBytes],
+    ctx: &PickleContext<'_>,
+    options: &ConvertOptions<'_>,
+    sink: &mut dyn BlobSink,
+) -> Result<(Node, TreeStats, Vec<String>), ConvertError> {
+    let mut by_name: BTreeMap<String, Node> = BTreeMap::new();
+    let mut stats = TreeStats::default();
+    let mut inert = Vec::new();
+    for (i, (shard, bytes)) in index.shards().iter().zip(shards).enumerate() {
+        let mut names = Vec::new();
+        match detect(bytes, &options.limits)? {
+            Format::Safetensors => {
+                let file = SafetensorsFile::parse(bytes, &options.limits)?;
+                for (k, v) in safetensors_items(&file, sink, &mut stats)? {
+                    if let Node::Str(name) = k {
+                        names.push(name.clone());
+                        by_name.insert(name, v);
+                    }
+                }
+            }
+            Format::Zip | Format::TorchLegacy | Format::Pickle { .. } => {
+                let (root, outcome) = match detect(bytes, &options.limits)? {
+                    Format::Zip => {
+                        let tz = TorchZip::parse(bytes, &options.limits)?;
+                        torch::zip_tree(&tz, ctx, sink)?
+                    }
+                    _ => torch::legacy_tree(bytes, ctx, sink)?,
+                };
+                let items = match root {
+                    Node::Dict(items) => items,
+                    Node::Typed(t) => match *t {
+                        tensorseal::Typed::OrderedDict { items, .. } => items,
+                        _ => return Err(shard_error(shard.file_name(), "is not a state dict")),
+                    },
+                    _ => return Err(shard_error(shard.file_name(), "is not a state dict")),
+                };
+                for (k, v) in items {
+                    let Node::Str(name) = k else {
+                        return Err(shard_error(
+                            shard.file_name(),
+                            "has a key that is not a str",
+                        ));
+                    };
+                    if !matches!(v, Node::Tensor(_)) {
+                        return Err(shard_error(
+                            shard.file_name(),
+                            &format!("entry {name:?} is not a tensor"),
+                        ));
+                    }
+                    names.push(name.clone());
+                    by_name.insert(name, v);
+                }
+                stats.tensors += outcome.stats.tensors;
+                stats.blobs += outcome.stats.blobs;
+                stats.bytes += outcome.stats.bytes;
+                stats.shared += outcome.stats.shared;
+                inert.extend(outcome.inert);
+            }
+            other => {
+                return Err(shard_error(
+                    shard.file_name(),
+                    &format!(
+                        "is a {} file, not safetensors or a torch checkpoint",
+                        other.name()
+                    ),
+                ));
+            }
+        }
+        index.check_shard(i, names.iter().map(String::as_str))?;
+    }
+    let mut items = Vec::with_capacity(by_name.len());
+    for (name, _) in index.weight_map() {
+        let node = by_name
+            .remove(name)
+            .ok_or_else(|| shard_error(name, "is in the weight map but no shard provides it"))?;
+        items.push((Node::Str(name.to_string()), node));
+    }
+    Ok((Node::Dict(items), stats, inert))
+}
+
+fn shard_error(shard: &str, what: &str) -> ConvertError {
+    ConvertError::Invalid {
+        member: shard.to_string(),
+        path: "the shard".into(),
+        what: what.to_string(),
+    }
+}
