@@ -83,11 +83,18 @@ pub struct Writer {
     options: WriteOptions,
     /// A failed blob could not be cut off the file: its layout is unknown.
     broken: bool,
+    /// Start of the bytes whose write-back has not been started yet.
+    writeback_from: u64,
 }
 
 /// Blobs up to this size are hashed on the calling thread: at 64 KiB hashing takes about as long
 /// as handing the work to another thread.
 const INLINE_HASH_MAX: usize = 64 << 10;
+
+/// Blob data goes to the page cache in writes of this size. Writing a mapped 1 GiB input in
+/// pieces of 16 MiB or more cost about twice the system time of 1 MiB pieces (0.5-0.65 s
+/// against 0.3 s on Linux 6.18, ext4; BENCHMARKS.md, "Converter").
+const PIECE: usize = 1 << 20;
 
 /// Chunks processed together: enough to keep every core busy hashing or compressing, few enough
 /// to bound memory at a few dozen MiB.
@@ -112,6 +119,7 @@ impl Writer {
             blobs: Vec::new(),
             options,
             broken: false,
+            writeback_from: 0,
         };
         w.file.write_all(&layout::header())?;
         w.pos = layout::HEADER_LEN;
@@ -154,10 +162,10 @@ impl Writer {
             self.file.write_all(data)?;
             sha256
         } else {
-            // Hash on the thread pool while this thread writes the same bytes.
-            let (sha256, written) =
-                rayon::join(|| codec::chunk_digests(data), || self.file.write_all(data));
-            written?;
+            let sha256 = hash_and_write_at(&self.file, data, start)?;
+            self.file.seek(SeekFrom::Start(start + data.len() as u64))?;
+            // Each chunk's write-back was started as it was written.
+            self.writeback_from = start + data.len() as u64;
             sha256
         };
         self.end_blob(start, data.len() as u64, sha256, None)
@@ -236,18 +244,16 @@ impl Writer {
                 offset += n as u64;
                 buffers.push(buf);
             }
-            let (digests, written) = rayon::join(
-                || {
-                    buffers
-                        .par_iter()
-                        .map(|b| codec::sha256(b))
-                        .collect::<Vec<_>>()
-                },
-                || buffers.iter().try_for_each(|b| (&self.file).write_all(b)),
-            );
-            written?;
+            let batch_start = start + sha256.len() as u64 * CHUNK;
+            let digests = buffers
+                .par_iter()
+                .enumerate()
+                .map(|(k, b)| hash_and_write_chunk(&self.file, b, batch_start + k as u64 * CHUNK))
+                .collect::<io::Result<Vec<_>>>()?;
             sha256.extend(digests);
         }
+        self.file.seek(SeekFrom::Start(start + len))?;
+        self.writeback_from = start + len;
         self.end_blob(start, len, sha256, None)
     }
 
@@ -324,6 +330,14 @@ impl Writer {
         self.file
             .write_all(&[0u8; ALIGN as usize][..(aligned - end) as usize])?;
         self.pos = aligned;
+        if self.pos - self.writeback_from >= CHUNK {
+            start_writeback(
+                &self.file,
+                self.writeback_from,
+                self.pos - self.writeback_from,
+            );
+            self.writeback_from = self.pos;
+        }
         self.blobs.push(BlobEntry {
             offset: start,
             length,
@@ -393,6 +407,72 @@ impl Drop for Writer {
             let _ = std::fs::remove_file(temp);
         }
     }
+}
+
+/// Writes `data` at `offset` of `file` and returns its [`CHUNK`] digests, with no copy of the data
+/// and no buffer. Chunks are spread over the thread pool, and each chunk is hashed on one thread
+/// while another writes it, [`PIECE`] by [`PIECE`], at its own offset (positional writes); its
+/// write-back is started as soon as it is written. The file position is left unspecified.
+fn hash_and_write_at(file: &File, data: &[u8], offset: u64) -> io::Result<Vec<Digest>> {
+    data.par_chunks(CHUNK as usize)
+        .enumerate()
+        .map(|(i, chunk)| hash_and_write_chunk(file, chunk, offset + i as u64 * CHUNK))
+        .collect()
+}
+
+/// Hashes one chunk on this thread while another writes it at `at`, [`PIECE`] by [`PIECE`], then
+/// starts its write-back.
+fn hash_and_write_chunk(file: &File, chunk: &[u8], at: u64) -> io::Result<Digest> {
+    let (digest, written) = rayon::join(
+        || codec::sha256(chunk),
+        || {
+            chunk
+                .chunks(PIECE)
+                .enumerate()
+                .try_for_each(|(k, p)| write_all_at(file, p, at + (k * PIECE) as u64))
+        },
+    );
+    written?;
+    start_writeback(file, at, chunk.len() as u64);
+    Ok(digest)
+}
+
+/// Starts writing `len` bytes at `offset` of `file` to disk, without waiting: the final fsync
+/// then has little left to do, and the disk works while later blobs are hashed. Linux starts
+/// write-back of a range's dirty pages on `POSIX_FADV_DONTNEED` and returns at once; pages
+/// still dirty or under write-back stay cached (only clean pages of the range would be dropped,
+/// and each range is advised once, right after it was written). A hint: an error is ignored, the
+/// fsync in [`Writer::finish`] writes whatever is left.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &File, offset: u64, len: u64) {
+    if let Some(len) = std::num::NonZeroU64::new(len) {
+        let _ = rustix::fs::fadvise(file, offset, Some(len), rustix::fs::Advice::DontNeed);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
+
+#[cfg(unix)]
+fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn write_all_at(file: &File, mut buf: &[u8], mut offset: u64) -> io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !buf.is_empty() {
+        match file.seek_write(buf, offset) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                buf = &buf[n..];
+                offset += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn empty_blob() -> WriteError {
