@@ -9,9 +9,13 @@
 #                          TENSORSEAL_VENV and TENSORSEAL_PYTHON)
 #   TENSORSEAL_FIXTURES    the torch/numpy fixture corpus (default tests/fixtures)
 #
-# Measured on the 2-core machine, venv already made (making it is python-env.sh's ~100 s):
-#   cold (fresh clone, no target/)   123 s: 110 s release build of the extension, 10 s pytest
-#   warm (nothing changed)            11 s: 4 s build check and install, 6.5 s pytest
+# Measured on the 2-core machine, venv already made (making it is python-env.sh's ~100 s),
+# shared with other builds (load ~5):
+#   cold (fresh clone, no target/)   162 s: 141 s release build of the extension (which links
+#                                    the converter since convert/scan: +43 s), 19 s pytest
+#   warm (nothing changed)            18-21 s: 3 s build check and install, 15-18 s pytest
+# (Before convert/scan, back to back on the same machine: cold 109 s, warm 16 s; warm was 11 s
+# on a quiet machine.)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

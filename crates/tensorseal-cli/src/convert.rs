@@ -182,7 +182,7 @@ pub(crate) fn convert(args: ConvertArgs) -> Result<(), Failure> {
                     },
                     "error": Value::Null,
                 });
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&v).expect("JSON values serialize")
                 );
@@ -229,7 +229,7 @@ pub(crate) fn convert(args: ConvertArgs) -> Result<(), Failure> {
                     "exit_code": code,
                     "error": {"kind": kind, "message": message},
                 });
-                println!(
+                outln!(
                     "{}",
                     serde_json::to_string_pretty(&v).expect("JSON values serialize")
                 );
@@ -310,12 +310,12 @@ pub(crate) fn scan(args: ScanArgs) -> Result<(), Failure> {
             "problem": outcome.problem,
             "members": members,
         });
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&v).expect("JSON values serialize")
         );
     } else {
-        println!(
+        outln!(
             "{}: {} ({})",
             args.input.display(),
             verdict.name(),
@@ -323,26 +323,26 @@ pub(crate) fn scan(args: ScanArgs) -> Result<(), Failure> {
         );
         for m in &outcome.members {
             let mut allowed: BTreeMap<String, usize> = BTreeMap::new();
-            println!("  {}: {}", m.member, m.report.status());
+            outln!("  {}: {}", m.member, m.report.status());
             for f in m.report.findings() {
                 if f.verdict == tensorseal_pickle::Verdict::Allowed {
                     if let Some(g) = finding_global(&f.kind) {
                         *allowed.entry(g).or_default() += 1;
                     }
                 } else {
-                    println!("    {f}");
+                    outln!("    {f}");
                 }
             }
             if let Some(e) = m.report.error() {
-                println!("    error: {e}");
+                outln!("    error: {e}");
             }
             if !allowed.is_empty() {
                 let list: Vec<String> = allowed.iter().map(|(g, n)| format!("{g} ({n})")).collect();
-                println!("    allowed: {}", list.join(", "));
+                outln!("    allowed: {}", list.join(", "));
             }
         }
         if let Some(p) = &outcome.problem {
-            println!("  problem: {p}");
+            outln!("  problem: {p}");
         }
     }
     if code == 0 {

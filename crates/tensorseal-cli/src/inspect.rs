@@ -110,7 +110,7 @@ pub(crate) fn run(args: InspectArgs) -> Result<(), Failure> {
             "tensors": tensors_json,
             "tree": tree,
         });
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&value).expect("JSON values serialize")
         );
@@ -121,22 +121,22 @@ pub(crate) fn run(args: InspectArgs) -> Result<(), Failure> {
         .iter()
         .map(|(_, t, _)| t.byte_size().unwrap_or(0))
         .sum();
-    println!(
+    outln!(
         "file:            {} ({}, format version {})",
         args.file.display(),
         render::bytes(ckpt.file_length()),
         tensorseal::FORMAT_VERSION
     );
-    println!("manifest sha256: {}", hex::encode(ckpt.manifest_sha256()));
-    println!("signatures:      {}", ckpt.signatures().len());
+    outln!("manifest sha256: {}", hex::encode(ckpt.manifest_sha256()));
+    outln!("signatures:      {}", ckpt.signatures().len());
     for s in ckpt.signatures() {
-        println!("  key {}", s.key.key_id());
+        outln!("  key {}", s.key.key_id());
     }
-    println!("metadata:        {}", manifest.metadata.len());
+    outln!("metadata:        {}", manifest.metadata.len());
     for (k, v) in &manifest.metadata {
-        println!("  {k} = {v}");
+        outln!("  {k} = {v}");
     }
-    println!(
+    outln!(
         "tensors:         {} ({} of data in {} blob(s))",
         rows.len(),
         render::bytes(total),
@@ -157,16 +157,16 @@ pub(crate) fn run(args: InspectArgs) -> Result<(), Failure> {
             .as_ref()
             .map(|h| format!("  sha256 {h}"))
             .unwrap_or_default();
-        println!(
+        outln!(
             "  {name}  {}{:?}  {}  {storage}{hash}",
             t.dtype,
             t.shape,
             render::bytes(t.byte_size().unwrap_or(0))
         );
     }
-    println!("tree:");
+    outln!("tree:");
     let mut out = String::new();
     render::tree(&mut out, ckpt.root(), 0);
-    print!("{out}");
+    out!("{out}");
     Ok(())
 }

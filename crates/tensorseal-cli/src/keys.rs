@@ -26,9 +26,9 @@ pub(crate) fn keygen(args: KeygenArgs) -> Result<(), Failure> {
     let (key_path, pub_path) = key
         .write_pair(&args.out)
         .map_err(|e| Failure::invalid(&args.out, &e))?;
-    println!("private key: {}", key_path.display());
-    println!("public key:  {}", pub_path.display());
-    println!("key id:      {}", key.public_key().key_id());
+    outln!("private key: {}", key_path.display());
+    outln!("public key:  {}", pub_path.display());
+    outln!("key id:      {}", key.public_key().key_id());
     Ok(())
 }
 
@@ -55,9 +55,9 @@ pub(crate) fn sign(args: SignArgs) -> Result<(), Failure> {
     let added = tensorseal::add_signature(&args.file, &key, &Limits::default())
         .map_err(|e| Failure::write(&args.file, &e))?;
     if added {
-        println!("signed {} with key {id}", args.file.display());
+        outln!("signed {} with key {id}", args.file.display());
     } else {
-        println!(
+        outln!(
             "{} is already signed by key {id}; unchanged",
             args.file.display()
         );

@@ -1,5 +1,9 @@
 //! The `tensorseal` command. This is the only place where errors become exit codes.
 
+// Declared first: its macros are textually scoped to the modules after it.
+#[macro_use]
+mod output;
+
 mod convert;
 mod failure;
 mod inspect;

@@ -110,18 +110,18 @@ fn print_human(args: &VerifyArgs, r: &VerifyReport) {
         .map(|s| &s.key_id[..16])
         .collect();
     if r.authenticated {
-        println!(
+        outln!(
             "{}: OK, signed by trusted key(s) {}",
             args.file.display(),
             trusted.join(", ")
         );
     } else {
-        println!(
+        outln!(
             "{}: OK (integrity only: digests match; authenticity was NOT checked)",
             args.file.display()
         );
     }
-    println!(
+    outln!(
         "  manifest sha256 {}; {} blob(s), {} chunk(s), {} bytes hashed; {} signature(s)",
         hex::encode(r.manifest_sha256),
         r.blobs,
@@ -151,7 +151,7 @@ fn print_json(
         "bytes_hashed": report.map(|r| r.bytes_hashed),
         "error": error.map(|(kind, message)| json!({"kind": kind, "message": message})),
     });
-    println!(
+    outln!(
         "{}",
         serde_json::to_string_pretty(&value).expect("JSON values serialize")
     );

@@ -311,3 +311,155 @@ fn inspect_json_lists_tensors_tree_and_hashes() {
 fn hex_sha256(data: &[u8]) -> String {
     hex::encode(tensorseal::sha256(data))
 }
+
+fn fixture(rel: &str) -> String {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(rel)
+        .display()
+        .to_string()
+}
+
+#[test]
+fn a_closed_stdout_pipe_ends_quietly() {
+    // `tensorseal inspect f | head -n 1`: the reader goes away after the first bytes.
+    let mut child = bin()
+        .args([
+            "inspect",
+            vectors().join("all-kinds.tseal").to_str().unwrap(),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 8];
+    use std::io::Read;
+    child.stdout.take().unwrap().read_exact(&mut first).unwrap(); // dropped: pipe closed
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
+}
+
+#[test]
+fn convert_scan_and_export_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let out = |name: &str| d.join(name).display().to_string();
+    // A real checkpoint converts, signed, and verifies; scan calls it safe.
+    assert_eq!(code(&run(&["keygen", "--out", "k"], d)), 0);
+    let o = run(
+        &[
+            "convert",
+            &fixture("real/silero_vad_16k.pt"),
+            &out("vad.tseal"),
+            "--sign",
+            "k.key",
+            "--json",
+        ],
+        d,
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["source_format"], "torch-zip");
+    assert_eq!(v["tensors"], 15);
+    assert_eq!(
+        code(&run(&["verify", &out("vad.tseal"), "--trust", "k.pub"], d)),
+        0
+    );
+    assert_eq!(
+        code(&run(&["scan", &fixture("real/silero_vad_16k.pt")], d)),
+        0
+    );
+    assert_eq!(
+        code(&run(
+            &[
+                "export",
+                &out("vad.tseal"),
+                &out("vad.safetensors"),
+                "--trust",
+                "k.pub"
+            ],
+            d
+        )),
+        0
+    );
+    // Unsafe content: convert and scan both exit 4, and nothing is written.
+    let hostile = fixture("hostile/p_global_os_system_proto0.pkl");
+    let o = run(&["convert", &hostile, &out("bad.tseal"), "--json"], d);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "unsafe");
+    assert!(!d.join("bad.tseal").exists());
+    let o = run(&["scan", &hostile, "--json"], d);
+    assert_eq!(code(&o), 4);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["verdict"], "unsafe");
+    assert!(
+        v["members"][0]["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["global"] == "os.system" && f["verdict"] == "unsafe")
+    );
+    // Unknown classes: exit 4 unless --allow-objects.
+    let unknown = fixture("torch/zip_unknown_objects.pt");
+    assert_eq!(code(&run(&["convert", &unknown, &out("u.tseal")], d)), 4);
+    assert_eq!(
+        code(&run(
+            &["convert", &unknown, &out("u.tseal"), "--allow-objects"],
+            d
+        )),
+        0
+    );
+    // Malformed and unsupported input: exit 1.
+    assert_eq!(
+        code(&run(
+            &[
+                "convert",
+                &fixture("hostile/z_duplicate_data_pkl.pt"),
+                &out("x.tseal")
+            ],
+            d
+        )),
+        1
+    );
+    assert_eq!(
+        code(&run(
+            &["convert", &fixture("torch/torchscript.pt"), &out("x.tseal")],
+            d
+        )),
+        1
+    );
+    assert_eq!(
+        code(&run(&["convert", "missing.pt", &out("x.tseal")], d)),
+        1
+    );
+    // Usage error: exit 2.
+    assert_eq!(
+        code(&run(
+            &["convert", &unknown, &out("x.tseal"), "--compress", "lz4"],
+            d
+        )),
+        2
+    );
+    // Export of a tampered file: exit 3.
+    let mut bytes = std::fs::read(d.join("vad.tseal")).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(d.join("vad.tseal"), &bytes).unwrap();
+    assert_eq!(
+        code(&run(
+            &["export", &out("vad.tseal"), &out("y.safetensors")],
+            d
+        )),
+        3
+    );
+    assert!(!d.join("y.safetensors").exists());
+    for cmd in ["convert", "scan", "export"] {
+        let o = run(&[cmd, "--help"], d);
+        assert!(
+            String::from_utf8_lossy(&o.stdout).contains("Example"),
+            "{cmd} --help has an example"
+        );
+    }
+}

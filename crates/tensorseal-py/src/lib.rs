@@ -2,12 +2,14 @@
 //! ## The extension module
 //!
 //! `tensorseal._native` is the Rust half of the package: it opens, verifies and reads files
-//! (`open`, `Loader.read_into`, `verify`) and writes them (`save`), exchanging trees with the
-//! Python half in a plain-Python form (see `ir.rs`). The Python half (`python/tensorseal/`)
+//! (`open`, `Loader.read_into`, `verify`), writes them (`save`), and converts and scans legacy
+//! checkpoints (`convert`, `scan`, see `convert.rs`), exchanging trees with the Python half in a
+//! plain-Python form (see `ir.rs`). The Python half (`python/tensorseal/`)
 //! turns that form into torch and numpy objects and back; nothing in either half imports or
 //! calls anything named in a file.
 
 mod buffer;
+mod convert;
 mod errors;
 mod ir;
 mod keys;
@@ -35,6 +37,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(load::open, m)?)?;
     m.add_function(wrap_pyfunction!(load::verify, m)?)?;
     m.add_function(wrap_pyfunction!(save::save, m)?)?;
+    m.add_function(wrap_pyfunction!(convert::convert, m)?)?;
+    m.add_function(wrap_pyfunction!(convert::scan, m)?)?;
     m.add_function(wrap_pyfunction!(keys::generate_key, m)?)?;
     m.add_function(wrap_pyfunction!(keys::key_id, m)?)?;
     Ok(())

@@ -3,6 +3,8 @@ was saved, or against torch.load of the original file).
 
     assert_same(actual, expected)          # raises AssertionError naming the first difference
     assert_same_sharing(actual, expected)  # tensors that shared memory still do
+    canonical_tree(render_tree(obj, fixtures)) == canonical_tree(expected_json["tree"])
+                                           # against the fixture corpus's expected tree
 
 Rules: the same container types (dict vs OrderedDict vs Counter, list vs tuple, set vs
 frozenset, Parameter vs Tensor, ...); dict keys in the same order; attributes (``vars``) of
@@ -205,3 +207,43 @@ def assert_same_sharing(actual, expected):
     sa, se = sharing(actual), sharing(expected)
     if sa != se:
         raise AssertionError(f"memory sharing differs: {sa} != {se}")
+
+
+# -- the fixture corpus's tree rendering ---------------------------------------------------------
+def render_tree(obj, fixtures):
+    """``obj`` in the tree rendering of the fixture corpus (``fixtures/render.py``, what each
+    ``X.expected.json`` holds as ``tree``), as JSON values."""
+    import importlib.util
+    import json
+
+    module = sys.modules.get("tensorseal_fixture_render")
+    if module is None:
+        spec = importlib.util.spec_from_file_location(
+            "tensorseal_fixture_render", fixtures / "render.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    return json.loads(json.dumps(module.render(obj)))
+
+
+def canonical_tree(v):
+    """A rendered tree in a form where sets are unordered, floats compare by value (NaN equal to
+    NaN, -0.0 distinct from 0.0) and tensors by dtype, shape, data digest, kind,
+    ``requires_grad`` and attributes (the Rust converter test's ``canonical``)."""
+    import json
+
+    if isinstance(v, dict):
+        if len(v) == 1 and "float" in v:
+            f = v["float"]
+            return "float:" + (f if isinstance(f, str) else repr(float(f)))
+        if len(v) == 1 and ("set" in v or "frozenset" in v):
+            (kind, items), = v.items()
+            return {kind: sorted(json.dumps(canonical_tree(i), sort_keys=True) for i in items)}
+        if isinstance(v.get("tensor"), dict):
+            t = v["tensor"]
+            keep = ("dtype", "shape", "sha256", "kind", "requires_grad", "attrs")
+            return {"tensor": {k: canonical_tree(t[k]) for k in keep if k in t}}
+        return {k: canonical_tree(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [canonical_tree(x) for x in v]
+    return v

@@ -23,14 +23,19 @@ pub fn chunk_digests(bytes: &[u8]) -> Vec<Digest> {
 pub fn group(input: &[u8], w: usize, out: &mut [u8]) {
     assert_eq!(input.len(), out.len());
     assert_eq!(input.len() % w, 0);
-    if w == 1 {
-        out.copy_from_slice(input);
-        return;
-    }
-    let m = input.len() / w;
-    for (j, plane) in out.chunks_exact_mut(m.max(1)).enumerate().take(w) {
-        for (i, b) in plane.iter_mut().enumerate() {
-            *b = input[i * w + j];
+    match w {
+        1 => out.copy_from_slice(input),
+        2 => group_by::<2>(input, out),
+        4 => group_by::<4>(input, out),
+        8 => group_by::<8>(input, out),
+        16 => group_tiles::<16>(input, out),
+        _ => {
+            let m = input.len() / w;
+            for (j, plane) in out.chunks_exact_mut(m.max(1)).enumerate().take(w) {
+                for (i, b) in plane.iter_mut().enumerate() {
+                    *b = input[i * w + j];
+                }
+            }
         }
     }
 }
@@ -42,14 +47,108 @@ pub fn group(input: &[u8], w: usize, out: &mut [u8]) {
 pub fn ungroup(input: &[u8], w: usize, out: &mut [u8]) {
     assert_eq!(input.len(), out.len());
     assert_eq!(input.len() % w, 0);
-    if w == 1 {
-        out.copy_from_slice(input);
-        return;
+    match w {
+        1 => out.copy_from_slice(input),
+        2 => ungroup_by::<2>(input, out),
+        4 => ungroup_by::<4>(input, out),
+        8 => ungroup_by::<8>(input, out),
+        16 => ungroup_tiles::<16>(input, out),
+        _ => {
+            let m = input.len() / w;
+            for (j, plane) in input.chunks_exact(m.max(1)).enumerate().take(w) {
+                for (i, &b) in plane.iter().enumerate() {
+                    out[i * w + j] = b;
+                }
+            }
+        }
     }
-    let m = input.len() / w;
-    for (j, plane) in input.chunks_exact(m.max(1)).enumerate().take(w) {
-        for (i, &b) in plane.iter().enumerate() {
-            out[i * w + j] = b;
+}
+
+/// The `W` planes of a grouped buffer of `W × m` bytes.
+fn planes_mut<const W: usize>(out: &mut [u8], m: usize) -> [&mut [u8]; W] {
+    let mut rest = out;
+    std::array::from_fn(|_| {
+        let (plane, tail) = std::mem::take(&mut rest).split_at_mut(m);
+        rest = tail;
+        plane
+    })
+}
+
+fn planes<const W: usize>(input: &[u8], m: usize) -> [&[u8]; W] {
+    let mut rest = input;
+    std::array::from_fn(|_| {
+        let (plane, tail) = rest.split_at(m);
+        rest = tail;
+        plane
+    })
+}
+
+// Element by element with the width a constant: the compiler turns the inner loop into shuffles
+// of whole vectors (about twice the speed of a byte loop with a run-time width, measured on
+// 16 MiB chunks). For width 16, whose inner loop does not vectorize that way, tiles of elements
+// are transposed through a small buffer instead.
+
+fn group_by<const W: usize>(input: &[u8], out: &mut [u8]) {
+    let mut planes = planes_mut::<W>(out, input.len() / W);
+    for (i, element) in input.chunks_exact(W).enumerate() {
+        for (plane, &b) in planes.iter_mut().zip(element) {
+            plane[i] = b;
+        }
+    }
+}
+
+fn ungroup_by<const W: usize>(input: &[u8], out: &mut [u8]) {
+    let planes = planes::<W>(input, input.len() / W);
+    for (i, element) in out.chunks_exact_mut(W).enumerate() {
+        for (b, plane) in element.iter_mut().zip(&planes) {
+            *b = plane[i];
+        }
+    }
+}
+
+/// Elements per tile in [`group_tiles`] and [`ungroup_tiles`].
+const TILE: usize = 16;
+
+fn group_tiles<const W: usize>(input: &[u8], out: &mut [u8]) {
+    let m = input.len() / W;
+    let mut planes = planes_mut::<W>(out, m);
+    let tiles = m / TILE;
+    for (t, tile) in input.chunks_exact(W * TILE).take(tiles).enumerate() {
+        let mut rows = [[0u8; TILE]; W];
+        for (i, element) in tile.chunks_exact(W).enumerate() {
+            for (row, &b) in rows.iter_mut().zip(element) {
+                row[i] = b;
+            }
+        }
+        for (plane, row) in planes.iter_mut().zip(&rows) {
+            plane[t * TILE..(t + 1) * TILE].copy_from_slice(row);
+        }
+    }
+    for i in tiles * TILE..m {
+        for (j, plane) in planes.iter_mut().enumerate() {
+            plane[i] = input[i * W + j];
+        }
+    }
+}
+
+fn ungroup_tiles<const W: usize>(input: &[u8], out: &mut [u8]) {
+    let m = input.len() / W;
+    let planes = planes::<W>(input, m);
+    let tiles = m / TILE;
+    for (t, tile) in out.chunks_exact_mut(W * TILE).take(tiles).enumerate() {
+        let mut rows = [[0u8; TILE]; W];
+        for (row, plane) in rows.iter_mut().zip(&planes) {
+            row.copy_from_slice(&plane[t * TILE..(t + 1) * TILE]);
+        }
+        for (i, element) in tile.chunks_exact_mut(W).enumerate() {
+            for (b, row) in element.iter_mut().zip(&rows) {
+                *b = row[i];
+            }
+        }
+    }
+    for i in tiles * TILE..m {
+        for (j, plane) in planes.iter().enumerate() {
+            out[i * W + j] = plane[i];
         }
     }
 }
@@ -124,6 +223,28 @@ mod tests {
         let mut back = [0u8; 8];
         ungroup(&out, 4, &mut back);
         assert_eq!(back, input);
+    }
+
+    #[test]
+    fn every_width_matches_the_definition() {
+        // out[j·m + i] = in[i·w + j], for the fast widths, others, and lengths that are not a
+        // whole number of tiles.
+        for w in [1usize, 2, 3, 4, 8, 16, 5] {
+            for elements in [0usize, 1, 7, 15, 16, 17, 33, 1000] {
+                let n = elements * w;
+                let input: Vec<u8> = (0..n).map(|i| (i * 37 + w) as u8).collect();
+                let mut out = vec![0u8; n];
+                group(&input, w, &mut out);
+                for i in 0..elements {
+                    for j in 0..w {
+                        assert_eq!(out[j * elements + i], input[i * w + j], "w={w} n={n}");
+                    }
+                }
+                let mut back = vec![0u8; n];
+                ungroup(&out, w, &mut back);
+                assert_eq!(back, input, "w={w} n={n}");
+            }
+        }
     }
 
     #[test]

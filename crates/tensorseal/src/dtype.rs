@@ -168,6 +168,7 @@ impl fmt::Display for DType {
 /// torch dtypes that have no tensor encoding in version 1.
 pub const TORCH_DTYPE_EXTRA_NAMES: &[&str] = &[
     "complex32",
+    "bcomplex32",
     "qint8",
     "qint32",
     "quint8",

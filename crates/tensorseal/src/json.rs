@@ -7,11 +7,86 @@ use serde_json::{Map, Value, json};
 
 /// Renders a tree as JSON. `tensor_extra` adds members to each tensor's object (e.g. `blob`,
 /// `bytes`, `encoding`, or a `sha256` of its data); it sees the tensor and may return nothing.
+/// Tensors are seen in document order, a tensor's attributes before the tensor.
+///
+/// The tree is walked with an explicit stack, so rendering needs no more native stack for a deep
+/// tree than for a flat one.
 pub fn tree_to_json(
     node: &Node,
     tensor_extra: &mut dyn FnMut(&Tensor) -> Map<String, Value>,
 ) -> Value {
-    match node {
+    enum Step<'n> {
+        /// Render this node: at once if it holds no nodes, else after its children.
+        Visit(&'n Node),
+        /// The children's values are on top of the value stack: build the node's value.
+        Build(&'n Node, usize),
+    }
+    let mut steps = vec![Step::Visit(node)];
+    let mut values: Vec<Value> = Vec::new();
+    while let Some(step) = steps.pop() {
+        match step {
+            Step::Visit(n) => {
+                let children = child_nodes(n);
+                if children.is_empty() {
+                    values.push(build(n, &mut std::iter::empty(), tensor_extra));
+                } else {
+                    steps.push(Step::Build(n, children.len()));
+                    steps.extend(children.into_iter().rev().map(Step::Visit));
+                }
+            }
+            Step::Build(n, count) => {
+                let children = values.split_off(values.len() - count);
+                let value = build(n, &mut children.into_iter(), tensor_extra);
+                values.push(value);
+            }
+        }
+    }
+    values.pop().expect("the root's value")
+}
+
+/// The nodes inside `n`, in the order [`build`] takes their values.
+fn child_nodes(n: &Node) -> Vec<&Node> {
+    fn pairs(p: &[(Node, Node)]) -> impl Iterator<Item = &Node> {
+        p.iter().flat_map(|(k, v)| [k, v])
+    }
+    fn values<K>(p: &[(K, Node)]) -> impl Iterator<Item = &Node> {
+        p.iter().map(|(_, v)| v)
+    }
+    match n {
+        Node::List(items) | Node::Tuple(items) | Node::Set(items) | Node::FrozenSet(items) => {
+            items.iter().collect()
+        }
+        Node::Dict(p) => pairs(p).collect(),
+        Node::Tensor(t) => values(&t.attrs).collect(),
+        Node::Typed(t) => match &**t {
+            Typed::OrderedDict { items, attrs } | Typed::Counter { items, attrs } => {
+                pairs(items).chain(values(attrs)).collect()
+            }
+            Typed::Namespace(fields) => values(fields).collect(),
+            Typed::Slice(parts) => parts.iter().collect(),
+            _ => Vec::new(),
+        },
+        Node::Object(o) => o
+            .args
+            .iter()
+            .chain(values(&o.kwargs))
+            .chain(&o.state)
+            .chain(&o.list_items)
+            .chain(pairs(&o.dict_items))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The value of `n`, given the values of its [`child_nodes`] in order.
+fn build(
+    n: &Node,
+    children: &mut dyn Iterator<Item = Value>,
+    tensor_extra: &mut dyn FnMut(&Tensor) -> Map<String, Value>,
+) -> Value {
+    let mut take =
+        |count: usize| -> Vec<Value> { (0..count).map_while(|_| children.next()).collect() };
+    match n {
         Node::None => Value::Null,
         Node::Bool(b) => Value::Bool(*b),
         Node::Int(i) => int_to_json(i),
@@ -22,16 +97,11 @@ pub fn tree_to_json(
         Node::Complex(re, im) => {
             json!({ "complex": [{ "float": float_to_json(*re) }, { "float": float_to_json(*im) }] })
         }
-        Node::List(items) => Value::Array(
-            items
-                .iter()
-                .map(|n| tree_to_json(n, tensor_extra))
-                .collect(),
-        ),
-        Node::Tuple(items) => json!({ "tuple": nodes(items, tensor_extra) }),
-        Node::Set(items) => json!({ "set": nodes(items, tensor_extra) }),
-        Node::FrozenSet(items) => json!({ "frozenset": nodes(items, tensor_extra) }),
-        Node::Dict(pairs) => json!({ "dict": pairs_to_json(pairs, tensor_extra) }),
+        Node::List(items) => Value::Array(take(items.len())),
+        Node::Tuple(items) | Node::Set(items) | Node::FrozenSet(items) => {
+            wrap(n.kind_name(), Value::Array(take(items.len())))
+        }
+        Node::Dict(p) => wrap("dict", pairs(take(2 * p.len()))),
         Node::Tensor(t) => {
             let mut m = Map::new();
             m.insert("dtype".into(), Value::String(t.dtype.name().into()));
@@ -43,34 +113,31 @@ pub fn tree_to_json(
                 m.insert("requires_grad".into(), Value::Bool(true));
             }
             if !t.attrs.is_empty() {
-                m.insert(
-                    "attrs".into(),
-                    json!({ "dict": text_pairs(&t.attrs, tensor_extra) }),
-                );
+                let values = take(t.attrs.len());
+                m.insert("attrs".into(), wrap("dict", named(&t.attrs, values)));
             }
             m.extend(tensor_extra(t));
-            json!({ "tensor": m })
+            wrap("tensor", Value::Object(m))
         }
         Node::Typed(t) => {
             let mut m = Map::new();
             m.insert("typed".into(), Value::String(t.type_name().into()));
             let value = match &**t {
                 Typed::OrderedDict { items, attrs } | Typed::Counter { items, attrs } => {
+                    let items = pairs(take(2 * items.len()));
                     if !attrs.is_empty() {
-                        m.insert(
-                            "attrs".into(),
-                            json!({ "dict": text_pairs(attrs, tensor_extra) }),
-                        );
+                        let values = take(attrs.len());
+                        m.insert("attrs".into(), wrap("dict", named(attrs, values)));
                     }
-                    json!({ "dict": pairs_to_json(items, tensor_extra) })
+                    wrap("dict", items)
                 }
-                Typed::Namespace(fields) => json!({ "dict": text_pairs(fields, tensor_extra) }),
+                Typed::Namespace(fields) => wrap("dict", named(fields, take(fields.len()))),
                 Typed::TorchSize(dims) => json!({ "tuple": dims }),
                 Typed::TorchDtype(s) | Typed::TorchDevice(s) => Value::String(s.clone()),
                 Typed::NumpyScalar { dtype, bytes } => {
                     json!([dtype.name(), { "bytes": hex::encode(bytes) }])
                 }
-                Typed::Slice(parts) => json!({ "tuple": nodes(&parts[..], tensor_extra) }),
+                Typed::Slice(_) => wrap("tuple", Value::Array(take(3))),
             };
             m.insert("value".into(), value);
             Value::Object(m)
@@ -79,55 +146,53 @@ pub fn tree_to_json(
             let mut m = Map::new();
             m.insert("module".into(), Value::String(o.module.clone()));
             m.insert("name".into(), Value::String(o.name.clone()));
-            m.insert("args".into(), nodes(&o.args, tensor_extra));
+            m.insert("args".into(), Value::Array(take(o.args.len())));
             if !o.kwargs.is_empty() {
-                m.insert(
-                    "kwargs".into(),
-                    json!({ "dict": text_pairs(&o.kwargs, tensor_extra) }),
-                );
+                let values = take(o.kwargs.len());
+                m.insert("kwargs".into(), wrap("dict", named(&o.kwargs, values)));
             }
-            if let Some(state) = &o.state {
-                m.insert("state".into(), tree_to_json(state, tensor_extra));
+            if o.state.is_some() {
+                m.insert("state".into(), take(1).pop().unwrap_or(Value::Null));
             }
             if !o.list_items.is_empty() {
-                m.insert("listitems".into(), nodes(&o.list_items, tensor_extra));
+                m.insert("listitems".into(), Value::Array(take(o.list_items.len())));
             }
             if !o.dict_items.is_empty() {
                 m.insert(
                     "dictitems".into(),
-                    json!({ "dict": pairs_to_json(&o.dict_items, tensor_extra) }),
+                    wrap("dict", pairs(take(2 * o.dict_items.len()))),
                 );
             }
-            json!({ "object": m })
+            wrap("object", Value::Object(m))
         }
         Node::Global(g) => json!({ "global": { "module": g.module, "name": g.name } }),
     }
 }
 
-fn nodes(items: &[Node], extra: &mut dyn FnMut(&Tensor) -> Map<String, Value>) -> Value {
-    Value::Array(items.iter().map(|n| tree_to_json(n, extra)).collect())
+/// `{key: value}`. (`json!` would serialize `value` again, a deep copy.)
+fn wrap(key: &str, value: Value) -> Value {
+    let mut m = Map::new();
+    m.insert(key.into(), value);
+    Value::Object(m)
 }
 
-fn pairs_to_json(
-    pairs: &[(Node, Node)],
-    extra: &mut dyn FnMut(&Tensor) -> Map<String, Value>,
-) -> Value {
+/// `[[key, value], ...]` from keys and values, alternating.
+fn pairs(flat: Vec<Value>) -> Value {
+    let mut flat = flat.into_iter();
+    let mut out = Vec::with_capacity(flat.len() / 2);
+    while let (Some(k), Some(v)) = (flat.next(), flat.next()) {
+        out.push(Value::Array(vec![k, v]));
+    }
+    Value::Array(out)
+}
+
+/// `[[name, value], ...]` from attribute names and their values.
+fn named(pairs: &[(String, Node)], values: Vec<Value>) -> Value {
     Value::Array(
         pairs
             .iter()
-            .map(|(k, v)| json!([tree_to_json(k, extra), tree_to_json(v, extra)]))
-            .collect(),
-    )
-}
-
-fn text_pairs(
-    pairs: &[(String, Node)],
-    extra: &mut dyn FnMut(&Tensor) -> Map<String, Value>,
-) -> Value {
-    Value::Array(
-        pairs
-            .iter()
-            .map(|(k, v)| json!([k, tree_to_json(v, extra)]))
+            .zip(values)
+            .map(|((k, _), v)| Value::Array(vec![Value::String(k.clone()), v]))
             .collect(),
     )
 }

@@ -1,11 +1,11 @@
 //! The fixed parts of a file: header, footer, signature block and the signed message
 //! (spec §1, §6).
 
-use crate::cbor::{self, CborWriter, DecodeLimits};
+use crate::cbor::{self, CborWriter, DecodeLimits, Reader};
 use crate::error::ReadError;
 use crate::keys::PublicKey;
 use crate::limits::{ALIGN, Limits};
-use crate::manifest::{self, Digest, FORMAT_VERSION, Fields, SchemaError};
+use crate::manifest::{self, Digest, FORMAT_VERSION, R, SchemaError};
 
 /// Header magic: `\x89TSEAL\r\n`.
 pub const MAGIC: [u8; 8] = [0x89, b'T', b'S', b'E', b'A', b'L', b'\r', b'\n'];
@@ -145,7 +145,7 @@ pub struct SignatureEntry {
 }
 
 pub(crate) fn encode_signatures(entries: &[SignatureEntry]) -> Vec<u8> {
-    let mut w = CborWriter::default();
+    let mut w = CborWriter::new(Vec::new());
     w.array(entries.len());
     for e in entries {
         w.map(2);
@@ -154,7 +154,7 @@ pub(crate) fn encode_signatures(entries: &[SignatureEntry]) -> Vec<u8> {
         w.text("sig");
         w.bytes(&e.signature);
     }
-    w.buf
+    w.sink
 }
 
 pub(crate) fn decode_signatures(
@@ -162,68 +162,84 @@ pub(crate) fn decode_signatures(
     base: u64,
     limits: &Limits,
 ) -> Result<Vec<SignatureEntry>, ReadError> {
-    const SECTION: &str = "signature block";
-    let item = cbor::decode(
-        bytes,
-        DecodeLimits {
-            max_depth: 2,
-            // An array head plus 5 items per entry (map, two keys, two byte strings); saturating,
-            // since callers may raise the limit to usize::MAX.
-            max_items: limits.max_signatures.saturating_mul(5).saturating_add(1),
-            max_bigint_bytes: 0,
-        },
-    )
-    .map_err(|e| match e.kind {
-        cbor::CborErrorKind::TooManyItems { .. } => ReadError::LimitExceeded {
-            what: "max_signatures",
-            value: (limits.max_signatures as u64).saturating_add(1),
-            limit: limits.max_signatures as u64,
-            offset: base + e.offset as u64,
-        },
-        _ => manifest::cbor_error(SECTION, base, e),
-    })?;
-    let decode =
-        || -> Result<Vec<SignatureEntry>, SchemaError> {
-            let items = manifest::array(&item)?;
-            let mut out: Vec<SignatureEntry> = Vec::with_capacity(items.len());
-            for (i, entry) in items.iter().enumerate() {
-                let at = |e: SchemaError| e.at(format!("[{i}]"));
-                let f = Fields::new(entry, &["key", "sig"], "signature").map_err(at)?;
-                let key_item = f.require("key").map_err(at)?;
-                let key_bytes: [u8; 32] = manifest::bytes(key_item)
-                    .map_err(at)?
-                    .try_into()
-                    .map_err(|_| {
-                        at(SchemaError::new_pub(
-                            key_item,
-                            "a public key must be 32 bytes",
-                        ))
-                    })?;
-                let key = PublicKey::from_bytes_unchecked(&key_bytes).ok_or_else(|| {
-                    at(SchemaError::new_pub(
-                        key_item,
-                        "not a valid Ed25519 public key",
-                    ))
-                })?;
-                let sig_item = f.require("sig").map_err(at)?;
-                let signature: [u8; 64] = manifest::bytes(sig_item)
-                    .map_err(at)?
-                    .try_into()
-                    .map_err(|_| {
-                        at(SchemaError::new_pub(
-                            sig_item,
-                            "a signature must be 64 bytes",
-                        ))
-                    })?;
-                if out.iter().any(|e| e.key == key) {
-                    return Err(at(SchemaError::new_pub(
-                        key_item,
-                        "two signatures by the same key",
-                    )));
+    let cbor_limits = DecodeLimits {
+        max_depth: 2,
+        // An array head plus 5 items per entry (map, two keys, two byte strings); saturating,
+        // since callers may raise the limit to usize::MAX.
+        max_items: limits.max_signatures.saturating_mul(5).saturating_add(1),
+        max_bigint_bytes: 0,
+    };
+    // The block is small: check that it is one canonical item first, so that CBOR errors (bytes
+    // after the item, in particular) are reported before schema errors, then decode it.
+    let mut check = Reader::new(bytes, cbor_limits);
+    let checked = check
+        .skip()
+        .and_then(|()| check.finish())
+        .map_err(Box::<SchemaError>::from);
+    checked
+        .and_then(|()| signatures(&mut Reader::new(bytes, cbor_limits), limits))
+        .map_err(|e| match e.cbor() {
+            Some(c) if matches!(c.kind, cbor::CborErrorKind::TooManyItems { .. }) => {
+                ReadError::LimitExceeded {
+                    what: "max_signatures",
+                    value: (limits.max_signatures as u64).saturating_add(1),
+                    limit: limits.max_signatures as u64,
+                    offset: base + c.offset as u64,
                 }
-                out.push(SignatureEntry { key, signature });
             }
-            Ok(out)
-        };
-    decode().map_err(|e| e.into_read_error(SECTION, base))
+            _ => e.into_read_error("signature block", base),
+        })
+}
+
+fn signatures(r: &mut Reader<'_>, limits: &Limits) -> R<Vec<SignatureEntry>> {
+    let n = manifest::array(r)?;
+    if n > limits.max_signatures {
+        return Err(SchemaError::limit(
+            0,
+            "max_signatures",
+            n as u64,
+            limits.max_signatures as u64,
+        ));
+    }
+    let mut out: Vec<SignatureEntry> = Vec::with_capacity(n);
+    for i in 0..n {
+        let entry = signature(r, &out).map_err(manifest::at_index(i))?;
+        out.push(entry);
+    }
+    r.finish()?;
+    Ok(out)
+}
+
+fn signature(r: &mut Reader<'_>, earlier: &[SignatureEntry]) -> R<SignatureEntry> {
+    let map_at = r.pos();
+    let fields = manifest::map(r, "signature")?;
+    let (mut key, mut signature) = (None, None);
+    for _ in 0..fields {
+        let (k, key_at) = manifest::key(r)?;
+        let value_at = r.pos();
+        match k {
+            "key" => {
+                let key_bytes: [u8; 32] = manifest::bytes(r)?
+                    .try_into()
+                    .map_err(|_| SchemaError::new(value_at, "a public key must be 32 bytes"))?;
+                let public = PublicKey::from_bytes_unchecked(&key_bytes)
+                    .ok_or_else(|| SchemaError::new(value_at, "not a valid Ed25519 public key"))?;
+                key = Some((public, value_at));
+            }
+            "sig" => {
+                signature = Some(
+                    manifest::bytes(r)?
+                        .try_into()
+                        .map_err(|_| SchemaError::new(value_at, "a signature must be 64 bytes"))?,
+                );
+            }
+            other => return Err(manifest::unknown_field(key_at, other, "signature")),
+        }
+    }
+    let (key, key_at) = key.ok_or_else(|| manifest::missing(map_at, "key"))?;
+    let signature = signature.ok_or_else(|| manifest::missing(map_at, "sig"))?;
+    if earlier.iter().any(|e| e.key == key) {
+        return Err(SchemaError::new(key_at, "two signatures by the same key"));
+    }
+    Ok(SignatureEntry { key, signature })
 }

@@ -12,6 +12,7 @@ mod limits;
 mod loader;
 mod manifest;
 mod mmap;
+mod python_eq;
 mod reader;
 mod tree;
 mod verify;
@@ -24,7 +25,7 @@ pub use keys::{PublicKey, SecretKey};
 pub use layout::{
     END_MAGIC, FOOTER_LEN, Footer, HEADER_LEN, MAGIC, SIGNATURE_DOMAIN, SignatureEntry,
 };
-pub use limits::{ALIGN, CHUNK, Limits, MAX_SIZE};
+pub use limits::{ALIGN, CBOR_LEVELS_PER_TREE_LEVEL, CHUNK, Limits, MAX_SIZE, MAX_TREE_DEPTH_HARD};
 pub use loader::Loader;
 pub use manifest::{
     BlobEntry, Digest, FORMAT_VERSION, Manifest, ZstdCodec, check_metadata_entry, is_device_name,

@@ -229,6 +229,15 @@ impl Int {
         })
     }
 
+    /// An integer from an `i128`.
+    pub(crate) fn from_i128(v: i128) -> Int {
+        if (SMALL_MIN..=SMALL_MAX).contains(&v) {
+            Int(IntRepr::Small(v))
+        } else {
+            Int::from_sign_magnitude(v < 0, &v.unsigned_abs().to_be_bytes())
+        }
+    }
+
     /// Builds an integer from little-endian two's complement bytes, as pickle's LONG1 and LONG4
     /// store them. An empty slice is zero.
     pub fn from_le_twos_complement(bytes: &[u8]) -> Int {
@@ -591,17 +600,29 @@ impl Node {
     /// Every tensor in the tree with its path, in depth-first document order.
     pub fn tensors(&self) -> Vec<(Vec<PathSegment<'_>>, &Tensor)> {
         let mut out = Vec::new();
-        // Explicit stack: the caller's tree may be deeper than the native stack allows.
-        let mut stack: Vec<(Vec<PathSegment<'_>>, &Node)> = vec![(Vec::new(), self)];
-        while let Some((path, node)) = stack.pop() {
-            if let Node::Tensor(t) = node {
+        if let Node::Tensor(t) = self {
+            out.push((Vec::new(), &**t));
+        }
+        // Explicit stack (the caller's tree may be deeper than the native stack allows) of the
+        // children still to visit at each level, and one path, extended on the way down and cut
+        // on the way up: only the paths handed out are copied.
+        let mut path: Vec<PathSegment<'_>> = Vec::new();
+        let mut stack = vec![self.children().into_iter()];
+        while let Some(level) = stack.last_mut() {
+            let Some((segment, child)) = level.next() else {
+                stack.pop();
+                path.pop();
+                continue;
+            };
+            path.push(segment);
+            if let Node::Tensor(t) = child {
                 out.push((path.clone(), &**t));
             }
-            let children = node.children();
-            for (seg, child) in children.into_iter().rev() {
-                let mut p = path.clone();
-                p.push(seg);
-                stack.push((p, child));
+            let children = child.children();
+            if children.is_empty() {
+                path.pop();
+            } else {
+                stack.push(children.into_iter());
             }
         }
         out
@@ -662,5 +683,21 @@ mod tests {
         ]);
         let names: Vec<String> = tree.tensors().iter().map(|(p, _)| dotted_path(p)).collect();
         assert_eq!(names, ["a", "b.0", "b.2", "3"]);
+        // Nested containers, tensor attributes, and a tensor at the root.
+        let mut with_attr = Tensor::new(DType::F32, vec![1], Some(5));
+        with_attr.attrs = vec![("inner".into(), Node::List(vec![Node::None, t(6)]))];
+        let tree = Node::List(vec![
+            Node::Dict(vec![(
+                Node::Str("x".into()),
+                Node::Tuple(vec![Node::List(vec![t(4)])]),
+            )]),
+            Node::Tensor(Box::new(with_attr)),
+            t(7),
+        ]);
+        let names: Vec<String> = tree.tensors().iter().map(|(p, _)| dotted_path(p)).collect();
+        assert_eq!(names, ["0.x.0.0", "1", "1.inner.1", "2"]);
+        let root = t(9);
+        assert_eq!(root.tensors().len(), 1);
+        assert!(root.tensors()[0].0.is_empty());
     }
 }

@@ -4,11 +4,12 @@
 
 use crate::codec;
 use crate::dtype::DType;
-use crate::error::WriteError;
+use crate::error::{ReadError, VerifyError, WriteError};
 use crate::keys::SecretKey;
 use crate::layout::{self, Footer, SignatureEntry};
 use crate::limits::{self, ALIGN, CHUNK, Limits};
 use crate::manifest::{BlobEntry, Digest, Manifest, ZstdCodec};
+use crate::reader::Envelope;
 use crate::tree::{BlobId, Node};
 use rayon::prelude::*;
 use sha2::{Digest as _, Sha256};
@@ -84,8 +85,54 @@ pub struct Writer {
     options: WriteOptions,
     /// A failed blob could not be cut off the file: its layout is unknown.
     broken: bool,
-    /// Start of the bytes whose write-back has not been started yet.
-    writeback_from: u64,
+    /// Logical bytes of the blobs written so far.
+    logical: u64,
+    /// Write-back started while blobs stream in.
+    flush: EarlyFlush,
+}
+
+/// Write-back started while the file is being written, so that the fsync in
+/// [`Writer::finish`] has little left to wait for: after every [`FLUSH_EVERY`] bytes, a
+/// background thread calls `fdatasync` on the file (one call at a time), while this thread and
+/// the hashing threads go on. Without it, the page cache holds the whole file until `finish`, and
+/// its fsync waits for the disk to take all of it (a third of a second per GiB here).
+/// `sync_file_range` would start write-back without waiting, but needs `unsafe` or another
+/// dependency; a thread waiting in `fdatasync` costs neither.
+#[derive(Debug, Default)]
+struct EarlyFlush {
+    running: Option<std::thread::JoinHandle<io::Result<()>>>,
+    /// Bytes written since the last flush started.
+    unflushed: u64,
+}
+
+/// Bytes written between two early flushes.
+const FLUSH_EVERY: u64 = 64 << 20;
+
+impl EarlyFlush {
+    /// Counts `n` bytes written to `file`, and starts a flush when enough have accumulated and
+    /// none is running.
+    fn wrote(&mut self, file: &File, n: u64) -> io::Result<()> {
+        self.unflushed += n;
+        if self.unflushed < FLUSH_EVERY || self.running.as_ref().is_some_and(|r| !r.is_finished()) {
+            return Ok(());
+        }
+        self.wait()?;
+        let file = file.try_clone()?;
+        self.running = Some(std::thread::spawn(move || file.sync_data()));
+        self.unflushed = 0;
+        Ok(())
+    }
+
+    /// Waits for the running flush, and reports its error: a failed write-back means data may
+    /// be lost, and a later fsync is not guaranteed to report it again.
+    fn wait(&mut self) -> io::Result<()> {
+        match self.running.take() {
+            None => Ok(()),
+            Some(running) => running
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("the flushing thread panicked"))),
+        }
+    }
 }
 
 /// Blobs up to this size are hashed on the calling thread: at 64 KiB hashing takes about as long
@@ -120,7 +167,8 @@ impl Writer {
             blobs: Vec::new(),
             options,
             broken: false,
-            writeback_from: 0,
+            logical: 0,
+            flush: EarlyFlush::default(),
         };
         w.file.write_all(&layout::header())?;
         w.pos = layout::HEADER_LEN;
@@ -139,9 +187,38 @@ impl Writer {
     /// If writing fails, the file is cut back to where the blob started, so the writer can go on
     /// as if this call had never been made.
     pub fn write_blob(&mut self, data: &[u8], dtype: DType) -> Result<BlobId, WriteError> {
+        self.check_logical(data.len() as u64)?;
         let start = self.pos;
         let result = self.write_blob_inner(data, dtype);
-        self.undo_on_error(start, result)
+        let result = self.undo_on_error(start, result);
+        self.count_logical(data.len() as u64, result)
+    }
+
+    /// Refuses, before writing anything, a blob that would take the blobs over
+    /// `max_logical_length`: the reader would refuse the file (spec §8).
+    fn check_logical(&self, len: u64) -> Result<(), WriteError> {
+        let limit = self.options.limits.max_logical_length;
+        match self.logical.checked_add(len) {
+            Some(total) if total <= limit => Ok(()),
+            _ => Err(WriteError::Invalid {
+                what: "blob",
+                path: format!("blob {}", self.blobs.len()),
+                detail: format!(
+                    "{len} more bytes would take the blobs over max_logical_length ({limit})"
+                ),
+            }),
+        }
+    }
+
+    fn count_logical(
+        &mut self,
+        len: u64,
+        result: Result<BlobId, WriteError>,
+    ) -> Result<BlobId, WriteError> {
+        if result.is_ok() {
+            self.logical += len;
+        }
+        result
     }
 
     fn write_blob_inner(&mut self, data: &[u8], dtype: DType) -> Result<BlobId, WriteError> {
@@ -165,8 +242,6 @@ impl Writer {
         } else {
             let sha256 = hash_and_write_at(&self.file, data, start)?;
             self.file.seek(SeekFrom::Start(start + data.len() as u64))?;
-            // Each chunk's write-back was started as it was written.
-            self.writeback_from = start + data.len() as u64;
             sha256
         };
         self.end_blob(start, data.len() as u64, sha256, None)
@@ -183,9 +258,11 @@ impl Writer {
         len: u64,
         dtype: DType,
     ) -> Result<BlobId, WriteError> {
+        self.check_logical(len)?;
         let start = self.pos;
         let result = self.write_blob_from_inner(source, len, dtype);
-        self.undo_on_error(start, result)
+        let result = self.undo_on_error(start, result);
+        self.count_logical(len, result)
     }
 
     /// Cuts the file back to `start` after a failed blob write. Bytes of the failed blob would
@@ -254,7 +331,6 @@ impl Writer {
             sha256.extend(digests);
         }
         self.file.seek(SeekFrom::Start(start + len))?;
-        self.writeback_from = start + len;
         self.end_blob(start, len, sha256, None)
     }
 
@@ -330,15 +406,8 @@ impl Writer {
         let aligned = limits::align_up(end).ok_or_else(|| io::Error::other("file too large"))?;
         self.file
             .write_all(&[0u8; ALIGN as usize][..(aligned - end) as usize])?;
+        self.flush.wrote(&self.file, aligned - start)?;
         self.pos = aligned;
-        if self.pos - self.writeback_from >= CHUNK {
-            start_writeback(
-                &self.file,
-                self.writeback_from,
-                self.pos - self.writeback_from,
-            );
-            self.writeback_from = self.pos;
-        }
         self.blobs.push(BlobEntry {
             offset: start,
             length,
@@ -392,6 +461,7 @@ impl Writer {
         let length = content_length + sig_block.len() as u64 + layout::FOOTER_LEN;
         // Until the rename succeeds, `Drop` still owns (and removes) the temporary file.
         let temp = self.temp.clone().expect("finish runs once");
+        self.flush.wait()?;
         persist(&self.file, &temp, &self.path)?;
         self.temp = None;
         Ok(WrittenFile {
@@ -421,8 +491,8 @@ fn hash_and_write_at(file: &File, data: &[u8], offset: u64) -> io::Result<Vec<Di
 }
 
 /// Hashes one chunk and writes it at `at`, [`PIECE`] by [`PIECE`], as a pipeline: while one
-/// thread hashes a piece, another writes the piece hashed before it; then starts the chunk's
-/// write-back.
+/// thread hashes a piece, another writes the piece hashed before it. Write-back is started by
+/// [`EarlyFlush`] as blobs end.
 ///
 /// A piece is written only once it has been hashed, which maps every page of it when the chunk
 /// is part of a memory-mapped input. `write()` copying from pages that are not mapped yet stops
@@ -449,25 +519,8 @@ fn hash_and_write_chunk(file: &File, chunk: &[u8], at: u64) -> io::Result<Digest
     if let Some((offset, last)) = hashed {
         write_all_at(file, last, offset)?;
     }
-    start_writeback(file, at, chunk.len() as u64);
     Ok(hasher.finalize().into())
 }
-
-/// Starts writing `len` bytes at `offset` of `file` to disk, without waiting: the final fsync
-/// then has little left to do, and the disk works while later blobs are hashed. Linux starts
-/// write-back of a range's dirty pages on `POSIX_FADV_DONTNEED` and returns at once; pages
-/// still dirty or under write-back stay cached (only clean pages of the range would be dropped,
-/// and each range is advised once, right after it was written). A hint: an error is ignored, the
-/// fsync in [`Writer::finish`] writes whatever is left.
-#[cfg(target_os = "linux")]
-fn start_writeback(file: &File, offset: u64, len: u64) {
-    if let Some(len) = std::num::NonZeroU64::new(len) {
-        let _ = rustix::fs::fadvise(file, offset, Some(len), rustix::fs::Advice::DontNeed);
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn start_writeback(_file: &File, _offset: u64, _len: u64) {}
 
 #[cfg(unix)]
 fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
@@ -534,15 +587,72 @@ pub(crate) fn persist(file: &File, temp: &Path, path: &Path) -> io::Result<()> {
 
 /// Adds a signature by `key` to the file at `path`, atomically.
 ///
-/// The file's integrity is verified first (a signature attests the content, so a corrupt file is
-/// never signed). The header, blobs and manifest are copied byte for byte (a reflink where the
-/// file system supports it), the new signature block and footer appended, and the copy renamed
-/// over the original. Returns `false` if `key` had already signed the file (nothing is changed).
+/// The file is first copied, byte for byte (a reflink where the file system supports it), to a
+/// temporary file in the same directory; that copy, which only this function writes, is then
+/// verified (a signature attests the content, so a corrupt file is never signed) and signed, and
+/// its signature block and footer replaced; it is fsynced and renamed over the original. What is
+/// signed is therefore exactly what was verified, even if the file at `path` changes meanwhile.
+/// The header, blobs and manifest keep their bytes and offsets. Returns `false` if `key` had
+/// already signed the file (nothing is changed).
 pub fn add_signature(path: &Path, key: &SecretKey, limits: &Limits) -> Result<bool, WriteError> {
-    let ckpt = crate::Checkpoint::open_with(path, limits, crate::MapMode::Map)
-        .map_err(|e| WriteError::NotIntact(Box::new(e.into())))?;
+    add_signature_with(path, key, limits, &mut || {})
+}
+
+/// [`add_signature`], calling `read` once the file at `path` has been read for the last time:
+/// tests change the file there.
+fn add_signature_with(
+    path: &Path,
+    key: &SecretKey,
+    limits: &Limits,
+    read: &mut dyn FnMut(),
+) -> Result<bool, WriteError> {
+    let temp = temp_path(path)?;
+    let result = sign_copy(path, &temp, key, limits, read);
+    if !matches!(result, Ok(true)) {
+        let _ = std::fs::remove_file(&temp);
+    }
+    result
+}
+
+fn not_intact(e: impl Into<VerifyError>) -> WriteError {
+    WriteError::NotIntact(Box::new(e.into()))
+}
+
+/// Copies `path` to `temp`, verifies and signs the copy, and renames it over `path`.
+fn sign_copy(
+    path: &Path,
+    temp: &Path,
+    key: &SecretKey,
+    limits: &Limits,
+    read: &mut dyn FnMut(),
+) -> Result<bool, WriteError> {
+    let mut src = File::open(path).map_err(|e| not_intact(ReadError::Io(e)))?;
+    let metadata = src.metadata().map_err(|e| not_intact(ReadError::Io(e)))?;
+    if metadata.len() > limits.max_file_length {
+        return Err(not_intact(ReadError::LimitExceeded {
+            what: "max_file_length",
+            value: metadata.len(),
+            limit: limits.max_file_length,
+            offset: 0,
+        }));
+    }
+    let mut copy = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(temp)?;
+    copy.set_permissions(metadata.permissions())?;
+    // `io::copy` between files uses copy_file_range, which reflinks where it can.
+    let len = io::copy(&mut src, &mut copy)?;
+    drop(src);
+    read();
+
+    let bytes = crate::mmap::load(&mut copy, len, crate::MapMode::Map)?;
+    let ckpt = Envelope::parse(bytes, limits)
+        .and_then(|env| env.into_checkpoint(limits))
+        .map_err(not_intact)?;
     ckpt.verify(&crate::TrustPolicy::integrity_only())
-        .map_err(|e| WriteError::NotIntact(Box::new(e)))?;
+        .map_err(not_intact)?;
     let public = key.public_key();
     if ckpt.signatures().iter().any(|s| s.key == public) {
         return Ok(false);
@@ -566,37 +676,18 @@ pub fn add_signature(path: &Path, key: &SecretKey, limits: &Limits) -> Result<bo
             &footer.manifest_sha256,
         )),
     });
+    // Unmapped before the file is cut back.
     drop(ckpt);
     let block = layout::encode_signatures(&entries);
     let new_footer = Footer {
         signatures_length: block.len() as u64,
         ..footer
     };
-
-    let temp = temp_path(path)?;
-    let result = (|| -> io::Result<()> {
-        let src = File::open(path)?;
-        let mut dst = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp)?;
-        dst.set_permissions(src.metadata()?.permissions())?;
-        // `io::copy` between files uses copy_file_range, which reflinks where it can.
-        let copied = io::copy(&mut io::Read::take(&src, footer.content_length()), &mut dst)?;
-        if copied != footer.content_length() {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "file shrank while being signed",
-            ));
-        }
-        dst.write_all(&block)?;
-        dst.write_all(&new_footer.encode())?;
-        persist(&dst, &temp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&temp);
-        return Err(e.into());
-    }
+    copy.set_len(footer.content_length())?;
+    copy.seek(SeekFrom::Start(footer.content_length()))?;
+    copy.write_all(&block)?;
+    copy.write_all(&new_footer.encode())?;
+    persist(&copy, temp, path)?;
     Ok(true)
 }
 
@@ -663,5 +754,77 @@ impl Drop for AtomicFile {
         if let Some(temp) = self.temp.take() {
             let _ = std::fs::remove_file(temp);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Checkpoint, Tensor, TrustPolicy};
+
+    /// A valid, unsigned file of one 4 KiB blob; returns the offset of the blob.
+    fn write_file(path: &Path) -> u64 {
+        let mut w = Writer::create(path, WriteOptions::default()).unwrap();
+        let b = w.write_blob(&[5; 4096], DType::U8).unwrap();
+        let offset = w.blobs()[b].offset;
+        let root = Node::Tensor(Box::new(Tensor::new(DType::U8, vec![4096], Some(b))));
+        w.finish(root, BTreeMap::new(), &[]).unwrap();
+        offset
+    }
+
+    #[test]
+    fn files_larger_than_a_flush_interval_are_written_whole() {
+        // Blobs totalling more than two flush intervals: write-back runs in the background while
+        // later blobs are written, and finish waits for it.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("big.tseal");
+        let mut w = Writer::create(&path, WriteOptions::default()).unwrap();
+        let blob_len = (FLUSH_EVERY / 2 + 4096) as usize;
+        let mut tensors = Vec::new();
+        for i in 0..5u8 {
+            let b = w.write_blob(&vec![i; blob_len], DType::U8).unwrap();
+            tensors.push(Node::Tensor(Box::new(Tensor::new(
+                DType::U8,
+                vec![blob_len as u64],
+                Some(b),
+            ))));
+        }
+        assert!(w.flush.running.is_some(), "a flush started");
+        w.finish(Node::List(tensors), BTreeMap::new(), &[]).unwrap();
+        let (ckpt, report) =
+            Checkpoint::open_verified(&path, &TrustPolicy::integrity_only(), &Limits::default())
+                .unwrap();
+        assert_eq!(report.blobs, 5);
+        assert_eq!(&*ckpt.blob_bytes(4).unwrap(), &vec![4u8; blob_len][..]);
+    }
+
+    #[test]
+    fn what_is_signed_is_what_was_verified() {
+        // The file is tampered with while it is being signed, after add_signature has read it
+        // for the last time: the signature must cover the bytes it verified, not the new ones.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.tseal");
+        let blob = write_file(&path);
+        let original = std::fs::read(&path).unwrap();
+        let key = SecretKey::from_seed(&[3; 32]);
+        let tamper = &mut || {
+            let mut bytes = std::fs::read(&path).unwrap();
+            bytes[blob as usize] ^= 1;
+            std::fs::write(&path, bytes).unwrap();
+        };
+        assert!(add_signature_with(&path, &key, &Limits::default(), tamper).unwrap());
+        let policy = TrustPolicy::trusting(vec![key.public_key()]);
+        Checkpoint::open_verified(&path, &policy, &Limits::default())
+            .expect("the signed file is the verified one");
+        let signed = std::fs::read(&path).unwrap();
+        let content = Checkpoint::open(&path, &Limits::default())
+            .unwrap()
+            .footer()
+            .content_length() as usize;
+        assert_eq!(signed[..content], original[..content]);
+        // Signing again by the same key changes nothing and leaves no temporary file behind.
+        assert!(!add_signature(&path, &key, &Limits::default()).unwrap());
+        assert_eq!(std::fs::read(&path).unwrap(), signed);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

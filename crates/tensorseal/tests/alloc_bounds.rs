@@ -301,3 +301,43 @@ fn declared_logical_lengths_are_not_allocated_before_frames_decode() {
     assert!(result.is_err());
     assert!(a.largest <= 2 * CHUNK, "{a:?}");
 }
+
+#[test]
+fn declared_logical_bytes_are_bounded_by_max_logical_length() {
+    let _g = serial();
+    // Spec §8: a 16 MiB chunk of zeros compresses to about 500 bytes, so a file of 35 MiB can
+    // declare (correctly) more than a TiB of logical bytes that digests-only verification would
+    // decode and hash. 65,537 such frames are one chunk over the default limit of 1 TiB.
+    let mut c = zstd::bulk::Compressor::new(1).unwrap();
+    c.set_parameter(zstd::zstd_safe::CParameter::ContentSizeFlag(true))
+        .unwrap();
+    let frame = c.compress(&vec![0u8; CHUNK]).unwrap();
+    assert!(frame.len() < 1024, "{}", frame.len());
+    let chunks = (1 << 40) / CHUNK as u64 + 1;
+    let frames = vec![frame; chunks as usize];
+    let file = zstd_blob_file(&frames, chunks * CHUNK as u64);
+    assert!(file.len() < 64 << 20, "{}", file.len());
+    let blob_at = {
+        let m = manifest_of(&file);
+        footer_fields(&file).0 + find(m, &t("blobs").enc()) + 6 + 1
+    };
+    let err = Checkpoint::from_vec(file.clone(), &Limits::default()).unwrap_err();
+    match err {
+        ReadError::LimitExceeded {
+            what: "max_logical_length",
+            value,
+            limit,
+            offset,
+        } => {
+            assert_eq!((value, limit), (chunks * CHUNK as u64, 1 << 40));
+            assert_eq!(offset, blob_at as u64);
+        }
+        other => panic!("{other:?}"),
+    }
+    // The limit is what refused it: raised, the file opens.
+    let raised = Limits {
+        max_logical_length: u64::MAX,
+        ..Limits::default()
+    };
+    Checkpoint::from_vec(file, &raised).unwrap();
+}

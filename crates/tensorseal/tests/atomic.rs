@@ -127,6 +127,48 @@ fn a_failed_blob_write_leaves_the_writer_consistent() {
 }
 
 #[test]
+fn a_blob_over_max_logical_length_is_refused_before_it_is_written() {
+    // The writer checks the limit the reader applies (spec §8) before writing a byte, so the
+    // caller learns early and can go on.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.tseal");
+    let options = WriteOptions {
+        limits: Limits {
+            max_logical_length: 100,
+            ..Limits::default()
+        },
+        ..Default::default()
+    };
+    let mut w = Writer::create(&path, options).unwrap();
+    let a = w.write_blob(&[7; 60], DType::U8).unwrap();
+    let err = w.write_blob(&[8; 41], DType::U8).unwrap_err();
+    assert!(err.to_string().contains("max_logical_length"), "{err}");
+    let err = w
+        .write_blob_from(&mut &[8u8; 41][..], 41, DType::U8)
+        .unwrap_err();
+    assert!(err.to_string().contains("max_logical_length"), "{err}");
+    let b = w.write_blob(&[9; 40], DType::U8).unwrap();
+    let root = tensorseal::Node::List(vec![u8_tensor(60, a), u8_tensor(40, b)]);
+    w.finish(root, BTreeMap::new(), &[]).unwrap();
+    let ckpt = Checkpoint::open(&path, &Limits::default()).unwrap();
+    assert_eq!(ckpt.manifest().blobs.len(), 2);
+    // A reader with a lower limit refuses the file, naming the limit.
+    let low = Limits {
+        max_logical_length: 99,
+        ..Limits::default()
+    };
+    assert!(matches!(
+        Checkpoint::open(&path, &low),
+        Err(tensorseal::ReadError::LimitExceeded {
+            what: "max_logical_length",
+            value: 100,
+            limit: 99,
+            ..
+        })
+    ));
+}
+
+#[test]
 fn signing_a_missing_or_corrupt_file_fails_without_touching_it() {
     let dir = tempfile::tempdir().unwrap();
     let key = SecretKey::from_seed(&[1; 32]);

@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use tensorseal::{Checkpoint, Limits, ReadError};
+use tensorseal::{Checkpoint, Limits, MAX_TREE_DEPTH_HARD, ReadError};
 
 fn open(bytes: Vec<u8>) -> Result<Checkpoint, ReadError> {
     Checkpoint::from_vec(bytes, &Limits::default())
@@ -509,20 +509,35 @@ fn map_keys_must_be_sorted_and_unique() {
         "not in canonical order",
     );
     // Longer keys sort after shorter ones even when their bytes are smaller: "aa" before "b".
-    let (file, at) = file_with_root(C::A(vec![C::Raw(
-        [
-            head(5, 2),
-            t("aa").enc(),
-            vec![0xf6],
-            t("b").enc(),
-            vec![0xf6],
-        ]
-        .concat(),
-    )]));
+    // In the extension area, where no schema looks at the map first.
+    let C::M(mut with_ext) = manifest(C::Null, vec![], &[]) else {
+        unreachable!()
+    };
+    let unsorted = C::M(vec![(t("aa"), C::Null), (t("b"), C::Null)]);
+    with_ext.insert(
+        0,
+        (t("ext"), C::map(vec![("org.example.a", unsorted.clone())])),
+    );
+    let bytes = C::M(with_ext).enc();
+    let at = 64 + find(&bytes, &unsorted.enc()) + 1 + 3 + 1;
+    assert_cbor(
+        open_err(assemble(&header(), &bytes, &signature_block(&[]))),
+        "manifest",
+        at,
+        "not in canonical order",
+    );
+    // The fields of a tensor out of order: "shape" before "dtype".
+    let fields = C::M(vec![
+        (t("blob"), C::Null),
+        (t("shape"), C::A(vec![C::U(0)])),
+        (t("dtype"), t("uint8")),
+    ]);
+    let (file, at) = file_with_root(C::wrap("tensor", fields.clone()));
+    let dtype_at = at + 1 + 7 + find(&fields.enc(), &t("dtype").enc());
     assert_cbor(
         open_err(file),
         "manifest",
-        at + 1 + 1 + 4,
+        dtype_at,
         "not in canonical order",
     );
     // A duplicated metadata key.
@@ -564,7 +579,7 @@ fn duplicate_dict_keys_and_set_elements_are_rejected() {
     let tup = || C::wrap("tuple", C::A(vec![t("a"), C::U(0)]));
     let (file, _) = file_with_root(dict(vec![(tup(), C::Null), (tup(), C::Null)]));
     assert!(
-        matches!(open_err(file), ReadError::Schema { what, .. } if what == "duplicate dict key")
+        matches!(open_err(file), ReadError::Schema { what, .. } if what.starts_with("duplicate dict key"))
     );
     for kind in ["set", "frozenset"] {
         let root = C::wrap(kind, C::A(vec![t("x"), t("y"), t("x")]));
@@ -586,6 +601,132 @@ fn duplicate_dict_keys_and_set_elements_are_rejected() {
     assert!(
         matches!(open_err(file), ReadError::Schema { what, .. } if what.contains("cannot be a set element"))
     );
+}
+
+/// `{"typed": {"type": "numpy.scalar", "value": [dtype, bytes]}}`.
+fn numpy_scalar(dtype: &str, bytes: &[u8]) -> C {
+    C::wrap(
+        "typed",
+        C::map(vec![
+            ("type", t("numpy.scalar")),
+            ("value", C::A(vec![t(dtype), C::B(bytes.to_vec())])),
+        ]),
+    )
+}
+
+/// Whether a dict of the two keys is refused as holding a duplicate, and a set of them too.
+fn duplicates(a: &C, b: &C) -> bool {
+    let as_dict = dict(vec![(a.clone(), C::Null), (b.clone(), C::Null)]);
+    let dict_dup = match open(file_with_root(as_dict).0) {
+        Ok(_) => false,
+        Err(ReadError::Schema { what, path, .. }) if what.starts_with("duplicate dict key") => {
+            assert_eq!(path, "root.dict[1]");
+            true
+        }
+        Err(e) => panic!("{a:?}, {b:?}: {e:?}"),
+    };
+    let as_set = C::wrap("set", C::A(vec![a.clone(), b.clone()]));
+    let set_dup = match open(file_with_root(as_set).0) {
+        Ok(_) => false,
+        Err(ReadError::Schema { what, .. }) if what.starts_with("duplicate set element") => true,
+        Err(e) => panic!("{a:?}, {b:?}: {e:?}"),
+    };
+    assert_eq!(dict_dup, set_dup, "{a:?}, {b:?}");
+    dict_dup
+}
+
+#[test]
+fn keys_equal_in_python_are_duplicates() {
+    // Spec §3.3: Python merges keys that compare equal, so a file must not hold two.
+    let complex = |re: f64, im: f64| C::wrap("complex", C::A(vec![C::F(re), C::F(im)]));
+    let tuple = |items: Vec<C>| C::wrap("tuple", C::A(items));
+    let frozenset = |items: Vec<C>| C::wrap("frozenset", C::A(items));
+    let one = [
+        C::U(1),
+        C::F(1.0),
+        C::Bool(true),
+        complex(1.0, 0.0),
+        complex(1.0, -0.0),
+        numpy_scalar("bool", &[1]),
+        numpy_scalar("int64", &1i64.to_le_bytes()),
+        numpy_scalar("float16", &[0x00, 0x3c]),
+        numpy_scalar(
+            "complex64",
+            &[1f32.to_le_bytes(), 0f32.to_le_bytes()].concat(),
+        ),
+    ];
+    for (i, a) in one.iter().enumerate() {
+        for b in &one[i + 1..] {
+            assert!(duplicates(a, b), "{a:?} and {b:?} are both 1");
+        }
+    }
+    let zero = [
+        C::U(0),
+        C::F(0.0),
+        C::F(-0.0),
+        C::Bool(false),
+        complex(-0.0, 0.0),
+    ];
+    for (i, a) in zero.iter().enumerate() {
+        for b in &zero[i + 1..] {
+            assert!(duplicates(a, b), "{a:?} and {b:?} are both 0");
+        }
+    }
+    // A float with a huge integral value equals that integer exactly: int(1e300), 125 bytes.
+    let mut int_1e300 = hex::decode("17e43c8800759c").unwrap();
+    int_1e300.resize(125, 0);
+    let big = C::Tag(2, Box::new(C::B(int_1e300.clone())));
+    assert!(duplicates(&C::F(1e300), &big));
+    int_1e300[124] = 1;
+    assert!(!duplicates(
+        &C::F(1e300),
+        &C::Tag(2, Box::new(C::B(int_1e300)))
+    ));
+    assert!(duplicates(&C::F(-(2f64.powi(64))), &C::N(u64::MAX)));
+    // Containers: tuples element-wise, torch.Size as a tuple, frozensets in any order.
+    assert!(duplicates(
+        &tuple(vec![C::U(1), t("a")]),
+        &tuple(vec![C::F(1.0), t("a")])
+    ));
+    assert!(!duplicates(
+        &tuple(vec![C::U(1), C::U(2)]),
+        &tuple(vec![C::U(2), C::U(1)])
+    ));
+    let size = C::wrap(
+        "typed",
+        C::map(vec![
+            ("type", t("torch.Size")),
+            ("value", tuple(vec![C::U(2), C::U(3)])),
+        ]),
+    );
+    assert!(duplicates(&size, &tuple(vec![C::U(2), C::F(3.0)])));
+    assert!(duplicates(
+        &frozenset(vec![C::U(1), t("x")]),
+        &frozenset(vec![t("x"), C::Bool(true)])
+    ));
+    assert!(!duplicates(
+        &frozenset(vec![C::U(1)]),
+        &tuple(vec![C::U(1)])
+    ));
+    // Unequal values, and text never equals bytes.
+    for (a, b) in [
+        (C::F(0.5), C::U(0)),
+        (C::U(1), C::U(2)),
+        (t("1"), C::U(1)),
+        (t("a"), C::B(b"a".to_vec())),
+        (C::Null, C::U(0)),
+        (complex(1.0, 1.0), C::F(1.0)),
+        (numpy_scalar("float32", &0.1f32.to_le_bytes()), C::F(0.1)),
+        (C::F(f64::INFINITY), C::F(f64::NEG_INFINITY)),
+    ] {
+        assert!(!duplicates(&a, &b), "{a:?} and {b:?} differ");
+    }
+    // NaN equals nothing: NaNs are duplicates only when their encodings are identical.
+    let other_nan = C::F(f64::from_bits(0x7ff8_0000_0000_0001));
+    assert!(!duplicates(&C::F(f64::NAN), &other_nan));
+    assert!(!duplicates(&C::F(f64::NAN), &complex(f64::NAN, 0.0)));
+    assert!(duplicates(&C::F(f64::NAN), &C::F(f64::NAN)));
+    assert!(duplicates(&complex(f64::NAN, 0.0), &complex(f64::NAN, 0.0)));
 }
 
 #[test]
@@ -724,6 +865,16 @@ fn the_extension_area_is_ignored_but_must_hold_canonical_text_keyed_maps() {
         C::Raw(vec![0x18, 0x01]),
     )])));
     assert!(matches!(err, ReadError::Cbor { .. }), "{err:?}");
+    // A signalling binary16 NaN: as long as its canonical (quiet) form, but not it. Bytes in
+    // ext are kept verbatim, so only the head check catches it.
+    let err = open_err(with_ext(C::map(vec![(
+        "org.example.a",
+        C::Raw(vec![0xf9, 0xfc, 0x01]),
+    )])));
+    assert!(
+        matches!(&err, ReadError::Cbor { what, .. } if what.contains("shortest")),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -843,12 +994,13 @@ fn item_counts_signature_counts_and_bignum_sizes_have_limits() {
 
 #[test]
 fn cbor_depth_bombs_are_bounded() {
+    // In the tree, nesting is bounded by max_tree_depth first: the manifest map holds the root
+    // list at depth 1, and the list at depth 129 is refused at its first child.
     let mut bomb = vec![0x81; 100_000];
     bomb.push(0xf6);
     let (file, at) = file_with_root(C::Raw(bomb));
-    // The manifest map is level 1; the n-th nested array is level n + 1; level 401 is refused.
-    assert_limit(open_err(file), "max_cbor_depth", 400, at + 399);
-    // Wrapped nodes nest maps and arrays alternately.
+    assert_limit(open_err(file), "max_tree_depth", 128, at + 128);
+    // Wrapped nodes nest maps and arrays alternately: still one tree level per tuple.
     let mut bomb = Vec::new();
     for _ in 0..50_000 {
         bomb.extend(head(5, 1));
@@ -860,10 +1012,29 @@ fn cbor_depth_bombs_are_bounded() {
     assert!(matches!(
         open_err(file),
         ReadError::LimitExceeded {
-            what: "max_cbor_depth",
+            what: "max_tree_depth",
             ..
         }
     ));
+    // In the extension area, which holds any CBOR, by max_cbor_depth = 5 × max_tree_depth: the
+    // manifest map is level 1, ext level 2, and the n-th nested array level n + 2.
+    let C::M(mut top) = manifest(C::Null, vec![], &[]) else {
+        unreachable!()
+    };
+    let mut bomb = vec![0x81; 100_000];
+    bomb.push(0xf6);
+    top.insert(
+        0,
+        (t("ext"), C::map(vec![("org.example.deep", C::Raw(bomb))])),
+    );
+    let m = C::M(top).enc();
+    let at = 64 + find(&m, &t("org.example.deep").enc()) + 17;
+    assert_limit(
+        open_err(assemble(&header(), &m, &signature_block(&[]))),
+        "max_cbor_depth",
+        640,
+        at + 638,
+    );
 }
 
 fn nested_lists(levels: usize, inner: C) -> C {
@@ -1047,8 +1218,7 @@ fn limits_raised_to_their_maximum_do_not_overflow() {
         max_signatures: usize::MAX,
         max_metadata_entries: usize::MAX,
         max_file_length: u64::MAX,
-        // The CBOR decoder recurses once per level: this one stays a real bound.
-        ..Limits::default()
+        max_logical_length: u64::MAX,
     };
     let (file, _) = small_file(&[&signing_key(1), &signing_key(2)]);
     Checkpoint::from_vec(file, &limits).unwrap();
@@ -1056,4 +1226,32 @@ fn limits_raised_to_their_maximum_do_not_overflow() {
     for name in ["all-kinds.tseal", "zstd.tseal"] {
         Checkpoint::open(&vectors.join(name), &limits).unwrap();
     }
+    // Nesting bombs under those limits: errors, not stack overflows, on this ordinary test
+    // thread. The tree depth stops at its hard maximum, the CBOR nesting at five times that.
+    let hard = MAX_TREE_DEPTH_HARD as u64;
+    let mut bomb = vec![0x81; 1_000_000];
+    bomb.push(0xf6);
+    let (file, at) = file_with_root(C::Raw(bomb.clone()));
+    assert_limit(
+        Checkpoint::from_vec(file, &limits).unwrap_err(),
+        "max_tree_depth",
+        hard,
+        at + hard as usize,
+    );
+    let C::M(mut top) = manifest(C::Null, vec![], &[]) else {
+        unreachable!()
+    };
+    top.insert(
+        0,
+        (t("ext"), C::map(vec![("org.example.deep", C::Raw(bomb))])),
+    );
+    let m = C::M(top).enc();
+    let at = 64 + find(&m, &t("org.example.deep").enc()) + 17;
+    let err = Checkpoint::from_vec(assemble(&header(), &m, &signature_block(&[])), &limits);
+    assert_limit(
+        err.unwrap_err(),
+        "max_cbor_depth",
+        5 * hard,
+        at + 5 * hard as usize - 2,
+    );
 }

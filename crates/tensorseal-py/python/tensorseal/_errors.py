@@ -22,7 +22,13 @@ class VerificationError(Error):
 
 class InvalidInputError(Error, ValueError):
     """An argument cannot be used: the file is missing, unreadable or not a file, a key cannot be
-    read or parsed, an option is invalid."""
+    read or parsed, an option is invalid. From :func:`convert` and :func:`scan` also: a
+    malformed or unsupported input (the CLI's exit 1), with ``kind`` ``io``, ``invalid`` or
+    ``unsupported`` (``None`` elsewhere)."""
+
+    def __init__(self, message, kind=None):
+        super().__init__(message)
+        self.kind = kind
 
 
 class UnsupportedError(Error, TypeError):
@@ -30,3 +36,40 @@ class UnsupportedError(Error, TypeError):
     names where it is in the object), or loading a valid file into an environment that lacks
     something it needs (e.g. ``framework="numpy"`` for a bfloat16 tensor without ``ml_dtypes``).
     """
+
+
+class RefusedError(Error):
+    """:func:`convert` refused the content of a pickle (the CLI's exit 4): see
+    :class:`UnsafeError` and :class:`UnknownObjectError`. ``member`` is the pickle (e.g.
+    ``archive/data.pkl``), ``findings`` each refused global or call with its byte offset and
+    reason, ``kind`` ``unsafe`` or ``unknown_objects``."""
+
+    def __init__(self, message, kind=None, member=None, findings=()):
+        super().__init__(message)
+        self.kind = kind
+        self.member = member
+        self.findings = list(findings)
+
+
+class UnsafeError(RefusedError):
+    """The file names code-execution or I/O primitives (``os.system``, ``builtins.eval``, ...).
+    Always refused, whatever ``allow_objects`` says."""
+
+
+class UnknownObjectError(RefusedError):
+    """The file holds instances of classes the converter does not know. Refused unless
+    ``allow_objects=True``, which keeps them as inert :class:`Object` records."""
+
+
+class SandboxError(Error, RuntimeError):
+    """``sandbox="required"`` and the OS sandbox (Landlock and seccomp) cannot be fully applied
+    on this system (the CLI's ``--require-sandbox``, exit 1). ``kind`` is ``sandbox``."""
+
+    def __init__(self, message, kind="sandbox"):
+        super().__init__(message)
+        self.kind = kind
+
+
+class SandboxWarning(UserWarning):
+    """The OS sandbox was applied only in part (``sandbox="best-effort"`` on a kernel without
+    Landlock or seccomp): the message says what is missing."""

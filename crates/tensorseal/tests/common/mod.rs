@@ -453,3 +453,181 @@ pub fn small_parts() -> (Vec<u8>, C) {
     );
     (blobs.bytes, m)
 }
+
+// ---------------------------------------------------------------------------------------------
+// Python equality of keys (spec §3.3), written from the spec: numbers as exact binary fractions,
+// compared pairwise, independently of the crate's key identities.
+
+use tensorseal::{DType, Node, Typed};
+
+/// An exact real value: NaN, an infinity, or `(-1)^negative × odd × 2^exp` with `odd` an odd
+/// big-endian magnitude without leading zeros (zero is `odd` empty, positive, `exp` 0).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Real {
+    NaN,
+    Inf(bool),
+    Exact {
+        negative: bool,
+        odd: Vec<u8>,
+        exp: i64,
+    },
+}
+
+impl Real {
+    /// `(-1)^negative × magnitude × 2^exp`, normalised.
+    pub fn exact(negative: bool, magnitude: &[u8], exp: i64) -> Real {
+        let mut m: Vec<u8> = magnitude.iter().copied().skip_while(|&b| b == 0).collect();
+        if m.is_empty() {
+            return Real::Exact {
+                negative: false,
+                odd: m,
+                exp: 0,
+            };
+        }
+        let mut exp = exp;
+        // Divide by two while even: shift the big-endian bytes right by one bit.
+        while m.last().is_some_and(|b| b & 1 == 0) {
+            let mut carry = 0u8;
+            for b in m.iter_mut() {
+                let next = *b & 1;
+                *b = (*b >> 1) | (carry << 7);
+                carry = next;
+            }
+            if m[0] == 0 {
+                m.remove(0);
+            }
+            exp += 1;
+        }
+        Real::Exact {
+            negative,
+            odd: m,
+            exp,
+        }
+    }
+
+    /// An IEEE 754 binary value with `e` exponent bits and `f` fraction bits.
+    pub fn ieee(bits: u64, e: u32, f: u32) -> Real {
+        let negative = bits >> (e + f) & 1 == 1;
+        let exponent = (bits >> f) & ((1 << e) - 1);
+        let fraction = bits & ((1 << f) - 1);
+        let bias = (1i64 << (e - 1)) - 1;
+        if exponent == (1 << e) - 1 {
+            return if fraction == 0 {
+                Real::Inf(negative)
+            } else {
+                Real::NaN
+            };
+        }
+        let (mantissa, exp) = if exponent == 0 {
+            (fraction, 1 - bias - i64::from(f))
+        } else {
+            (fraction | 1 << f, exponent as i64 - bias - i64::from(f))
+        };
+        Real::exact(negative, &mantissa.to_be_bytes(), exp)
+    }
+}
+
+/// A number: its real and imaginary parts.
+fn number(n: &Node) -> Option<(Real, Real)> {
+    let zero = Real::exact(false, &[], 0);
+    let int =
+        |negative: bool, magnitude: &[u8]| (Real::exact(negative, magnitude, 0), zero.clone());
+    let f64_of = |b: &[u8]| Real::ieee(u64::from_le_bytes(b[..8].try_into().unwrap()), 11, 52);
+    let f32_of = |b: &[u8]| {
+        Real::ieee(
+            u64::from(u32::from_le_bytes(b[..4].try_into().unwrap())),
+            8,
+            23,
+        )
+    };
+    Some(match n {
+        Node::Bool(b) => int(false, &[u8::from(*b)]),
+        Node::Int(i) => {
+            let (negative, magnitude) = i.to_sign_magnitude();
+            int(negative, &magnitude)
+        }
+        Node::Float(f) => (Real::ieee(f.to_bits(), 11, 52), zero),
+        Node::Complex(re, im) => (
+            Real::ieee(re.to_bits(), 11, 52),
+            Real::ieee(im.to_bits(), 11, 52),
+        ),
+        Node::Typed(t) => match &**t {
+            Typed::NumpyScalar { dtype, bytes: b } => match dtype {
+                DType::Bool => int(false, &[u8::from(b[0] != 0)]),
+                DType::U8 | DType::U16 | DType::U32 | DType::U64 => {
+                    let be: Vec<u8> = b.iter().rev().copied().collect();
+                    int(false, &be)
+                }
+                DType::I8 | DType::I16 | DType::I32 | DType::I64 => {
+                    let mut v = [if b[b.len() - 1] & 0x80 != 0 { 0xff } else { 0 }; 8];
+                    v[..b.len()].copy_from_slice(b);
+                    let v = i64::from_le_bytes(v);
+                    int(v < 0, &v.unsigned_abs().to_be_bytes())
+                }
+                DType::F16 => (
+                    Real::ieee(u64::from(u16::from_le_bytes([b[0], b[1]])), 5, 10),
+                    zero,
+                ),
+                DType::F32 => (f32_of(b), zero),
+                DType::F64 => (f64_of(b), zero),
+                DType::C64 => (f32_of(b), f32_of(&b[4..])),
+                DType::C128 => (f64_of(b), f64_of(&b[8..])),
+                _ => return None,
+            },
+            _ => return None,
+        },
+        _ => return None,
+    })
+}
+
+/// Whether Python's `==` holds between two keys (spec §3.3), without the rule that identical
+/// encodings are always equal: see [`duplicate_keys`].
+pub fn python_equal(a: &Node, b: &Node) -> bool {
+    if let (Some((ar, ai)), Some((br, bi))) = (number(a), number(b)) {
+        // NaN equals nothing.
+        return ar != Real::NaN && ai != Real::NaN && ar == br && ai == bi;
+    }
+    // torch.Size is a tuple subclass: it compares as the tuple of its ints.
+    let as_tuple = |n: &Node| -> Option<Vec<Node>> {
+        match n {
+            Node::Tuple(items) => Some(items.clone()),
+            Node::Typed(t) => match &**t {
+                Typed::TorchSize(dims) => Some(dims.iter().map(|&d| Node::Int(d.into())).collect()),
+                _ => None,
+            },
+            _ => None,
+        }
+    };
+    match (a, b) {
+        (Node::None, Node::None) => true,
+        (Node::Str(x), Node::Str(y)) => x == y,
+        (Node::Bytes(x), Node::Bytes(y)) => x == y,
+        (Node::FrozenSet(x), Node::FrozenSet(y)) => {
+            x.len() == y.len() && x.iter().all(|e| y.iter().any(|f| duplicate_keys(e, f)))
+        }
+        (Node::Typed(x), Node::Typed(y)) => match (&**x, &**y) {
+            (Typed::Slice(p), Typed::Slice(q)) => {
+                p.iter().zip(q.iter()).all(|(e, f)| duplicate_keys(e, f))
+            }
+            _ => match (as_tuple(a), as_tuple(b)) {
+                (Some(x), Some(y)) => tuples_equal(&x, &y),
+                _ => false,
+            },
+        },
+        _ => match (as_tuple(a), as_tuple(b)) {
+            (Some(x), Some(y)) => tuples_equal(&x, &y),
+            _ => false,
+        },
+    }
+}
+
+fn tuples_equal(x: &[Node], y: &[Node]) -> bool {
+    x.len() == y.len() && x.iter().zip(y).all(|(e, f)| duplicate_keys(e, f))
+}
+
+/// Whether two keys of one dict (or elements of one set) are duplicates (spec §3.3): identical
+/// encodings (`==` on nodes is bitwise), or equal in Python. Containers compare their elements
+/// the same way, as Python compares identical objects as equal first.
+pub fn duplicate_keys(a: &Node, b: &Node) -> bool {
+    a == b || python_equal(a, b)
+}

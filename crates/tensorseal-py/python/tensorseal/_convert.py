@@ -1,0 +1,139 @@
+"""``convert``: a legacy checkpoint in, a tensorseal file out, nothing executed; as
+``tensorseal convert`` does it."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import re
+import warnings
+
+from . import _convert_child, _native
+from ._api import _keys, _path
+from ._errors import InvalidInputError, SandboxWarning
+
+SANDBOX_MODES = ("best-effort", "required", "off")
+_COMPRESS = re.compile(r"zstd(?:[:=](\d+))?")
+
+
+def sandbox_arg(sandbox):
+    if sandbox not in SANDBOX_MODES:
+        raise InvalidInputError(
+            f"sandbox must be 'best-effort', 'required' or 'off', not {sandbox!r}")
+    return sandbox
+
+
+@dataclasses.dataclass(frozen=True)
+class SandboxReport:
+    """What the OS sandbox enforced during a conversion."""
+
+    mode: str  # best-effort, required or off
+    fully_enforced: bool  # Landlock and seccomp both in force on every thread
+    seccomp: bool
+    landlock: str  # "Enforced { abi: N }", "Partial { abi: N }", "NotApplied { reason: ... }"
+    landlock_all_threads: bool
+    no_new_privs: bool
+    threads: int  # threads of the (child) process at lock-down
+    warnings: list  # what could not be applied, one line each
+    child_process: bool  # whether the conversion ran in a child process (sandbox != "off")
+
+    def to_dict(self) -> dict:
+        """The ``sandbox`` member of ``tensorseal convert --json``."""
+        return {"fully_enforced": self.fully_enforced, "seccomp": self.seccomp,
+                "landlock": self.landlock, "warnings": list(self.warnings)}
+
+
+@dataclasses.dataclass(frozen=True)
+class ConvertReport:
+    """What :func:`convert` wrote."""
+
+    input: str
+    output: str
+    source_format: str  # torch-zip, torch-legacy, pickle, npy, npz, safetensors, hf-index
+    source_sha256: str  # of the input file (the index file of a sharded checkpoint)
+    manifest_sha256: str
+    file_length: int
+    tensors: int
+    blobs: int
+    bytes: int  # tensor bytes written, before compression
+    shared: int  # tensors that reuse another's blob (tied weights)
+    signed_by: list  # key ids
+    inert_objects: list  # unknown classes kept as inert records (allow_objects=True)
+    notes: list
+    sandbox: SandboxReport
+
+    def to_dict(self) -> dict:
+        """The JSON object ``tensorseal convert --json`` prints for this conversion."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["sandbox"] = self.sandbox.to_dict()
+        d.update(ok=True, exit_code=0, error=None)
+        return d
+
+
+def _compress_level(compress):
+    if compress is None:
+        return None
+    m = _COMPRESS.fullmatch(compress) if isinstance(compress, str) else None
+    level = int(m.group(1)) if m and m.group(1) is not None else 1
+    if m is None or not 1 <= level <= 22:
+        raise InvalidInputError(
+            f"compress must be None, 'zstd' or 'zstd:LEVEL' with LEVEL in 1..22, not {compress!r}")
+    return level
+
+
+def convert(src, dst, sign_with=None, compress=None, allow_objects=False, metadata=None,
+            sandbox="best-effort") -> ConvertReport:
+    """Converts a legacy checkpoint to a signed tensorseal file, as ``tensorseal convert``.
+
+    ``src`` is a torch checkpoint (zip or legacy format), a plain pickle of numpy arrays and
+    Python values, a numpy ``.npy`` / ``.npz``, a safetensors file, or the ``*.index.json`` of a
+    Hugging Face sharded checkpoint; the format is recognised from the content, never from the
+    name. Pickles are interpreted as data by tensorseal's own pickle machine: nothing in the
+    file is imported or called. ``dst`` is written atomically (temporary file, fsync, rename):
+    a refused or failed conversion creates nothing and leaves an existing ``dst`` untouched.
+    Same input and options give a byte-identical file.
+
+    ``sign_with``: private key(s) (PKCS#8 PEM path or bytes). ``compress``: ``None``,
+    ``"zstd"`` or ``"zstd:LEVEL"`` (1-22). ``metadata``: extra signed ``str -> str`` entries;
+    ``producer``, ``source_format`` and ``source_sha256`` are set by the converter.
+    ``allow_objects=True`` keeps instances of unknown classes as inert records instead of
+    refusing the file.
+
+    ``sandbox``: ``"best-effort"`` (default) and ``"required"`` run the conversion in a fresh
+    child process that locks itself down (seccomp: no exec, no new sockets, no ptrace, ...;
+    Landlock: read only the inputs, write only the output's directory) before parsing a byte;
+    the calling process is never restricted. Best effort warns (:class:`SandboxWarning`) about
+    what the kernel cannot enforce; ``"required"`` raises :class:`SandboxError` instead.
+    ``"off"`` converts in this process, unsandboxed (the converter still executes nothing).
+
+    Raises :class:`UnsafeError` (code-execution content; always) or
+    :class:`UnknownObjectError` (unknown classes without ``allow_objects``), both
+    :class:`RefusedError` (the CLI's exit 4); :class:`InvalidInputError` for malformed or
+    unsupported input and I/O errors (exit 1; ``kind`` says which). Messages are the CLI's.
+    """
+    src_path, dst_path = _path(src, "src"), _path(dst, "dst")
+    level = _compress_level(compress)
+    if not isinstance(allow_objects, bool):
+        raise InvalidInputError(f"allow_objects must be a bool, not {allow_objects!r}")
+    meta = {}
+    for k, v in (metadata or {}).items():
+        if type(k) is not str or type(v) is not str:
+            raise InvalidInputError(f"metadata must map str to str, got {k!r}: {v!r}")
+        meta[k] = v
+    sandbox = sandbox_arg(sandbox)
+    signers = _keys(sign_with, "sign_with")
+    if sandbox == "off":
+        report = _native.convert(src_path, dst_path, signers, level, allow_objects, meta, "off")
+    else:
+        report = _convert_child.run({
+            "op": "convert", "src": src_path, "dst": dst_path,
+            "signers": [(label, base64.b64encode(key).decode()) for label, key in signers],
+            "level": level, "allow_objects": allow_objects, "metadata": meta,
+            "sandbox": sandbox}, output=dst_path)
+    r = json.loads(report)
+    for w in r["sandbox"]["warnings"]:
+        warnings.warn(f"sandbox: {w}", SandboxWarning, stacklevel=2)
+    return ConvertReport(
+        input=src_path, output=dst_path,
+        sandbox=SandboxReport(child_process=sandbox != "off", **r.pop("sandbox")), **r)

@@ -1,0 +1,240 @@
+//! Converting and scanning legacy checkpoints: `convert` and `scan`, the converter crate's
+//! functions with the GIL released.
+//!
+//! Each returns its report as a JSON string with the members `tensorseal convert --json` and
+//! `tensorseal scan --json` print (less the ones the caller knows: input, output, exit code), so
+//! the child process that runs a sandboxed conversion (`python/tensorseal/_convert_child.py`)
+//! hands it to its parent unchanged, and the in-process path parses the same text.
+//!
+//! Errors become the exception classes of `tensorseal._errors` by the rule the CLI uses for exit
+//! codes: unsafe and unknown content (exit 4) are `UnsafeError` / `UnknownObjectError`, the
+//! sandbox `SandboxError`, everything else (exit 1) `InvalidInputError`; each carries the kind
+//! `--json` prints and the CLI's message (`INPUT: what is wrong`).
+
+use crate::errors;
+use crate::keys;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tensorseal::Compression;
+use tensorseal_convert::{ConvertError, ConvertOptions, SandboxMode, SandboxReport};
+use tensorseal_pickle::FindingKind;
+
+/// The sandbox mode named by the Python argument. A mode that locks the process down is only
+/// accepted with `lock_down_this_process`: the lock-down is irreversible and process-wide, so
+/// only the dedicated child process asks for it.
+fn sandbox_mode(py: Python<'_>, name: &str, lock_down_this_process: bool) -> PyResult<SandboxMode> {
+    let mode = match name {
+        "off" => return Ok(SandboxMode::Disabled),
+        "best-effort" => SandboxMode::BestEffort,
+        "required" => SandboxMode::Required,
+        other => {
+            return Err(errors::invalid(
+                py,
+                format!("sandbox must be 'best-effort', 'required' or 'off', not {other:?}"),
+            ));
+        }
+    };
+    if !lock_down_this_process {
+        return Err(errors::invalid(
+            py,
+            format!(
+                "sandbox={name:?} would lock down this process for good; it runs in a child \
+                 process (tensorseal.convert does that), or pass sandbox='off'"
+            ),
+        ));
+    }
+    Ok(mode)
+}
+
+fn mode_name(mode: SandboxMode) -> &'static str {
+    match mode {
+        SandboxMode::BestEffort => "best-effort",
+        SandboxMode::Required => "required",
+        SandboxMode::Disabled => "off",
+    }
+}
+
+/// Raises `tensorseal._errors.<class>(message, kind=kind, **refusal)`, where `refusal` is the
+/// member and findings of a refused pickle.
+fn raise(
+    py: Python<'_>,
+    class: &str,
+    message: String,
+    kind: &str,
+    refusal: Option<(&str, &[String])>,
+) -> PyErr {
+    let made = (|| -> PyResult<PyErr> {
+        let cls = py.import("tensorseal._errors")?.getattr(class)?;
+        let kw = PyDict::new(py);
+        kw.set_item("kind", kind)?;
+        if let Some((member, findings)) = refusal {
+            kw.set_item("member", member)?;
+            kw.set_item("findings", findings)?;
+        }
+        Ok(PyErr::from_value(cls.call((message,), Some(&kw))?))
+    })();
+    made.unwrap_or_else(|e| e)
+}
+
+/// The exception of a conversion or scan error about `input`, with the CLI's message and kind.
+fn convert_error(py: Python<'_>, input: &Path, e: &ConvertError) -> PyErr {
+    let message = format!("{}: {}", input.display(), errors::chain(e));
+    match e {
+        ConvertError::Unsafe { member, findings } => raise(
+            py,
+            "UnsafeError",
+            message,
+            "unsafe",
+            Some((member, findings)),
+        ),
+        ConvertError::UnknownObjects { member, findings } => raise(
+            py,
+            "UnknownObjectError",
+            message,
+            "unknown_objects",
+            Some((member, findings)),
+        ),
+        ConvertError::Sandbox(_) => raise(py, "SandboxError", message, "sandbox", None),
+        ConvertError::Io { .. } => raise(py, "InvalidInputError", message, "io", None),
+        ConvertError::Unsupported { .. } => {
+            raise(py, "InvalidInputError", message, "unsupported", None)
+        }
+        _ => raise(py, "InvalidInputError", message, "invalid", None),
+    }
+}
+
+fn sandbox_json(mode: SandboxMode, report: &SandboxReport) -> Value {
+    json!({
+        "mode": mode_name(mode),
+        "fully_enforced": report.fully_enforced(),
+        "seccomp": report.seccomp,
+        "landlock": format!("{:?}", report.landlock),
+        "landlock_all_threads": report.landlock_all_threads,
+        "no_new_privs": report.no_new_privs,
+        "threads": report.threads,
+        "warnings": report.warnings,
+    })
+}
+
+/// Converts `input` to a tensorseal file at `output`, as `tensorseal convert` does, and returns
+/// the report as JSON. `signers` are `(label, PKCS#8 PEM)`; `level` is the zstd level or
+/// `None`; `sandbox` is `"off"`, or `"best-effort"` / `"required"` together with
+/// `lock_down_this_process=True` (the child process only).
+#[pyfunction]
+#[pyo3(signature = (input, output, signers, level, allow_objects, metadata, sandbox,
+                    lock_down_this_process=false))]
+#[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments one to one
+pub(crate) fn convert(
+    py: Python<'_>,
+    input: PathBuf,
+    output: PathBuf,
+    signers: Vec<(String, Vec<u8>)>,
+    level: Option<i32>,
+    allow_objects: bool,
+    metadata: BTreeMap<String, String>,
+    sandbox: &str,
+    lock_down_this_process: bool,
+) -> PyResult<String> {
+    let mode = sandbox_mode(py, sandbox, lock_down_this_process)?;
+    let keys = keys::secret_keys(py, &signers)?;
+    let options = ConvertOptions {
+        allow_objects,
+        compression: level.map_or(Compression::None, |level| Compression::Zstd { level }),
+        signers: keys.iter().collect(),
+        metadata,
+        sandbox: mode,
+        ..ConvertOptions::default()
+    };
+    let result = py.detach(|| tensorseal_convert::convert(&input, &output, &options));
+    let report = result.map_err(|e| convert_error(py, &input, &e))?;
+    let v = json!({
+        "source_format": report.source_format,
+        "source_sha256": report.source_sha256,
+        "manifest_sha256": hex::encode(report.output.manifest_sha256),
+        "file_length": report.output.length,
+        "tensors": report.stats.tensors,
+        "blobs": report.stats.blobs,
+        "bytes": report.stats.bytes,
+        "shared": report.stats.shared,
+        "signed_by": keys.iter().map(|k| k.public_key().key_id()).collect::<Vec<_>>(),
+        "inert_objects": report.inert_objects,
+        "notes": report.notes,
+        "sandbox": sandbox_json(mode, &report.sandbox),
+    });
+    Ok(v.to_string())
+}
+
+fn finding_what(kind: &FindingKind) -> &'static str {
+    match kind {
+        FindingKind::Global(_) => "global",
+        FindingKind::Call(_) => "call",
+        FindingKind::Build(_) => "build",
+        FindingKind::CallOnValue => "call on a value",
+        FindingKind::Construct => "construct",
+        _ => "other",
+    }
+}
+
+fn finding_global(kind: &FindingKind) -> Option<String> {
+    match kind {
+        FindingKind::Global(g) | FindingKind::Call(g) | FindingKind::Build(g) => {
+            Some(g.to_string())
+        }
+        _ => None,
+    }
+}
+
+/// Scans `input` as `tensorseal scan` does and returns the report as JSON: `format`,
+/// `verdict`, `problem` and `members` with every finding. `sandbox` as for [`convert`].
+#[pyfunction]
+#[pyo3(signature = (input, sandbox, lock_down_this_process=false))]
+pub(crate) fn scan(
+    py: Python<'_>,
+    input: PathBuf,
+    sandbox: &str,
+    lock_down_this_process: bool,
+) -> PyResult<String> {
+    let mode = sandbox_mode(py, sandbox, lock_down_this_process)?;
+    let result = py.detach(|| {
+        tensorseal_convert::scan(
+            &input,
+            &tensorseal_convert::Limits::default(),
+            &tensorseal_pickle::Limits::default(),
+            mode,
+        )
+    });
+    let outcome = result.map_err(|e| convert_error(py, &input, &e))?;
+    let members: Vec<Value> = outcome
+        .members
+        .iter()
+        .map(|m| {
+            json!({
+                "member": m.member,
+                "status": m.report.status().to_string(),
+                "protocol": m.report.protocol(),
+                "opcodes": m.report.opcodes(),
+                "error": m.report.error().map(|e| e.to_string()),
+                "findings_dropped": m.report.findings_dropped(),
+                "findings": m.report.findings().iter().map(|f| json!({
+                    "offset": f.offset,
+                    "opcode": f.opcode.to_string(),
+                    "what": finding_what(&f.kind),
+                    "global": finding_global(&f.kind),
+                    "verdict": f.verdict.to_string(),
+                    "reason": f.reason,
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let v = json!({
+        "format": outcome.format,
+        "verdict": outcome.verdict().name(),
+        "problem": outcome.problem,
+        "members": members,
+        "sandbox": mode_name(mode),
+    });
+    Ok(v.to_string())
+}
