@@ -14,7 +14,10 @@ use crate::pickle_tree::{BlobSink, TreeStats};
 use crate::safetensors_in::SafetensorsFile;
 use crate::sandbox::{SandboxMode, SandboxPolicy, SandboxReport};
 use crate::torch::{self, PickleContext, PickleOutcome};
-use crate::{ByteOrder, Format, TorchZip, ZipArchive, ZipKind, detect, zip_kind};
+use crate::{
+    ByteOrder, DeferredCrcs, Format, TorchZip, ZipArchive, ZipError, ZipKind, detect, zip_kind,
+};
+use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tensorseal::{
@@ -97,17 +100,61 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ConvertError + '_ {
     }
 }
 
-/// Writes blobs through the [`Writer`], enforcing the output budget and reporting progress.
-struct WriterSink<'w, 'o> {
-    writer: &'w mut Writer,
+/// Where converted blobs go: the output file's [`Writer`], or, when fuzzing, a store that only
+/// records their digests ([`crate::fuzz_support`]).
+pub(crate) trait BlobStore {
+    /// Stores one blob of contiguous bytes.
+    fn store_slice(&mut self, data: &[u8], dtype: DType) -> Result<BlobId, ConvertError>;
+    /// Stores one blob of `len` bytes materialized piece by piece.
+    fn store_view(
+        &mut self,
+        view: &mut View<'_>,
+        len: u64,
+        dtype: DType,
+    ) -> Result<BlobId, ConvertError>;
+}
+
+impl BlobStore for Writer {
+    fn store_slice(&mut self, data: &[u8], dtype: DType) -> Result<BlobId, ConvertError> {
+        Ok(self.write_blob(data, dtype)?)
+    }
+
+    fn store_view(
+        &mut self,
+        view: &mut View<'_>,
+        len: u64,
+        dtype: DType,
+    ) -> Result<BlobId, ConvertError> {
+        Ok(self.write_blob_from(view, len, dtype)?)
+    }
+}
+
+/// Hands blobs to a [`BlobStore`], enforcing the output budget and reporting progress.
+pub(crate) struct BudgetSink<'s, 'o> {
+    store: &'s mut dyn BlobStore,
     written: u64,
     budget: u64,
     input_len: u64,
-    total: u64,
     progress: Option<&'o (dyn Fn(u64, u64) + Sync)>,
 }
 
-impl WriterSink<'_, '_> {
+impl<'s, 'o> BudgetSink<'s, 'o> {
+    /// A sink allowing [`Limits::max_output_for`] the inputs' total size.
+    pub(crate) fn new(
+        store: &'s mut dyn BlobStore,
+        limits: &Limits,
+        input_len: u64,
+        progress: Option<&'o (dyn Fn(u64, u64) + Sync)>,
+    ) -> Self {
+        BudgetSink {
+            store,
+            written: 0,
+            budget: limits.max_output_for(input_len),
+            input_len,
+            progress,
+        }
+    }
+
     fn charge(&mut self, len: u64, what: &str) -> Result<(), ConvertError> {
         let after = self.written.saturating_add(len);
         if after > self.budget {
@@ -127,15 +174,15 @@ impl WriterSink<'_, '_> {
 
     fn done(&self) {
         if let Some(p) = self.progress {
-            p(self.written, self.total.max(self.written));
+            p(self.written, self.input_len.max(self.written));
         }
     }
 }
 
-impl BlobSink for WriterSink<'_, '_> {
+impl BlobSink for BudgetSink<'_, '_> {
     fn slice(&mut self, data: &[u8], dtype: DType, what: &str) -> Result<BlobId, ConvertError> {
         self.charge(data.len() as u64, what)?;
-        let id = self.writer.write_blob(data, dtype)?;
+        let id = self.store.store_slice(data, dtype)?;
         self.done();
         Ok(id)
     }
@@ -148,7 +195,7 @@ impl BlobSink for WriterSink<'_, '_> {
     ) -> Result<BlobId, ConvertError> {
         let len = view.byte_len();
         self.charge(len, what)?;
-        let id = self.writer.write_blob_from(view, len, dtype)?;
+        let id = self.store.store_view(view, len, dtype)?;
         self.done();
         Ok(id)
     }
@@ -236,75 +283,132 @@ pub fn convert(
     }
     let sandbox = policy.apply()?;
 
-    // 4. Hash the source while converting.
-    let mut notes = Vec::new();
-    let (converted, source_sha256) = std::thread::scope(|s| {
-        let hasher = s.spawn(|| hex::encode(tensorseal::sha256(&inputs.main)));
-        let converted = convert_format(
-            format,
-            &inputs,
-            input,
-            input_len,
-            options,
-            &mut writer,
-            &mut notes,
-        );
-        (converted, hasher.join().expect("hashing does not panic"))
-    });
-    let (root, source_format, stats, inert_objects) = converted?;
+    // 4. Convert, hashing the source on the way.
+    let source = Source {
+        bytes: &inputs.main,
+        name: input.file_name().map_or_else(
+            || input.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        ),
+        index: inputs.index.as_ref(),
+        shards: inputs.shards.iter().map(|s| &**s).collect(),
+    };
+    let mut sink = BudgetSink::new(&mut writer, &options.limits, input_len, options.progress);
+    let conversion = convert_source(format, &source, options, &mut sink)?;
 
     let mut metadata = options.metadata.clone();
     metadata.insert("producer".into(), PRODUCER.into());
-    metadata.insert("source_format".into(), source_format.into());
-    metadata.insert("source_sha256".into(), source_sha256.clone());
-    let written = writer.finish(root, metadata, &options.signers)?;
+    metadata.insert("source_format".into(), conversion.source_format.into());
+    metadata.insert("source_sha256".into(), conversion.source_sha256.clone());
+    let written = writer.finish(conversion.root, metadata, &options.signers)?;
     Ok(ConvertReport {
+        source_format: conversion.source_format,
+        source_sha256: conversion.source_sha256,
+        output: written,
+        stats: conversion.stats,
+        inert_objects: conversion.inert_objects,
+        sandbox,
+        notes: conversion.notes,
+    })
+}
+
+/// The input of a conversion, once mapped.
+pub(crate) struct Source<'s> {
+    /// The input file's bytes (the index file for a sharded checkpoint).
+    pub(crate) bytes: &'s [u8],
+    /// Its file name, for messages.
+    pub(crate) name: String,
+    /// The parsed index of a sharded checkpoint.
+    pub(crate) index: Option<&'s HfIndex>,
+    /// The shards' bytes, in the index's order.
+    pub(crate) shards: Vec<&'s [u8]>,
+}
+
+/// What [`convert_source`] produced.
+pub(crate) struct Conversion {
+    pub(crate) root: Node,
+    pub(crate) source_format: &'static str,
+    pub(crate) source_sha256: String,
+    pub(crate) stats: TreeStats,
+    pub(crate) inert_objects: Vec<String>,
+    pub(crate) notes: Vec<String>,
+}
+
+/// Converts a source whose format was detected, handing its tensors to `sink`, while another
+/// thread computes the source's SHA-256.
+///
+/// For a zip, the same pass over the input checks the CRC-32 of every stored member
+/// ([`ZipArchive::new_deferred`]) instead of a pass of its own before conversion could start (a
+/// second read of every byte, on the critical path). A mismatch is reported in preference to
+/// whatever the conversion found, as the zip reader would have reported it first: the outcome
+/// is the one of checking every CRC up front, as `scan` does.
+pub(crate) fn convert_source(
+    format: Format,
+    source: &Source<'_>,
+    options: &ConvertOptions<'_>,
+    sink: &mut dyn BlobSink,
+) -> Result<Conversion, ConvertError> {
+    let (zip, crcs) = match format {
+        Format::Zip => {
+            let (zip, crcs) = ZipArchive::new_deferred(source.bytes, &options.limits)?;
+            (Some(zip), Some(crcs))
+        }
+        _ => (None, None),
+    };
+    let mut notes = Vec::new();
+    let (converted, (source_sha256, crc_check)) = std::thread::scope(|s| {
+        let hasher = s.spawn(|| source_digest(source.bytes, crcs));
+        let converted = convert_format(format, zip, source, options, sink, &mut notes);
+        (converted, hasher.join().expect("hashing does not panic"))
+    });
+    crc_check?;
+    let (root, source_format, stats, inert_objects) = converted?;
+    Ok(Conversion {
+        root,
         source_format,
         source_sha256,
-        output: written,
         stats,
         inert_objects,
-        sandbox,
         notes,
     })
+}
+
+/// The hex SHA-256 of `bytes` and, for a zip, the check of its deferred CRCs, in one pass.
+fn source_digest(bytes: &[u8], crcs: Option<DeferredCrcs<'_>>) -> (String, Result<(), ZipError>) {
+    match crcs {
+        None => (hex::encode(tensorseal::sha256(bytes)), Ok(())),
+        Some(crcs) => {
+            let mut sha = Sha256::new();
+            let checked = crcs.check_reading(|piece| sha.update(piece));
+            (hex::encode(sha.finalize()), checked)
+        }
+    }
 }
 
 type Converted = (Node, &'static str, TreeStats, Vec<String>);
 
 fn convert_format(
     format: Format,
-    inputs: &Inputs,
-    input: &Path,
-    input_len: u64,
+    zip: Option<ZipArchive<'_>>,
+    source: &Source<'_>,
     options: &ConvertOptions<'_>,
-    writer: &mut Writer,
+    sink: &mut dyn BlobSink,
     notes: &mut Vec<String>,
 ) -> Result<Converted, ConvertError> {
-    let bytes: &[u8] = &inputs.main;
+    let bytes = source.bytes;
     let ctx = PickleContext {
         limits: &options.pickle_limits,
         allow_objects: options.allow_objects,
         max_tree_depth: options.format_limits.max_tree_depth,
         max_tree_nodes: (options.format_limits.max_cbor_items / 4) as u64,
     };
-    let mut sink = WriterSink {
-        writer,
-        written: 0,
-        budget: options.limits.max_output_for(input_len),
-        input_len,
-        total: input_len,
-        progress: options.progress,
-    };
-    let name = input.file_name().map_or_else(
-        || input.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
+    let name = source.name.clone();
     let pickled = |(root, outcome): (Node, PickleOutcome), format| {
         Ok((root, format, outcome.stats, outcome.inert))
     };
     match format {
         Format::Zip => {
-            let zip = ZipArchive::new(bytes, &options.limits)?;
+            let zip = zip.expect("convert_source parses zip inputs");
             if zip.crc_absent() {
                 notes.push("the archive has no CRC-32s (torch's set_crc32_options(False)); SHA-256 digests now cover the data".into());
             }
@@ -314,7 +418,7 @@ fn convert_format(
                     if tz.byte_order() == ByteOrder::Big {
                         notes.push("big-endian source: every element was byte-swapped to little-endian".into());
                     }
-                    pickled(torch::zip_tree(&tz, &ctx, &mut sink)?, "torch-zip")
+                    pickled(torch::zip_tree(&tz, &ctx, sink)?, "torch-zip")
                 }
                 ZipKind::TorchScript => Err(ConvertError::Unsupported {
                     member: name,
@@ -332,7 +436,7 @@ fn convert_format(
                     let mut items = Vec::with_capacity(npz.arrays().len());
                     let mut stats = TreeStats::default();
                     for (key, array) in npz.arrays() {
-                        items.push((Node::Str(key.clone()), npy_tensor(array, &mut sink, key, &mut stats)?));
+                        items.push((Node::Str(key.clone()), npy_tensor(array, sink, key, &mut stats)?));
                     }
                     Ok((Node::Dict(items), "npz", stats, Vec::new()))
                 }
@@ -347,16 +451,16 @@ fn convert_format(
                 _ => e.into(),
             })?;
             let mut stats = TreeStats::default();
-            let root = npy_tensor(&array, &mut sink, &name, &mut stats)?;
+            let root = npy_tensor(&array, sink, &name, &mut stats)?;
             Ok((root, "npy", stats, Vec::new()))
         }
         Format::Safetensors => {
             let file = SafetensorsFile::parse(bytes, &options.limits)?;
             let mut stats = TreeStats::default();
-            let root = Node::Dict(safetensors_items(&file, &mut sink, &mut stats)?);
+            let root = Node::Dict(safetensors_items(&file, sink, &mut stats)?);
             Ok((root, "safetensors", stats, Vec::new()))
         }
-        Format::TorchLegacy => pickled(torch::legacy_tree(bytes, &ctx, &mut sink)?, "torch-legacy"),
+        Format::TorchLegacy => pickled(torch::legacy_tree(bytes, &ctx, sink)?, "torch-legacy"),
         Format::Pickle { .. } => {
             // torch legacy files saved with another pickle protocol start with a pickle too: the
             // first value decides.
@@ -366,17 +470,14 @@ fn convert_format(
                 .as_ref()
                 .is_ok_and(|g| torch::is_legacy_magic(g) && g.end() < bytes.len())
             {
-                pickled(torch::legacy_tree(bytes, &ctx, &mut sink)?, "torch-legacy")
+                pickled(torch::legacy_tree(bytes, &ctx, sink)?, "torch-legacy")
             } else {
-                pickled(torch::pickle_tree(bytes, &name, &ctx, &mut sink)?, "pickle")
+                pickled(torch::pickle_tree(bytes, &name, &ctx, sink)?, "pickle")
             }
         }
         Format::HfIndex => {
-            let index = inputs
-                .index
-                .as_ref()
-                .expect("index parsed for HfIndex inputs");
-            hf_tree(index, &inputs.shards, &ctx, options, &mut sink)
+            let index = source.index.expect("index parsed for HfIndex inputs");
+            hf_tree(index, &source.shards, &ctx, options, sink)
                 .map(|(root, stats, inert)| (root, "hf-index", stats, inert))
         }
         Format::TorchTar => Err(
@@ -492,7 +593,7 @@ fn safetensors_items(
 /// providing exactly the names the index assigns it.
 fn hf_tree(
     index: &HfIndex,
-    shards: &[FileBytes],
+    shards: &[&[u8]],
     ctx: &PickleContext<'_>,
     options: &ConvertOptions<'_>,
     sink: &mut dyn BlobSink,
@@ -500,7 +601,7 @@ fn hf_tree(
     let mut by_name: BTreeMap<String, Node> = BTreeMap::new();
     let mut stats = TreeStats::default();
     let mut inert = Vec::new();
-    for (i, (shard, bytes)) in index.shards().iter().zip(shards).enumerate() {
+    for (i, (shard, &bytes)) in index.shards().iter().zip(shards).enumerate() {
         let mut names = Vec::new();
         match detect(bytes, &options.limits)? {
             Format::Safetensors => {

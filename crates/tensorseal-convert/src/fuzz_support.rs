@@ -4,8 +4,16 @@
 //! Each takes arbitrary bytes, runs the parsers with small limits, and asserts the invariants
 //! of whatever they accept; a panic is a bug.
 
-use crate::{HfIndex, Limits, NpyArray, Npz, SafetensorsFile, TorchZip, ZipArchive, detect};
+use crate::convert::{BlobStore, BudgetSink, Source, convert_source};
+use crate::materialize::View;
+use crate::{
+    ConvertError, ConvertOptions, Format, HfIndex, Limits, NpyArray, Npz, PRODUCER,
+    SafetensorsFile, TorchZip, TreeStats, ZipArchive, detect,
+};
+use std::collections::BTreeMap;
 use std::path::Path;
+use tensorseal::{BlobEntry, BlobId, BlobSource, CHUNK, DType, HEADER_LEN, Manifest};
+use tensorseal_pickle as pk;
 
 /// Limits small enough that a fuzzer cannot spend its time inflating.
 pub fn small_limits() -> Limits {
@@ -75,6 +83,174 @@ pub fn check_safetensors(data: &[u8]) {
             assert!(!shard.tensors().is_empty());
             idx.check_shard(i, shard.tensors().iter().map(String::as_str))
                 .expect("a shard providing exactly its tensors passes");
+        }
+    }
+}
+
+/// What [`convert_bytes`] produced: the manifest the output file would hold, and the counts.
+#[derive(Debug)]
+pub struct ConvertedBytes {
+    /// The canonical manifest bytes, as [`tensorseal::Writer::finish`] would write them.
+    pub manifest: Vec<u8>,
+    /// Tensors, blobs and bytes.
+    pub stats: TreeStats,
+    /// The `source_format` metadata.
+    pub source_format: &'static str,
+}
+
+/// Options for fuzzing [`convert_bytes`]: small container and pickle limits, and an output
+/// budget of 4 times the input plus 1 MiB, so that one input cannot spend the fuzzer's time.
+pub fn small_convert_options(allow_objects: bool) -> ConvertOptions<'static> {
+    let mut pickle_limits = pk::Limits::default();
+    pickle_limits.max_opcodes = 100_000;
+    pickle_limits.max_nodes = 100_000;
+    pickle_limits.max_tree_nodes = 1_000_000;
+    ConvertOptions {
+        allow_objects,
+        limits: Limits {
+            output_slack: 1 << 20,
+            ..small_limits()
+        },
+        pickle_limits,
+        ..ConvertOptions::default()
+    }
+}
+
+/// [`crate::convert`] over bytes in memory: format detection, the strict containers, the pickle
+/// interpreter under the policy, the tree, tensor materialization under the output budget, the
+/// source's SHA-256 with the zip CRCs checked in the same pass, and the manifest, by the same
+/// code. The only differences: blobs are hashed into manifest entries instead of being written
+/// (nothing touches the file system), the sandbox is not applied, and a Hugging Face index is
+/// only parsed, since its shards are other files.
+///
+/// # Errors
+/// What [`crate::convert`] would report for a file holding `data`.
+pub fn convert_bytes(
+    data: &[u8],
+    options: &ConvertOptions<'_>,
+) -> Result<ConvertedBytes, ConvertError> {
+    let format = detect(data, &options.limits)?;
+    if format == Format::HfIndex {
+        HfIndex::parse(data, Path::new("."), &options.limits)?;
+        return Err(ConvertError::Unsupported {
+            member: "input".into(),
+            path: "the index".into(),
+            what: "a sharded checkpoint's shards are other files (not converted in memory)".into(),
+        });
+    }
+    let source = Source {
+        bytes: data,
+        name: "input".into(),
+        index: None,
+        shards: Vec::new(),
+    };
+    let mut store = DigestStore::default();
+    let mut sink = BudgetSink::new(&mut store, &options.limits, data.len() as u64, None);
+    let conversion = convert_source(format, &source, options, &mut sink)?;
+    let mut metadata = options.metadata.clone();
+    metadata.insert("producer".into(), PRODUCER.into());
+    metadata.insert("source_format".into(), conversion.source_format.into());
+    metadata.insert("source_sha256".into(), conversion.source_sha256);
+    let manifest = Manifest {
+        root: conversion.root,
+        blobs: store.blobs,
+        metadata,
+        ext: BTreeMap::new(),
+    }
+    .to_bytes(&options.format_limits)?;
+    Ok(ConvertedBytes {
+        manifest,
+        stats: conversion.stats,
+        source_format: conversion.source_format,
+    })
+}
+
+/// Lays blobs out as [`tensorseal::Writer`] does and keeps only their manifest entries.
+#[derive(Default)]
+struct DigestStore {
+    blobs: Vec<BlobEntry>,
+}
+
+impl DigestStore {
+    fn push(&mut self, length: u64, sha256: Vec<tensorseal::Digest>) -> BlobId {
+        assert!(length > 0, "the converter never stores an empty blob");
+        let offset = self.blobs.last().map_or(HEADER_LEN, |b| {
+            (b.offset + b.length).next_multiple_of(tensorseal::ALIGN)
+        });
+        self.blobs.push(BlobEntry {
+            offset,
+            length,
+            sha256,
+            codec: None,
+        });
+        self.blobs.len() - 1
+    }
+}
+
+impl BlobStore for DigestStore {
+    fn store_slice(&mut self, data: &[u8], _dtype: DType) -> Result<BlobId, ConvertError> {
+        Ok(self.push(data.len() as u64, tensorseal::chunk_digests(data)))
+    }
+
+    fn store_view(
+        &mut self,
+        view: &mut View<'_>,
+        len: u64,
+        _dtype: DType,
+    ) -> Result<BlobId, ConvertError> {
+        // Chunk by chunk, as the writer asks for them.
+        let mut sha256 = Vec::new();
+        let mut offset = 0;
+        while offset < len {
+            let mut buf = vec![0u8; CHUNK.min(len - offset) as usize];
+            view.read_at(offset, &mut buf)
+                .map_err(tensorseal::WriteError::Io)?;
+            sha256.push(tensorseal::sha256(&buf));
+            offset += buf.len() as u64;
+        }
+        Ok(self.push(len, sha256))
+    }
+}
+
+/// The torch loader and every other input path of the converter, on arbitrary bytes: never a
+/// panic, and an accepted input gives a manifest that decodes, whose every tensor has a blob of
+/// exactly its byte size, with counts that agree. An input refused only for unknown classes is
+/// converted again with `allow_objects`, as `--allow-objects` would.
+pub fn check_torch_loader(data: &[u8]) {
+    for allow_objects in [false, true] {
+        let options = small_convert_options(allow_objects);
+        match convert_bytes(data, &options) {
+            Ok(out) => {
+                check_converted(&out, &options);
+                return;
+            }
+            Err(e) => {
+                let _ = e.to_string();
+                if !matches!(e, ConvertError::UnknownObjects { .. }) {
+                    return;
+                }
+                assert!(e.is_refusal());
+            }
+        }
+    }
+}
+
+fn check_converted(out: &ConvertedBytes, options: &ConvertOptions<'_>) {
+    let manifest = Manifest::from_bytes(&out.manifest, 0, &options.format_limits)
+        .expect("the converter's manifest decodes");
+    assert_eq!(manifest.metadata["source_format"], out.source_format);
+    let tensors = manifest.root.tensors();
+    assert_eq!(tensors.len() as u64, out.stats.tensors);
+    assert_eq!(manifest.blobs.len() as u64, out.stats.blobs);
+    assert_eq!(
+        manifest.blobs.iter().map(|b| b.length).sum::<u64>(),
+        out.stats.bytes
+    );
+    for (path, t) in tensors {
+        let size = t.byte_size().expect("tensor sizes fit");
+        match t.blob {
+            None => assert_eq!(size, 0, "{path:?}"),
+            Some(b) => assert_eq!(manifest.blobs[b].length, size, "{path:?}"),
         }
     }
 }

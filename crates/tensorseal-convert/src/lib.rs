@@ -46,4 +46,4 @@ pub use safetensors_in::{
 pub use sandbox::{LandlockOutcome, SandboxMode, SandboxPolicy, SandboxReport};
 pub use scan::{ScanOutcome, ScanVerdict, scan};
 pub use torch_zip::TorchZip;
-pub use zip::{Method, ZipArchive, ZipEntry};
+pub use zip::{DeferredCrcs, Method, ZipArchive, ZipEntry};

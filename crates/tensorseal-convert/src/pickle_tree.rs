@@ -15,14 +15,15 @@ pub(crate) trait StorageBytes {
     fn big_endian(&self) -> bool;
 }
 
-/// Identity of a materialized view: two tensors with the same key have the same bytes.
+/// Identity of a materialized view: two tensors with the same key have the same bytes. Borrowed
+/// from the graph: checkpoints hold tens of thousands of tensors.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct ViewKey {
-    storage: String,
+struct ViewKey<'g> {
+    storage: &'g str,
     dtype: DType,
     offset: u64,
-    shape: Vec<u64>,
-    strides: Vec<u64>,
+    shape: &'g [u64],
+    strides: &'g [u64],
     conj: bool,
     neg: bool,
 }
@@ -61,7 +62,7 @@ pub(crate) struct TreeBuilder<'g, 'a, 's> {
     member: &'s str,
     max_depth: usize,
     tensors: HashMap<pk::NodeId, Tensor>,
-    views: HashMap<ViewKey, BlobId>,
+    views: HashMap<ViewKey<'g>, BlobId>,
     pub(crate) stats: TreeStats,
 }
 
@@ -361,7 +362,7 @@ impl<'g, 'a, 's> TreeBuilder<'g, 'a, 's> {
     fn tensor(
         &mut self,
         id: pk::NodeId,
-        t: &pk::Tensor,
+        t: &'g pk::Tensor,
         sink: &mut dyn BlobSink,
         path: &mut Vec<String>,
         depth: usize,
@@ -378,7 +379,8 @@ impl<'g, 'a, 's> TreeBuilder<'g, 'a, 's> {
                 format!("tensor dtype torch.{}", t.dtype().torch_name()),
             )
         })?;
-        let pk::Node::Storage(storage) = self.graph.node(t.storage()) else {
+        let graph: &'g pk::Graph<'a> = self.graph;
+        let pk::Node::Storage(storage) = graph.node(t.storage()) else {
             return Err(self.invalid(path, "tensor without a storage"));
         };
         let shape = t.size().to_vec();
@@ -386,11 +388,11 @@ impl<'g, 'a, 's> TreeBuilder<'g, 'a, 's> {
             None
         } else {
             let key = ViewKey {
-                storage: storage.key().to_string(),
+                storage: storage.key(),
                 dtype,
                 offset: t.storage_offset(),
-                shape: shape.clone(),
-                strides: t.stride().to_vec(),
+                shape: t.size(),
+                strides: t.stride(),
                 conj: t.conj(),
                 neg: t.neg(),
             };

@@ -6,7 +6,7 @@ use crate::pickle_tree::{BlobSink, StorageBytes, TreeBuilder, TreeStats};
 use crate::pickles;
 use crate::{ByteOrder, TorchZip};
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use tensorseal::Node;
 use tensorseal_pickle as pk;
 
@@ -94,18 +94,22 @@ pub(crate) fn zip_tree(
 ) -> Result<(Node, PickleOutcome), ConvertError> {
     let member = format!("{}/data.pkl", tz.prefix());
     let options = pickles::options(ctx.limits, ctx.allow_objects, false);
-    let mut referenced: Vec<String> = Vec::new();
+    // A set: checkpoints hold tens of thousands of storages (one per optimizer-state tensor),
+    // and the check below looks every record up.
+    let mut referenced: HashSet<String> = HashSet::new();
     let mut resolver = |req: &pk::StorageRequest<'_>| -> Result<u64, pk::StorageError> {
         let entry = tz.storage_entry(req.key).ok_or_else(|| {
             pk::StorageError::new(format!("no record {}/data/{}", tz.prefix(), req.key))
         })?;
-        referenced.push(req.key.to_string());
+        if !referenced.contains(req.key) {
+            referenced.insert(req.key.to_string());
+        }
         Ok(entry.size())
     };
     let graph = pickles::load(tz.data_pkl(), 0, &member, &options, &mut resolver)?;
     // Every record must belong to a storage the pickle names: nothing in the file unaccounted.
     for key in tz.storage_keys() {
-        if !referenced.iter().any(|r| r == key) {
+        if !referenced.contains(key) {
             return Err(ConvertError::Invalid {
                 member: format!("{}/data/{key}", tz.prefix()),
                 path: "the archive".into(),
@@ -113,17 +117,14 @@ pub(crate) fn zip_tree(
             });
         }
     }
-    let mut records = HashMap::new();
-    for key in &referenced {
-        if records.contains_key(key) {
-            continue;
-        }
-        let data = tz.storage(key)?.ok_or_else(|| ConvertError::Invalid {
+    let mut records = HashMap::with_capacity(referenced.len());
+    for key in referenced {
+        let data = tz.storage(&key)?.ok_or_else(|| ConvertError::Invalid {
             member: member.clone(),
             path: format!("storage {key:?}"),
             what: "no data record".into(),
         })?;
-        records.insert(key.clone(), data);
+        records.insert(key, data);
     }
     let storages = ZipStorages {
         records,

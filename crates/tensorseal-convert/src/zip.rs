@@ -932,6 +932,58 @@ impl<'a> ZipArchive<'a> {
     /// [`ZipError::DuplicateName`]), agreement ([`ZipError::HeaderMismatch`]), content
     /// ([`ZipError::CrcMismatch`], [`ZipError::Inflate`]) or a limit ([`ZipError::Limit`]).
     pub fn new(bytes: &'a [u8], limits: &Limits) -> Result<ZipArchive<'a>, ZipError> {
+        let archive = ZipArchive::parse(bytes, limits)?;
+        archive.check_contents(limits, false)?;
+        Ok(archive)
+    }
+
+    /// Parses `bytes` like [`ZipArchive::new`], but leaves the CRC-32s of stored members to the
+    /// returned [`DeferredCrcs`], which checks them in one pass over the input that the caller
+    /// can share with other work (the converter computes the input's SHA-256 in the same pass,
+    /// on another thread, while it converts).
+    ///
+    /// A CRC only tells that a member is intact, it authenticates nothing, so checking it later
+    /// loses nothing provided the caller reports an error of [`DeferredCrcs::check_reading`] in
+    /// preference to anything it found after this call: the outcome is then exactly that of
+    /// [`ZipArchive::new`]. (Meanwhile the caller may read a member whose CRC turns out wrong,
+    /// such as a torch `data.pkl`; its parsers treat every input as hostile anyway, and what
+    /// they produced is discarded.) Every other check, deflated members' CRCs included, is done
+    /// here; when one fails, the CRCs of the stored members before it are checked first, so the
+    /// error is the one [`ZipArchive::new`] would report.
+    ///
+    /// # Errors
+    /// As [`ZipArchive::new`], except for stored members' CRC mismatches.
+    pub fn new_deferred(
+        bytes: &'a [u8],
+        limits: &Limits,
+    ) -> Result<(ZipArchive<'a>, DeferredCrcs<'a>), ZipError> {
+        let archive = ZipArchive::parse(bytes, limits)?;
+        archive.check_contents(limits, true)?;
+        let mut members: Vec<PendingCrc> = archive
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.method == Method::Stored)
+            .map(|(index, e)| PendingCrc {
+                index,
+                name: e.name.clone(),
+                start: e.data_offset,
+                end: e.data_offset + e.compressed_size,
+                expected: e.crc32,
+            })
+            .collect();
+        // The tiling check guarantees that members do not overlap.
+        members.sort_by_key(|m| m.start);
+        let crcs = DeferredCrcs {
+            bytes,
+            members,
+            check: !archive.crc_absent,
+        };
+        Ok((archive, crcs))
+    }
+
+    /// Everything but the members' contents.
+    fn parse(bytes: &'a [u8], limits: &Limits) -> Result<ZipArchive<'a>, ZipError> {
         let len = bytes.len() as u64;
         if len < EOCD_LEN + LOCAL_LEN {
             return Err(ZipError::TooShort { len });
@@ -1024,20 +1076,20 @@ impl<'a> ZipArchive<'a> {
         }
         check_tiling(&entries, end.cd_offset)?;
 
-        let archive = ZipArchive {
+        Ok(ZipArchive {
             bytes,
             crc_absent: entries.iter().all(|e| e.crc32 == 0) && entries.iter().any(|e| e.size > 0),
             entries,
             by_name,
             zip64: end.zip64,
             comment: end.comment,
-        };
-        archive.check_contents(limits)?;
-        Ok(archive)
+        })
     }
 
-    /// Checks deflate bounds and inflates every deflated member once; checks every CRC.
-    fn check_contents(&self, limits: &Limits) -> Result<(), ZipError> {
+    /// Checks deflate bounds and inflates every deflated member once; checks every CRC, or with
+    /// `defer_stored` only those of deflated members (and, before reporting a failing member, the
+    /// stored members before it).
+    fn check_contents(&self, limits: &Limits, defer_stored: bool) -> Result<(), ZipError> {
         let mut total: u64 = 0;
         for e in &self.entries {
             if e.method == Method::Deflated {
@@ -1072,23 +1124,33 @@ impl<'a> ZipArchive<'a> {
                 .map_err(member_limit)?;
             }
         }
-        for e in &self.entries {
-            let crc = match e.method {
-                Method::Stored => crc32fast::hash(self.raw(e)),
+        for (i, e) in self.entries.iter().enumerate() {
+            let result = match e.method {
+                Method::Stored if defer_stored => continue,
+                Method::Stored => self.check_crc(e, crc32fast::hash(self.raw(e))),
                 Method::Deflated => {
                     let mut hasher = crc32fast::Hasher::new();
-                    self.inflate(e, &mut |chunk| hasher.update(chunk))?;
-                    hasher.finalize()
+                    self.inflate(e, &mut |chunk| hasher.update(chunk))
+                        .and_then(|()| self.check_crc(e, hasher.finalize()))
                 }
             };
-            if !self.crc_absent && crc != e.crc32 {
-                return Err(ZipError::CrcMismatch {
-                    member: e.name.clone(),
-                    expected: e.crc32,
-                    actual: crc,
-                    offset: e.data_offset,
-                });
+            if let Err(err) = result {
+                if defer_stored {
+                    for before in &self.entries[..i] {
+                        if before.method == Method::Stored {
+                            self.check_crc(before, crc32fast::hash(self.raw(before)))?;
+                        }
+                    }
+                }
+                return Err(err);
             }
+        }
+        Ok(())
+    }
+
+    fn check_crc(&self, e: &ZipEntry, actual: u32) -> Result<(), ZipError> {
+        if !self.crc_absent && actual != e.crc32 {
+            return Err(crc_mismatch(&e.name, e.crc32, actual, e.data_offset));
         }
         Ok(())
     }
@@ -1271,10 +1333,94 @@ fn check_tiling(entries: &[ZipEntry], cd_offset: u64) -> Result<(), ZipError> {
     Ok(())
 }
 
+fn crc_mismatch(member: &str, expected: u32, actual: u32, offset: u64) -> ZipError {
+    ZipError::CrcMismatch {
+        member: member.to_owned(),
+        expected,
+        actual,
+        offset,
+    }
+}
+
+/// The CRC-32 checks of stored members that [`ZipArchive::new_deferred`] left to be done in one
+/// pass over the input, see [`DeferredCrcs::check_reading`].
+#[derive(Debug)]
+pub struct DeferredCrcs<'a> {
+    bytes: &'a [u8],
+    /// Stored members in file order.
+    members: Vec<PendingCrc>,
+    /// False when the archive has no CRCs at all (torch's `set_crc32_options(False)`).
+    check: bool,
+}
+
+#[derive(Debug)]
+struct PendingCrc {
+    /// Position in the central directory: the order in which errors are reported.
+    index: usize,
+    name: String,
+    start: u64,
+    end: u64,
+    expected: u32,
+}
+
+/// Bytes handed out at a time by [`DeferredCrcs::check_reading`]: small enough to be in the
+/// core's cache for the second look.
+const READ_PIECE: usize = 256 << 10;
+
+impl DeferredCrcs<'_> {
+    /// Reads the whole input once, in order, in pieces of up to 256 KiB handed to `also` (which
+    /// can hash the file in the same pass), and checks the CRC-32 of every stored member on the
+    /// way.
+    ///
+    /// # Errors
+    /// [`ZipError::CrcMismatch`] for the first member in central directory order whose CRC
+    /// differs, as [`ZipArchive::new`] reports it. `also` has then still seen every byte.
+    pub fn check_reading(self, mut also: impl FnMut(&[u8])) -> Result<(), ZipError> {
+        let mut first: Option<(usize, ZipError)> = None;
+        let mut hasher = crc32fast::Hasher::new();
+        let mut next = 0usize; // first member not finished
+        let mut offset = 0u64;
+        let mut finish = |m: &PendingCrc, hasher: &mut crc32fast::Hasher| {
+            let actual = std::mem::take(hasher).finalize();
+            if self.check
+                && actual != m.expected
+                && first.as_ref().is_none_or(|(i, _)| m.index < *i)
+            {
+                first = Some((m.index, crc_mismatch(&m.name, m.expected, actual, m.start)));
+            }
+        };
+        for piece in self.bytes.chunks(READ_PIECE) {
+            also(piece);
+            let end = offset + piece.len() as u64;
+            while let Some(m) = self.members.get(next) {
+                if m.start > end || (m.start == end && m.end > end) {
+                    break;
+                }
+                let (lo, hi) = (m.start.max(offset), m.end.min(end));
+                if lo < hi {
+                    hasher.update(&piece[(lo - offset) as usize..(hi - offset) as usize]);
+                }
+                if m.end > end {
+                    break;
+                }
+                finish(m, &mut hasher);
+                next += 1;
+            }
+            offset = end;
+        }
+        // Empty members at the very end of the input (none in a valid zip, which ends with
+        // the central directory).
+        for m in &self.members[next..] {
+            finish(m, &mut hasher);
+        }
+        first.map_or(Ok(()), |(_, e)| Err(e))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::zip_test_support::{Zip64Entry, ZipBuilder, stored_zip};
+    use crate::zip_test_support::{EntrySpec, Zip64Entry, ZipBuilder, stored_zip};
 
     fn open(bytes: &[u8]) -> Result<ZipArchive<'_>, ZipError> {
         ZipArchive::new(bytes, &Limits::default())
@@ -1393,6 +1539,76 @@ mod tests {
             .stored_with("b", b"def", |e| e.crc = 0)
             .build();
         assert!(open(&bytes).unwrap().crc_absent());
+    }
+
+    /// The outcome of [`ZipArchive::new_deferred`] followed by [`DeferredCrcs::check_reading`],
+    /// as a caller reporting the deferred error first sees it.
+    fn deferred(bytes: &[u8]) -> Result<usize, ZipError> {
+        let (zip, crcs) = ZipArchive::new_deferred(bytes, &Limits::default())?;
+        let mut seen = Vec::new();
+        let result = crcs.check_reading(|piece| seen.extend_from_slice(piece));
+        assert_eq!(seen, bytes, "check_reading hands out every byte, in order");
+        result.map(|()| zip.len())
+    }
+
+    #[test]
+    fn deferred_crcs_report_what_the_eager_check_reports() {
+        let big: Vec<u8> = (0..600_000u32).map(|i| (i * 31 % 251) as u8).collect();
+        let bad = |e: &mut EntrySpec| e.crc ^= 1;
+        let archives = [
+            ZipBuilder::new()
+                .stored("a", &big)
+                .stored("b", b"xy")
+                .build(),
+            ZipBuilder::new()
+                .stored_with("a", &big, bad)
+                .stored("b", b"")
+                .build(),
+            ZipBuilder::new()
+                .stored("a", b"")
+                .stored_with("b", &big, bad)
+                .build(),
+            ZipBuilder::new()
+                .stored("a", &big)
+                .stored_with("b", b"", |e| e.crc = 7)
+                .build(),
+            // Two bad members: the first in central directory order is reported.
+            ZipBuilder::new()
+                .stored_with("a", b"abc", bad)
+                .stored_with("b", &big, bad)
+                .build(),
+            // A failing deflated member after a bad stored one, and before one.
+            ZipBuilder::new()
+                .stored_with("a", &big, bad)
+                .deflated_with("b", b"abcabc", bad)
+                .build(),
+            ZipBuilder::new()
+                .deflated_with("a", b"abcabc", bad)
+                .stored_with("b", &big, bad)
+                .build(),
+            ZipBuilder::new()
+                .stored("a", &big)
+                .deflated_with("b", &big, bad)
+                .stored_with("c", b"x", bad)
+                .build(),
+            // No CRCs at all: accepted by both.
+            ZipBuilder::new()
+                .stored_with("a", &big, |e| e.crc = 0)
+                .deflated_with("b", b"abcabc", |e| e.crc = 0)
+                .build(),
+        ];
+        for (i, bytes) in archives.iter().enumerate() {
+            let eager = open(bytes).map(|z| z.len());
+            assert_eq!(
+                format!("{eager:?}"),
+                format!("{:?}", deferred(bytes)),
+                "archive {i}"
+            );
+        }
+        assert!(matches!(
+            deferred(&archives[4]),
+            Err(ZipError::CrcMismatch { member, .. }) if member == "a"
+        ));
     }
 
     #[test]

@@ -343,3 +343,49 @@ fn loader_hashes_multi_chunk_blobs_piece_by_piece() {
         );
     }
 }
+
+#[test]
+fn blobs_around_a_multi_chunk_blob_keep_their_offsets() {
+    // A large blob is written chunk by chunk on the thread pool at explicit offsets; the blobs
+    // written before and after it, and its alignment padding, must land where the manifest
+    // says, on one thread as on several.
+    let dir = tempfile::tempdir().unwrap();
+    let small: Vec<u8> = (0..1000u32).map(|i| (i % 253) as u8).collect();
+    let mid: Vec<u8> = (0..(100 << 10) + 3).map(|i| (i % 241) as u8).collect();
+    let big: Vec<u8> = (0..2 * CHUNK as usize + (1 << 20) + 5)
+        .map(|i| (i * 13 % 251) as u8)
+        .collect();
+    for threads in [1, 3] {
+        let path = dir.path().join(format!("m{threads}.tseal"));
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let mut w = Writer::create(&path, WriteOptions::default()).unwrap();
+            let ids: Vec<BlobId> = [&small, &big, &mid, &small]
+                .iter()
+                .map(|d| w.write_blob(d, DType::U8).unwrap())
+                .collect();
+            let root = Node::List(
+                ids.iter()
+                    .zip([&small, &big, &mid, &small])
+                    .map(|(&id, d)| t(DType::U8, &[d.len() as u64], Some(id)))
+                    .collect(),
+            );
+            w.finish(root, BTreeMap::new(), &[]).unwrap();
+        });
+        let (ckpt, _) =
+            Checkpoint::open_verified(&path, &TrustPolicy::integrity_only(), &Limits::default())
+                .unwrap();
+        let blobs = &ckpt.manifest().blobs;
+        assert_eq!(blobs[1].sha256, chunk_digests(&big));
+        for (i, d) in [&small, &big, &mid, &small].iter().enumerate() {
+            assert_eq!(
+                &*ckpt.blob_bytes(i).unwrap(),
+                &d[..],
+                "blob {i}, {threads} threads"
+            );
+        }
+    }
+}

@@ -270,3 +270,52 @@ fn a_refused_conversion_leaves_an_existing_output_untouched() {
         .collect();
     assert_eq!(leftovers.len(), 1, "temporary files left: {leftovers:?}");
 }
+
+#[test]
+fn the_in_memory_fuzz_entry_point_mirrors_convert() {
+    // `fuzz_support::convert_bytes` (the torch_loader fuzz target) must run the same pipeline
+    // as `convert`: same outcome for every fixture, and for a converted one the same manifest.
+    use tensorseal_convert::fuzz_support::{check_torch_loader, convert_bytes};
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.tseal");
+    let mut compared = 0;
+    for (input, _) in cases() {
+        let bytes = std::fs::read(&input).unwrap();
+        if matches!(
+            tensorseal_convert::detect(&bytes, &Default::default()),
+            Ok(tensorseal_convert::Format::HfIndex)
+        ) {
+            continue; // its shards are other files
+        }
+        let _ = std::fs::remove_file(&output);
+        let options = ConvertOptions::default();
+        let on_disk = convert(&input, &output, &options);
+        let in_memory = convert_bytes(&bytes, &options);
+        match (&on_disk, &in_memory) {
+            (Ok(report), Ok(out)) => {
+                assert_eq!(
+                    report.output.manifest_sha256,
+                    tensorseal::sha256(&out.manifest),
+                    "{}: the manifests differ",
+                    input.display()
+                );
+                assert_eq!(report.stats, out.stats, "{}", input.display());
+            }
+            (Err(a), Err(b)) => assert_eq!(
+                std::mem::discriminant(a),
+                std::mem::discriminant(b),
+                "{}: {a} / {b}",
+                input.display()
+            ),
+            _ => panic!(
+                "{}: convert {:?}, in memory {:?}",
+                input.display(),
+                on_disk.map(|r| r.stats),
+                in_memory.map(|o| o.stats)
+            ),
+        }
+        check_torch_loader(&bytes);
+        compared += 1;
+    }
+    assert!(compared > 100, "only {compared} fixtures compared");
+}

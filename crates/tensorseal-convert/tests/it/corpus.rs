@@ -1,22 +1,31 @@
-//! Replays the fuzz corpora (`fuzz/corpus/<target>/`) through the fuzz targets' checks, so
-//! `cargo test` covers every seed and every regression the fuzzers found.
+//! Replays the fuzz corpora (`fuzz/corpus/<target>/`) and the minimised crashes
+//! (`fuzz/regressions/<target>/`, named after what they found) through the fuzz targets'
+//! checks, so `cargo test` covers every seed and every regression the fuzzers found.
 
 use std::path::Path;
-use tensorseal_convert::fuzz_support::{check_npy, check_safetensors, check_zip};
+use tensorseal_convert::fuzz_support::{
+    check_npy, check_safetensors, check_torch_loader, check_zip,
+};
 
 fn replay(target: &str, check: fn(&[u8])) -> usize {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz/corpus")
-        .join(target);
-    let mut count = 0;
-    for entry in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-        let path = entry.unwrap().path();
-        let data = std::fs::read(&path).unwrap();
+    let fuzz = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
+    let corpus = fuzz.join("corpus").join(target);
+    let mut files: Vec<_> = std::fs::read_dir(&corpus)
+        .unwrap_or_else(|e| panic!("{}: {e}", corpus.display()))
+        .chain(
+            std::fs::read_dir(fuzz.join("regressions").join(target))
+                .into_iter()
+                .flatten(),
+        )
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    files.sort();
+    for path in &files {
+        let data = std::fs::read(path).unwrap();
         let outcome = std::panic::catch_unwind(|| check(&data));
         assert!(outcome.is_ok(), "{} panics", path.display());
-        count += 1;
     }
-    count
+    files.len()
 }
 
 #[test]
@@ -24,4 +33,5 @@ fn fuzz_corpora_replay_without_panics() {
     assert!(replay("zip_reader", check_zip) >= 10);
     assert!(replay("npy", check_npy) >= 10);
     assert!(replay("safetensors_in", check_safetensors) >= 5);
+    assert!(replay("torch_loader", check_torch_loader) >= 50);
 }
