@@ -1,11 +1,16 @@
-//! Access to the memory behind Python buffers (numpy arrays, torch tensors viewed as numpy).
+//! Memory shared with Python through the buffer protocol, both ways: the memory behind Python
+//! buffers (numpy arrays, torch tensors viewed as numpy) that blobs are copied into, and
+//! verified blobs of a private file mapping exported to Python as writable buffers
+//! ([`MappedBlob`]).
 //!
-//! This is the crate's only unsafe code: turning a buffer view into a Rust slice. Everything
-//! else goes through pyo3's safe API.
+//! This is the crate's only unsafe code. Everything else goes through pyo3's safe API.
 
 use crate::errors;
 use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
+use std::ffi::c_int;
+use std::sync::Arc;
+use tensorseal::MappedLoader;
 
 /// A writable, C-contiguous byte buffer acquired from a Python object.
 ///
@@ -116,5 +121,83 @@ impl ReadableBuffer {
         // Writers running concurrently in other Python threads could change the bytes, but not
         // invalidate them: a tensor is plain data, and the file records whatever was read.
         unsafe { std::slice::from_raw_parts(self.view.buf_ptr().cast::<u8>(), len) }
+    }
+}
+
+/// A verified raw blob of a [`MappedLoader`]'s private mapping, exported to Python as a
+/// writable, one-dimensional buffer of bytes: `torch.frombuffer` and `numpy.frombuffer` view it
+/// without a copy. Writes go to the process's private copy of each page, never to the file.
+///
+/// # Invariants
+/// `blob` is a raw blob that `loader` has verified (checked by `MappedBlob::new`), so
+/// `loader.blob_memory(blob)` is `Some` for as long as the object lives.
+///
+/// Lifetime: the object owns a reference to the loader, which owns the mapping; every buffer
+/// view holds a reference to the object (`Py_buffer.obj`), and torch and numpy keep that
+/// reference (or the object itself) for as long as a tensor or array uses the memory. So the
+/// mapping is unmapped only after the last view is gone, whatever happens to the loader's
+/// Python handle; the object has no method that frees or closes anything.
+#[pyclass(module = "tensorseal._native", name = "MappedBlob", frozen, weakref)]
+pub(crate) struct MappedBlob {
+    loader: Arc<MappedLoader>,
+    blob: usize,
+    len: usize,
+}
+
+impl MappedBlob {
+    /// The exporter of `blob`, or `None` if it is not a verified raw blob of `loader`.
+    pub(crate) fn new(loader: &Arc<MappedLoader>, blob: usize) -> Option<MappedBlob> {
+        let len = loader.blob_memory(blob)?.len();
+        Some(MappedBlob {
+            loader: Arc::clone(loader),
+            blob,
+            len,
+        })
+    }
+}
+
+#[pymethods]
+impl MappedBlob {
+    /// Fills `view` with this blob's memory: writable, `len` bytes, format `B`.
+    ///
+    /// # Safety
+    /// Called by the interpreter with a valid `view` to fill (the buffer protocol's contract).
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut pyo3::ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        let py = slf.py();
+        let this = slf.get();
+        let memory = this
+            .loader
+            .blob_memory(this.blob)
+            .ok_or_else(|| errors::invalid(py, format!("blob {} is not verified", this.blob)))?;
+        let len = isize::try_from(memory.len()).map_err(|e| errors::invalid(py, e.to_string()))?;
+        // SAFETY: `view` is the interpreter's to fill (caller contract). `memory` is a verified
+        // raw blob's range of the loader's private mapping, readable and writable for
+        // `memory.len()` bytes while the loader lives (`MappedLoader::blob_memory`), and the
+        // loader never reads or writes that range again, so Python may write it. The loader
+        // lives at least as long as `slf` (it holds an `Arc`), and `PyBuffer_FillInfo` stores a
+        // new reference to `slf` in `view.obj`, released only when the view is: the memory
+        // outlives every view. Writable (`readonly = 0`) is what the mapping allows; writes
+        // change private pages, never the file. Concurrent writers are Python's to order, as
+        // for any writable buffer.
+        let rc = unsafe {
+            pyo3::ffi::PyBuffer_FillInfo(view, slf.as_ptr(), memory.as_ptr().cast(), len, 0, flags)
+        };
+        if rc != 0 {
+            return Err(PyErr::fetch(py));
+        }
+        Ok(())
+    }
+
+    /// Length in bytes.
+    fn __len__(&self) -> usize {
+        self.len
+    }
+
+    fn __repr__(&self) -> String {
+        format!("<tensorseal MappedBlob {} ({} bytes)>", self.blob, self.len)
     }
 }

@@ -1,6 +1,7 @@
-//! Opening and verifying files: the `Loader` class and the `verify` function.
+//! Opening and verifying files: the `Loader` class (copy and `mmap` modes) and the `verify`
+//! function.
 
-use crate::buffer::WritableBuffer;
+use crate::buffer::{MappedBlob, WritableBuffer};
 use crate::errors;
 use crate::ir::ToPython;
 use crate::keys;
@@ -9,7 +10,8 @@ use pyo3::types::{PyDict, PyList};
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use tensorseal::{Checkpoint, Limits, TrustPolicy, dotted_path};
+use std::sync::Arc;
+use tensorseal::{Checkpoint, Limits, MappedLoader, Node, TrustPolicy, dotted_path};
 
 /// What the caller requires of a file.
 fn policy(
@@ -37,16 +39,64 @@ fn policy(
     Ok(policy)
 }
 
+/// How an open file's blobs reach Python.
+enum Opened {
+    /// Copied with `pread` into buffers Python allocated, hashed there (`tensorseal::Loader`).
+    Copy(Box<tensorseal::Loader>),
+    /// Verified in place in a private, copy-on-write mapping and exported as [`MappedBlob`]s;
+    /// compressed blobs are decoded into buffers Python allocated (`tensorseal::MappedLoader`).
+    Mapped(Arc<MappedLoader>),
+}
+
+impl Opened {
+    fn root(&self) -> &Node {
+        match self {
+            Opened::Copy(l) => l.root(),
+            Opened::Mapped(l) => l.root(),
+        }
+    }
+
+    fn manifest(&self) -> &tensorseal::Manifest {
+        match self {
+            Opened::Copy(l) => l.manifest(),
+            Opened::Mapped(l) => l.manifest(),
+        }
+    }
+
+    fn signers(&self) -> &[tensorseal::SignerStatus] {
+        match self {
+            Opened::Copy(l) => l.signers(),
+            Opened::Mapped(l) => l.signers(),
+        }
+    }
+
+    fn footer(&self) -> &tensorseal::Footer {
+        match self {
+            Opened::Copy(l) => l.footer(),
+            Opened::Mapped(l) => l.footer(),
+        }
+    }
+
+    fn read_blob_into(&self, blob: usize, dst: &mut [u8]) -> Result<(), tensorseal::VerifyError> {
+        match self {
+            Opened::Copy(l) => l.read_blob_into(blob, dst),
+            Opened::Mapped(l) => l.read_blob_into(blob, dst),
+        }
+    }
+}
+
 /// A file opened under a trust policy: signatures, manifest and metadata are checked, no tensor
-/// byte has been read. Blobs are read (and verified) by `read_into`.
+/// byte has been hashed. Blobs are read (and verified) by `read_into`, or in `mmap` mode
+/// verified in place by `map_blobs`.
 #[pyclass(module = "tensorseal._native", name = "Loader")]
 pub(crate) struct PyLoader {
-    inner: Option<tensorseal::Loader>,
+    inner: Option<Opened>,
     path: PathBuf,
+    mapped: bool,
 }
 
 impl PyLoader {
-    fn loader(&self, py: Python<'_>) -> PyResult<&tensorseal::Loader> {
+    fn opened(&self, py: Python<'_>) -> PyResult<&Opened> {
         self.inner.as_ref().ok_or_else(|| {
             errors::invalid(py, format!("{}: the file is closed", self.path.display()))
         })
@@ -54,9 +104,11 @@ impl PyLoader {
 }
 
 /// Opens `path` under a trust policy (spec §7 steps 1-5): layout, manifest digest, signatures
-/// (before the manifest is parsed), manifest, metadata expectations.
+/// (before the manifest is parsed), manifest, metadata expectations. `mapped` maps the file
+/// private and copy-on-write (`MappedLoader`) instead of reading it with `pread` (`Loader`).
 #[pyfunction]
-#[pyo3(signature = (path, trust, threshold, expect, min_step, authenticate))]
+#[pyo3(signature = (path, trust, threshold, expect, min_step, authenticate, mapped=false))]
+#[allow(clippy::too_many_arguments)] // the policy's parts, as the Python API spells them
 pub(crate) fn open(
     py: Python<'_>,
     path: PathBuf,
@@ -65,13 +117,22 @@ pub(crate) fn open(
     expect: BTreeMap<String, String>,
     min_step: Option<u64>,
     authenticate: bool,
+    mapped: bool,
 ) -> PyResult<PyLoader> {
     let policy = policy(py, &trust, threshold, expect, min_step, authenticate)?;
-    let opened = py.detach(|| tensorseal::Loader::open(&path, &policy, &Limits::default()));
+    let limits = Limits::default();
+    let opened = py.detach(|| {
+        if mapped {
+            MappedLoader::open(&path, &policy, &limits).map(|l| Opened::Mapped(Arc::new(l)))
+        } else {
+            tensorseal::Loader::open(&path, &policy, &limits).map(|l| Opened::Copy(Box::new(l)))
+        }
+    });
     match opened {
         Ok(inner) => Ok(PyLoader {
             inner: Some(inner),
             path,
+            mapped,
         }),
         Err(e) => Err(errors::verify_error(py, &path, &e)),
     }
@@ -79,32 +140,43 @@ pub(crate) fn open(
 
 #[pymethods]
 impl PyLoader {
+    /// `"mmap"` for a private mapping verified in place, `"copy"` for reads into caller memory.
+    #[getter]
+    fn mode(&self) -> &'static str {
+        if self.mapped { "mmap" } else { "copy" }
+    }
+
     /// The checkpoint tree in its plain-Python form (see `ir.rs`).
     fn tree<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let root = self.loader(py)?.root();
+        let root = self.opened(py)?.root();
         ToPython::new(root).node(py, root)
     }
 
-    /// Every tensor in document order: `(name, tensor form)`, the name as `inspect` shows it.
-    fn tensors<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        let root = self.loader(py)?.root();
-        let conv = ToPython::new(root);
-        let list = PyList::empty(py);
-        for (path, t) in root.tensors() {
-            list.append((dotted_path(&path), conv.tensor(py, t)?))?;
-        }
-        Ok(list)
+    /// Every tensor's name in document order, as `inspect` shows it.
+    fn names<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let root = self.opened(py)?.root();
+        PyList::new(py, root.tensors().iter().map(|(path, _)| dotted_path(path)))
+    }
+
+    /// The tensor form (see `ir.rs`) of the tensor at `index` in document order.
+    fn tensor<'py>(&self, py: Python<'py>, index: usize) -> PyResult<Bound<'py, PyAny>> {
+        let root = self.opened(py)?.root();
+        let tensors = root.tensors();
+        let (_, t) = tensors
+            .get(index)
+            .ok_or_else(|| errors::invalid(py, format!("no tensor number {index}")))?;
+        ToPython::new(root).tensor(py, t)
     }
 
     /// The signed metadata.
     fn metadata(&self, py: Python<'_>) -> PyResult<BTreeMap<String, String>> {
-        Ok(self.loader(py)?.manifest().metadata.clone())
+        Ok(self.opened(py)?.manifest().metadata.clone())
     }
 
     /// Logical length of each blob.
     fn blob_lengths(&self, py: Python<'_>) -> PyResult<Vec<u64>> {
         Ok(self
-            .loader(py)?
+            .opened(py)?
             .manifest()
             .blobs
             .iter()
@@ -112,10 +184,21 @@ impl PyLoader {
             .collect())
     }
 
+    /// Whether each blob is compressed (decoded into caller memory even in `mmap` mode).
+    fn blob_compressed(&self, py: Python<'_>) -> PyResult<Vec<bool>> {
+        Ok(self
+            .opened(py)?
+            .manifest()
+            .blobs
+            .iter()
+            .map(|b| b.codec.is_some())
+            .collect())
+    }
+
     /// `(key id, trusted)` of every signature; all of them are valid.
     fn signers(&self, py: Python<'_>) -> PyResult<Vec<(String, bool)>> {
         Ok(self
-            .loader(py)?
+            .opened(py)?
             .signers()
             .iter()
             .map(|s| (s.key_id.clone(), s.trusted))
@@ -124,22 +207,22 @@ impl PyLoader {
 
     /// SHA-256 of the manifest, hex.
     fn manifest_sha256(&self, py: Python<'_>) -> PyResult<String> {
-        Ok(hex::encode(self.loader(py)?.footer().manifest_sha256))
+        Ok(hex::encode(self.opened(py)?.footer().manifest_sha256))
     }
 
     /// File length in bytes.
     fn file_length(&self, py: Python<'_>) -> PyResult<u64> {
-        let f = self.loader(py)?.footer();
+        let f = self.opened(py)?.footer();
         Ok(f.content_length() + f.signatures_length + tensorseal::FOOTER_LEN)
     }
 
     /// Reads blobs into caller-owned memory: `targets` is `[(blob, writable buffer), ...]`, each
     /// buffer exactly the blob's logical length. The bytes are read from the file into the
-    /// buffer, hashed there and checked against the signed digests, with the GIL released and
-    /// every blob and chunk in parallel. On failure the buffers hold unspecified bytes and must
-    /// be discarded.
+    /// buffer (in `mmap` mode: compressed blobs only, decoded from the mapping), hashed there
+    /// and checked against the signed digests, with the GIL released and every blob and chunk
+    /// in parallel. On failure the buffers hold unspecified bytes and must be discarded.
     fn read_into(&self, py: Python<'_>, targets: Vec<(usize, Bound<'_, PyAny>)>) -> PyResult<()> {
-        let loader = self.loader(py)?;
+        let opened = self.opened(py)?;
         let blobs: Vec<usize> = targets.iter().map(|(b, _)| *b).collect();
         let mut buffers = targets
             .iter()
@@ -149,12 +232,43 @@ impl PyLoader {
         let mut jobs: Vec<(usize, &mut [u8])> = blobs.into_iter().zip(slices).collect();
         let result = py.detach(|| {
             jobs.par_iter_mut()
-                .try_for_each(|(blob, dst)| loader.read_blob_into(*blob, dst))
+                .try_for_each(|(blob, dst)| opened.read_blob_into(*blob, dst))
         });
         result.map_err(|e| errors::verify_error(py, &self.path, &e))
     }
 
-    /// Closes the file; later calls raise.
+    /// `mmap` mode: verifies the raw `blobs` in place (every chunk of all of them in parallel,
+    /// GIL released; blobs verified before are skipped) and returns a writable buffer exporter
+    /// ([`MappedBlob`]) for each, in order. Nothing is returned unless all of them verify.
+    fn map_blobs(&self, py: Python<'_>, blobs: Vec<usize>) -> PyResult<Vec<MappedBlob>> {
+        let Opened::Mapped(loader) = self.opened(py)? else {
+            return Err(errors::invalid(py, "map_blobs needs mode='mmap'".into()));
+        };
+        if let Some(b) = blobs.iter().find(|&&b| {
+            loader
+                .manifest()
+                .blobs
+                .get(b)
+                .is_some_and(|e| e.codec.is_some())
+        }) {
+            return Err(errors::invalid(
+                py,
+                format!("blob {b} is compressed: read it with read_into"),
+            ));
+        }
+        py.detach(|| loader.verify_blobs(&blobs))
+            .map_err(|e| errors::verify_error(py, &self.path, &e))?;
+        blobs
+            .iter()
+            .map(|&b| {
+                MappedBlob::new(loader, b)
+                    .ok_or_else(|| errors::invalid(py, format!("blob {b} is not verified")))
+            })
+            .collect()
+    }
+
+    /// Closes the file; later calls raise. In `mmap` mode the mapping stays until the last
+    /// tensor or array using it is gone.
     fn close(&mut self) {
         self.inner = None;
     }

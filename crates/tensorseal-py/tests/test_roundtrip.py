@@ -147,16 +147,9 @@ def test_numpy_mode_has_no_torch_types(tmp, keys):
     assert again["size"] == torch.Size([2, 3]) and again["dtype"] is torch.float16
 
 
-def _has_ml_dtypes():
-    try:
-        import ml_dtypes  # noqa: F401
-        return True
-    except ImportError:
-        return False
-
-
-@pytest.mark.skipif(_has_ml_dtypes(), reason="ml_dtypes installed")
-def test_numpy_mode_refuses_bfloat16_without_ml_dtypes(tmp, keys):
+def test_numpy_mode_refuses_bfloat16_without_ml_dtypes(tmp, keys, monkeypatch):
+    # The test venv has ml_dtypes; a None entry in sys.modules makes `import ml_dtypes` fail.
+    monkeypatch.setitem(sys.modules, "ml_dtypes", None)
     priv, pub = keys[0]
     tensorseal.save({"ok": torch.ones(2), "layer": {"w": torch.ones(2, dtype=torch.bfloat16)}},
                     tmp / "b.tseal", sign_with=priv)
@@ -168,8 +161,7 @@ def test_numpy_mode_refuses_bfloat16_without_ml_dtypes(tmp, keys):
             ckpt.get("layer.w")
 
 
-@pytest.mark.skipif(not _has_ml_dtypes(), reason="ml_dtypes not installed")
-def test_numpy_mode_uses_ml_dtypes(tmp, keys):  # pragma: no cover - depends on the venv
+def test_numpy_mode_uses_ml_dtypes(tmp, keys):
     t = torch.randn(3).to(torch.bfloat16)
     back = roundtrip({"w": t}, tmp, keys, framework="numpy")
     assert back["w"].dtype.name == "bfloat16"

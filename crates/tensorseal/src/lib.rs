@@ -11,6 +11,7 @@ mod layout;
 mod limits;
 mod loader;
 mod manifest;
+mod mapped;
 mod mmap;
 mod python_eq;
 mod reader;
@@ -31,7 +32,8 @@ pub use manifest::{
     BlobEntry, Digest, FORMAT_VERSION, Manifest, ZstdCodec, check_metadata_entry, is_device_name,
     parse_step,
 };
-pub use mmap::{FileBytes, MapMode};
+pub use mapped::{BlobMemory, MappedLoader};
+pub use mmap::{FileBytes, MapMode, PrivateMap};
 pub use reader::Checkpoint;
 pub use tree::{
     BlobId, Global, Int, Node, Object, PathSegment, Tensor, TensorKind, Typed, dotted_path,

@@ -145,6 +145,16 @@ impl Loader {
         &self.footer
     }
 
+    /// The file, as opened.
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// The file's length when it was opened.
+    pub(crate) fn file_length(&self) -> u64 {
+        self.footer.content_length() + self.footer.signatures_length + FOOTER_LEN
+    }
+
     /// Copies a blob's logical bytes into `dst` (which must be exactly its logical length),
     /// verifying every chunk on the copy. Chunks are read and hashed in parallel.
     pub fn read_blob_into(&self, blob: BlobId, dst: &mut [u8]) -> Result<(), VerifyError> {

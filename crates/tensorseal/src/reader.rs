@@ -242,22 +242,20 @@ impl Checkpoint {
             Some(b) => self.blob_bytes(b),
         }
     }
+}
 
-    /// Path of the first tensor that uses `blob`, for error messages.
-    pub(crate) fn tensor_path_of(&self, blob: BlobId) -> String {
-        self.manifest
-            .root
-            .tensors()
-            .into_iter()
-            .find(|(_, t)| t.blob == Some(blob))
-            .map(|(p, _)| {
-                let s = crate::tree::dotted_path(&p);
-                if s.is_empty() {
-                    "the root tensor".to_string()
-                } else {
-                    format!("tensor {s}")
-                }
-            })
-            .unwrap_or_else(|| "no tensor".into())
-    }
+/// Path of the first tensor of `root` that uses `blob`, for error messages.
+pub(crate) fn tensor_path_of(root: &Node, blob: BlobId) -> String {
+    root.tensors()
+        .into_iter()
+        .find(|(_, t)| t.blob == Some(blob))
+        .map(|(p, _)| {
+            let s = crate::tree::dotted_path(&p);
+            if s.is_empty() {
+                "the root tensor".to_string()
+            } else {
+                format!("tensor {s}")
+            }
+        })
+        .unwrap_or_else(|| "no tensor".into())
 }

@@ -7,8 +7,9 @@ use crate::keys::PublicKey;
 use crate::layout::{self, SignatureEntry};
 use crate::limits::{CHUNK, Limits};
 use crate::manifest::{self, Digest, Manifest};
-use crate::mmap::{self, MapMode};
-use crate::reader::{Checkpoint, Envelope};
+use crate::mmap::{self, FileBytes, MapMode};
+use crate::reader::{self, Checkpoint, Envelope};
+use crate::tree::BlobId;
 use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -172,18 +173,22 @@ struct ChunkJob {
     len: u64,
 }
 
-/// Verifies every stored digest and, for zstd blobs, every decoded chunk. Chunks of all blobs
-/// are hashed in parallel; the error reported is the first failing chunk in file order.
-pub(crate) fn check_blobs(ckpt: &Checkpoint) -> Result<(usize, u64), VerifyError> {
-    let manifest = ckpt.manifest();
-    let bytes = ckpt.bytes();
-    mmap::advise_sequential(bytes);
-    let jobs: Vec<ChunkJob> = manifest
-        .blobs
+/// Verifies every stored digest and, for zstd blobs, every decoded chunk of `blobs` (ascending
+/// blob indices). Chunks of all blobs are hashed in parallel; the error reported is the first
+/// failing chunk in file order. Returns the number of chunks and of bytes hashed.
+///
+/// Only the ranges of `blobs` are read (through [`FileBytes::range`]), never the whole file: a
+/// [`MappedLoader`](crate::MappedLoader) verifies blobs while others are handed out for writing.
+pub(crate) fn check_blobs(
+    manifest: &Manifest,
+    bytes: &FileBytes,
+    blobs: &[BlobId],
+) -> Result<(usize, u64), VerifyError> {
+    let jobs: Vec<ChunkJob> = blobs
         .iter()
-        .enumerate()
-        .flat_map(|(blob, b)| {
-            b.stored_chunks()
+        .flat_map(|&blob| {
+            manifest.blobs[blob]
+                .stored_chunks()
                 .into_iter()
                 .enumerate()
                 .map(move |(chunk, (offset, len))| ChunkJob {
@@ -196,7 +201,7 @@ pub(crate) fn check_blobs(ckpt: &Checkpoint) -> Result<(usize, u64), VerifyError
         .collect();
     let failure = jobs.par_iter().find_map_first(|job| {
         let entry = &manifest.blobs[job.blob];
-        let stored = &bytes[job.offset as usize..(job.offset + job.len) as usize];
+        let stored = bytes.range(job.offset as usize..(job.offset + job.len) as usize);
         if codec::sha256(stored) != entry.sha256[job.chunk] {
             return Some(Err(job));
         }
@@ -217,7 +222,7 @@ pub(crate) fn check_blobs(ckpt: &Checkpoint) -> Result<(usize, u64), VerifyError
                 blob: job.blob,
                 chunk: job.chunk,
                 offset: job.offset,
-                tensor: ckpt.tensor_path_of(job.blob),
+                tensor: reader::tensor_path_of(&manifest.root, job.blob),
             });
         }
         Some(Ok((job, what))) => {
@@ -229,12 +234,21 @@ pub(crate) fn check_blobs(ckpt: &Checkpoint) -> Result<(usize, u64), VerifyError
             }));
         }
     }
-    let hashed = manifest
-        .blobs
+    let hashed = blobs
         .iter()
-        .map(|b| b.length + b.codec.as_ref().map_or(0, |c| c.raw_length))
+        .map(|&blob| {
+            let b = &manifest.blobs[blob];
+            b.length + b.codec.as_ref().map_or(0, |c| c.raw_length)
+        })
         .sum();
     Ok((jobs.len(), hashed))
+}
+
+/// [`check_blobs`] of every blob, reading the file in order.
+fn check_all_blobs(ckpt: &Checkpoint) -> Result<(usize, u64), VerifyError> {
+    mmap::advise_sequential(ckpt.bytes());
+    let all: Vec<BlobId> = (0..ckpt.manifest().blobs.len()).collect();
+    check_blobs(ckpt.manifest(), ckpt.bytes(), &all)
 }
 
 impl Checkpoint {
@@ -248,7 +262,7 @@ impl Checkpoint {
             policy,
         )?;
         check_metadata(self.manifest(), policy)?;
-        let (chunks, bytes_hashed) = check_blobs(self)?;
+        let (chunks, bytes_hashed) = check_all_blobs(self)?;
         Ok(VerifyReport {
             manifest_sha256: footer.manifest_sha256,
             file_length: self.file_length(),
@@ -288,7 +302,7 @@ impl Checkpoint {
         )?;
         let ckpt = env.into_checkpoint(limits)?;
         check_metadata(ckpt.manifest(), policy)?;
-        let (chunks, bytes_hashed) = check_blobs(&ckpt)?;
+        let (chunks, bytes_hashed) = check_all_blobs(&ckpt)?;
         let report = VerifyReport {
             manifest_sha256: footer.manifest_sha256,
             file_length: ckpt.file_length(),

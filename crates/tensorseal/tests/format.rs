@@ -202,6 +202,109 @@ fn loader_verifies_what_it_copies() {
 }
 
 #[test]
+fn mapped_loader_verifies_in_place_before_handing_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.tseal");
+    let key = SecretKey::from_seed(&[3; 32]);
+    let policy = TrustPolicy::trusting(vec![key.public_key()]);
+    let limits = Limits::default();
+    for compression in [Compression::None, Compression::Zstd { level: 1 }] {
+        write_sample(&path, compression, &[&key]);
+        let ckpt = Checkpoint::open(&path, &limits).unwrap();
+        let expected: Vec<Vec<u8>> = (0..2)
+            .map(|b| ckpt.blob_bytes(b).unwrap().into_owned())
+            .collect();
+        drop(ckpt);
+
+        let loader = MappedLoader::open(&path, &policy, &limits).unwrap();
+        assert_eq!(loader.signers().len(), 1);
+        for b in 0..2 {
+            assert!(loader.blob_memory(b).is_none(), "not verified yet");
+        }
+        loader.verify_blobs(&[1, 0, 1]).unwrap();
+        for (b, want) in expected.iter().enumerate() {
+            assert!(loader.is_verified(b));
+            let entry = &loader.manifest().blobs[b];
+            match &entry.codec {
+                None => {
+                    let m = loader.blob_memory(b).unwrap();
+                    assert_eq!(m.len(), want.len());
+                    assert_eq!(m.as_ptr() as usize % ALIGN as usize, 0, "64-byte aligned");
+                    assert!(loader.read_blob_into(b, &mut vec![0; m.len()]).is_err());
+                }
+                Some(_) => {
+                    assert!(
+                        loader.blob_memory(b).is_none(),
+                        "compressed: never in place"
+                    );
+                    let mut buf = vec![0u8; want.len()];
+                    loader.read_blob_into(b, &mut buf).unwrap();
+                    assert_eq!(&buf, want);
+                }
+            }
+        }
+        assert!(loader.blob_memory(2).is_none());
+        assert!(loader.verify_blobs(&[2]).is_err());
+
+        // A flipped byte in blob 1: open succeeds (structure), verifying that blob fails and
+        // its memory is never handed out; blob 0 is unaffected.
+        let mut bytes = std::fs::read(&path).unwrap();
+        let at = loader.manifest().blobs[1].offset as usize + 3;
+        drop(loader);
+        bytes[at] ^= 0x40;
+        let bad = dir.path().join("bad.tseal");
+        std::fs::write(&bad, &bytes).unwrap();
+        let loader = MappedLoader::open(&bad, &policy, &limits).unwrap();
+        let err = loader.verify_blobs(&[0, 1]).unwrap_err();
+        assert!(
+            matches!(err, VerifyError::DigestMismatch { blob: 1, .. }),
+            "{err}"
+        );
+        assert!(
+            !loader.is_verified(0),
+            "nothing is marked when a blob fails"
+        );
+        assert!(loader.blob_memory(1).is_none());
+        if compression == Compression::None {
+            loader.verify_blobs(&[0]).unwrap();
+            assert!(loader.blob_memory(0).is_some());
+        } else {
+            let mut buf = vec![0u8; expected[1].len()];
+            assert!(matches!(
+                loader.read_blob_into(1, &mut buf).unwrap_err(),
+                VerifyError::DigestMismatch { blob: 1, .. }
+            ));
+        }
+    }
+    // Untrusted: refused at open, before anything is mapped.
+    write_sample(&path, Compression::None, &[]);
+    assert!(matches!(
+        MappedLoader::open(&path, &policy, &limits).unwrap_err(),
+        VerifyError::Untrusted { .. }
+    ));
+    // Non-zero padding after a blob: refused when that blob is verified.
+    write_sample(&path, Compression::None, &[&key]);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[64 + 24 * 4 + 1] = 1; // after blob 0 (96 bytes), before blob 1
+    std::fs::write(&path, &bytes).unwrap();
+    let loader = MappedLoader::open(&path, &policy, &limits).unwrap();
+    loader.verify_blobs(&[1]).unwrap();
+    assert!(matches!(
+        loader.verify_blobs(&[0]).unwrap_err(),
+        VerifyError::Malformed(ReadError::NonZeroPadding { .. })
+    ));
+    assert!(loader.blob_memory(0).is_none());
+    // A file that changed length between open and the first verification is not mapped.
+    let loader = MappedLoader::open(&path, &policy, &limits).unwrap();
+    bytes.truncate(bytes.len() - 1);
+    std::fs::write(&path, &bytes).unwrap();
+    assert!(matches!(
+        loader.verify_blobs(&[1]).unwrap_err(),
+        VerifyError::Malformed(ReadError::Layout { .. })
+    ));
+}
+
+#[test]
 fn loader_hashes_multi_chunk_blobs_piece_by_piece() {
     // Two chunks, the second not a whole number of the loader's read pieces: every piece of
     // every chunk is covered by the chunk's digest.

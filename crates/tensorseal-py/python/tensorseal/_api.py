@@ -51,6 +51,15 @@ def _framework(framework):
     return framework
 
 
+MODES = ("copy", "mmap")
+
+
+def _mode(mode):
+    if mode not in MODES:
+        raise InvalidInputError(f"mode must be 'copy' or 'mmap', not {mode!r}")
+    return mode
+
+
 def _policy(path, trust, verify, threshold, expect, min_step):
     """Arguments for the native open/verify: (keys, threshold, expect, min_step, authenticate)."""
     if verify:
@@ -75,14 +84,15 @@ def _policy(path, trust, verify, threshold, expect, min_step):
     return keys, threshold, expect, min_step, bool(verify)
 
 
-def _open_native(path, trust, verify, threshold, expect, min_step):
+def _open_native(path, trust, verify, threshold, expect, min_step, mode):
     path = _path(path)
-    return _native.open(path, *_policy(path, trust, verify, threshold, expect, min_step))
+    return _native.open(path, *_policy(path, trust, verify, threshold, expect, min_step),
+                        mode == "mmap")
 
 
 # -- load --------------------------------------------------------------------------------------
 def load(path, trust=None, *, framework="torch", verify=True, threshold=1, expect=None,
-         min_step=None):
+         min_step=None, mode="copy"):
     """Loads a checkpoint, verified first, and returns the object that was saved.
 
     ``trust`` is the public keys you trust (paths of PEM/DER key files, or key bytes); at
@@ -91,9 +101,24 @@ def load(path, trust=None, *, framework="torch", verify=True, threshold=1, expec
     older checkpoint (rollback).
 
     The signatures are checked before the manifest is parsed; then every tensor's bytes are
-    read from the file **into the memory that the returned tensors use** and hashed there, so
-    a file changed on disk during or after loading cannot slip in. Nothing is returned unless
-    every check passed: a failure raises :class:`VerificationError`.
+    checked against the signed digests, and only then is anything built. Nothing is returned
+    unless every check passed: a failure raises :class:`VerificationError`. ``mode`` says where
+    the verified bytes live:
+
+    - ``"copy"`` (the default): each tensor's bytes are read from the file **into the memory
+      that the returned tensor uses** and hashed there, so a file changed on disk during or
+      after loading cannot slip in. Costs a copy and fresh memory for every byte.
+    - ``"mmap"``: the file is mapped private and copy-on-write, every raw tensor is hashed in
+      place in the mapping (in parallel), and the returned tensors and arrays are zero-copy,
+      writable views of it: writing one changes the process's private copy of those pages,
+      never the file. The mapping stays alive while any of them does (it is unmapped when the
+      last is garbage-collected). Compressed tensors are decoded into memory of their own,
+      verified there. **Pages not written remain the file's page cache: if the file is
+      modified after verification, the tensors show the new bytes, unverified, and if it is
+      truncated, touching them crashes the process (SIGBUS).** Use ``"mmap"`` only for files
+      nobody can write once you have verified them (read-only storage, fs-verity, a sealed
+      memfd): the exposure of safetensors' and ``torch.load(mmap=True)``'s mappings, with
+      verification added. Tensors loaded this way cannot be resized in place.
 
     ``verify=False`` skips authenticity only (who signed; ``trust`` must then be omitted):
     integrity is still checked, every byte against its digest and any signature present
@@ -105,15 +130,15 @@ def load(path, trust=None, *, framework="torch", verify=True, threshold=1, expec
     ``framework="numpy"`` returns every tensor as a numpy array (parameter kind,
     ``requires_grad`` and tensor attributes are dropped) and never imports torch: torch
     values (``torch.Size``, ``dtype``, ``device``) come back as :class:`Typed` records.
-    bfloat16 and float8 tensors need the ``ml_dtypes`` package in numpy mode; without it they
-    raise :class:`UnsupportedError` naming the tensor, before anything is read.
+    bfloat16 and float8 tensors need the ``ml_dtypes`` package there; without it they raise
+    :class:`UnsupportedError` naming the tensor, before anything is read.
 
     Tensors that shared memory when saved (tied weights) share memory when loaded. Classes the
     producer did not know come back as inert :class:`Object` / :class:`Global` records;
     nothing named in the file is ever imported or called.
     """
     framework = _framework(framework)
-    native = _open_native(path, trust, verify, threshold, expect, min_step)
+    native = _open_native(path, trust, verify, threshold, expect, min_step, _mode(mode))
     try:
         return materialize(native, native.tree(), framework)
     finally:
@@ -125,19 +150,18 @@ class Checkpoint:
     """A verified file open for partial loading; see :func:`open`.
 
     Opening checked the signatures, manifest and metadata but read no tensor data. Each
-    :meth:`get` reads one tensor's bytes from the file into new memory and checks them against
-    the signed digests before returning it.
+    :meth:`get` checks one tensor's bytes against the signed digests before returning it:
+    in ``"copy"`` mode it reads them from the file into new memory, in ``"mmap"`` mode it
+    verifies them in place in the mapping (the first time that tensor's blob is used) and
+    returns a view of them, so two ``get`` of one tensor share memory.
     """
 
     def __init__(self, native, path, framework):
         self._native = native
         self.path = path
         self.framework = framework
-        self._tensors = native.tensors()  # [(name, form)] in document order
-        self._by_name = {}
-        for i, (name, _) in enumerate(self._tensors):
-            self._by_name.setdefault(name, []).append(i)
-        self._metadata = native.metadata()
+        self._names = None  # tensor names in document order, on first use
+        self._by_name = None  # name -> [document-order index]
 
     # context manager
     def __enter__(self):
@@ -147,18 +171,24 @@ class Checkpoint:
         self.close()
 
     def close(self):
-        """Closes the file."""
+        """Closes the file. In ``"mmap"`` mode, tensors already returned stay valid: the mapping
+        is unmapped when the last of them is gone."""
         self._native.close()
 
     @property
     def closed(self) -> bool:
         return self._native.closed
 
+    @property
+    def mode(self) -> str:
+        """``"copy"`` or ``"mmap"``, as opened."""
+        return self._native.mode
+
     # what is known without reading tensors
     @property
     def metadata(self) -> dict:
         """The signed metadata (``run_id``, ``step``, ...)."""
-        return dict(self._metadata)
+        return self._native.metadata()
 
     @property
     def signers(self) -> list:
@@ -169,9 +199,19 @@ class Checkpoint:
     def manifest_sha256(self) -> str:
         return self._native.manifest_sha256()
 
+    def _index(self):
+        if self._by_name is None:
+            names = self._native.names()
+            by_name = {}
+            for i, name in enumerate(names):
+                by_name.setdefault(name, []).append(i)
+            self._names, self._by_name = names, by_name
+        return self._by_name
+
     def names(self) -> list:
         """Tensor names in document order, dotted as ``tensorseal inspect`` shows them."""
-        return [name for name, _ in self._tensors]
+        self._index()
+        return list(self._names)
 
     def keys(self):
         return self.names()
@@ -180,27 +220,30 @@ class Checkpoint:
         return iter(self.names())
 
     def __len__(self):
-        return len(self._tensors)
+        self._index()
+        return len(self._names)
 
     def __contains__(self, name):
-        return name in self._by_name
+        return name in self._index()
 
     def _form(self, name):
-        found = self._by_name.get(name)
+        found = self._index().get(name)
         if not found:
             raise KeyError(name)
         if len(found) > 1:
             raise KeyError(f"{name!r} names {len(found)} tensors (keys containing dots?); "
                            f"use .tree to reach them")
-        return self._tensors[found[0]][1]
+        return self._native.tensor(found[0])
 
     def info(self, name):
         """Dtype, shape, kind and size of a tensor, without reading it."""
+        form = self._form(name)
         return Restorer(self.framework, {}, placeholders=True,
-                        names=self._names_by_index()).tensor(self._form(name), [name])
+                        names=self._names_by_index()).tensor(form, [name])
 
     def _names_by_index(self):
-        return {form[7]: name for name, form in self._tensors}
+        self._index()
+        return dict(enumerate(self._names))
 
     @property
     def tree(self):
@@ -209,33 +252,35 @@ class Checkpoint:
                         names=self._names_by_index()).restore(self._native.tree())
 
     def get(self, name):
-        """Reads, verifies and returns one tensor (a torch tensor, or numpy array)."""
+        """Verifies and returns one tensor (a torch tensor, or numpy array)."""
         return materialize(self._native, self._form(name), self.framework)
 
     def __getitem__(self, name):
         return self.get(name)
 
     def load(self):
-        """Reads and verifies everything; the same object :func:`load` returns."""
+        """Verifies everything and returns the same object :func:`load` returns."""
         return materialize(self._native, self._native.tree(), self.framework)
 
     def __repr__(self):
         state = "closed" if self.closed else f"{len(self)} tensors"
-        return f"<tensorseal.Checkpoint {self.path!r} ({state})>"
+        return f"<tensorseal.Checkpoint {self.path!r} ({state}, {self.mode})>"
 
 
 def open(path, trust=None, *, framework="torch", verify=True, threshold=1, expect=None,  # noqa: A001
-         min_step=None) -> Checkpoint:
+         min_step=None, mode="copy") -> Checkpoint:
     """Opens a file for partial loading, with the same checks and arguments as :func:`load`
     up to the tensor data: the signatures (before the manifest is parsed), the manifest and
-    the metadata expectations. No tensor byte is read; :meth:`Checkpoint.get` reads and
-    verifies one tensor at a time. Use it as a context manager::
+    the metadata expectations. No tensor byte is read; :meth:`Checkpoint.get` verifies one
+    tensor at a time. ``mode`` is as for :func:`load`: ``"mmap"`` maps the file (the one
+    opened) when a tensor is first used and verifies each tensor in place the first time, with
+    the same exposure to later changes of the file. Use it as a context manager::
 
         with tensorseal.open("model.tseal", trust=["ci.pub"]) as ckpt:
             w = ckpt.get("model.embed.weight")
     """
     framework = _framework(framework)
-    native = _open_native(path, trust, verify, threshold, expect, min_step)
+    native = _open_native(path, trust, verify, threshold, expect, min_step, _mode(mode))
     return Checkpoint(native, _path(path), framework)
 
 

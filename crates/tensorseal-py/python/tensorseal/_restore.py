@@ -75,9 +75,16 @@ def check_available(tensors, framework):
 
 
 def read_blobs(native, tensors, framework):
-    """Allocates one destination per blob used by ``tensors`` and has the native loader read
-    and verify the blobs into them (GIL released, in parallel). Returns ``{blob: buffer}``,
-    each a flat uint8 torch tensor or numpy array that the tensors will view."""
+    """Has the native loader verify every blob used by ``tensors`` and returns
+    ``{blob: buffer}``, each a flat uint8 torch tensor or numpy array that the tensors will view.
+    Nothing is returned unless every blob verified.
+
+    Copy mode (the default): one destination per blob is allocated here, and the native loader
+    reads the blob into it and hashes it there (GIL released, in parallel). ``mmap`` mode: the
+    native loader verifies the raw blobs in place in its private mapping, in parallel, and
+    exports each as a writable buffer that the tensor or array views without a copy (keeping
+    the mapping alive); compressed blobs are decoded into destinations allocated here, as in
+    copy mode."""
     lengths = native.blob_lengths()
     wants_torch = {}
     for t in tensors:
@@ -85,20 +92,31 @@ def read_blobs(native, tensors, framework):
         if blob is not None:
             as_torch = framework == "torch" and t[4] != "ndarray"
             wants_torch[blob] = wants_torch.get(blob, False) or as_torch
-    buffers, targets = {}, []
     if any(wants_torch.values()):
         import torch
     if not all(wants_torch.values()):
         import numpy as np
-    for blob, as_torch in wants_torch.items():
-        if as_torch:
+    buffers, copied = {}, list(wants_torch)
+    if native.mode == "mmap":
+        compressed = native.blob_compressed()
+        in_place = [b for b in copied if not compressed[b]]
+        copied = [b for b in copied if compressed[b]]
+        for blob, memory in zip(in_place, native.map_blobs(in_place)):
+            if wants_torch[blob]:
+                buffers[blob] = torch.frombuffer(memory, dtype=torch.uint8)
+            else:
+                buffers[blob] = np.frombuffer(memory, dtype=np.uint8)
+    targets = []
+    for blob in copied:
+        if wants_torch[blob]:
             buf = torch.empty(lengths[blob], dtype=torch.uint8)
             targets.append((blob, buf.numpy()))
         else:
             buf = np.empty(lengths[blob], dtype=np.uint8)
             targets.append((blob, buf))
         buffers[blob] = buf
-    native.read_into(targets)
+    if targets:
+        native.read_into(targets)
     return buffers
 
 
