@@ -199,19 +199,24 @@ class Checkpoint:
     def manifest_sha256(self) -> str:
         return self._native.manifest_sha256()
 
+    def _name_list(self):
+        if self._names is None:
+            self._names = self._native.names()
+        return self._names
+
     def _index(self):
+        # Built only when a name is looked up: listing names is the common first call and
+        # needs no dict.
         if self._by_name is None:
-            names = self._native.names()
             by_name = {}
-            for i, name in enumerate(names):
+            for i, name in enumerate(self._name_list()):
                 by_name.setdefault(name, []).append(i)
-            self._names, self._by_name = names, by_name
+            self._by_name = by_name
         return self._by_name
 
     def names(self) -> list:
         """Tensor names in document order, dotted as ``tensorseal inspect`` shows them."""
-        self._index()
-        return list(self._names)
+        return list(self._name_list())
 
     def keys(self):
         return self.names()
@@ -220,8 +225,7 @@ class Checkpoint:
         return iter(self.names())
 
     def __len__(self):
-        self._index()
-        return len(self._names)
+        return len(self._name_list())
 
     def __contains__(self, name):
         return name in self._index()
@@ -242,8 +246,7 @@ class Checkpoint:
                         names=self._names_by_index()).tensor(form, [name])
 
     def _names_by_index(self):
-        self._index()
-        return dict(enumerate(self._names))
+        return dict(enumerate(self._name_list()))
 
     @property
     def tree(self):
