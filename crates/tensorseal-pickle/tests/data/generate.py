@@ -4,7 +4,7 @@
     /path/to/venv-with-numpy/bin/python tests/data/generate.py   # also the numpy fixtures
 
 For every case in CASES and every protocol 0-5 it writes cpython/<case>.p<N>.pkl with
-pickle.dumps, and cpython/<case>.expected.json with the tree rendering (tree_render.py) of
+pickle.dumps, and cpython/<case>.expected.json with the tree rendering (tests/fixtures/render.py) of
 pickle.loads of those bytes, i.e. what CPython itself reads back; random_NNN.pN.pkl are random
 nested values (fixed seed) with shared references, one protocol each. The hand-built opcode
 fixtures in OPCODE_CASES are assembled byte by byte (to reach opcodes CPython's pickler never
@@ -22,8 +22,21 @@ import struct
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-import tree_render  # noqa: E402
+
+
+def _load_tree_render():
+    # The converter's tree rendering, shared with the fixture corpus. Loaded by path: putting
+    # tests/fixtures on sys.path would let its numpy/ folder shadow the numpy package.
+    import importlib.util
+
+    path = os.path.join(HERE, "..", "..", "..", "..", "tests", "fixtures", "render.py")
+    spec = importlib.util.spec_from_file_location("tree_render", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+tree_render = _load_tree_render()
 
 try:
     import numpy as np

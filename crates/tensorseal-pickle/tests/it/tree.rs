@@ -1,4 +1,4 @@
-//! The converter's tree rendering (tests/data/tree_render.py), computed from a value graph, so
+//! The converter's tree rendering (tests/fixtures/render.py at the repository root), computed from a value graph, so
 //! fixtures written by CPython and torch can be compared with what the interpreter read.
 
 use std::collections::HashMap;
