@@ -280,35 +280,13 @@ pub(crate) fn scan(args: ScanArgs) -> Result<(), Failure> {
         ScanVerdict::UnknownObjects | ScanVerdict::Unsafe => REFUSED,
     };
     if args.json {
-        let members: Vec<Value> = outcome
-            .members
-            .iter()
-            .map(|m| {
-                json!({
-                    "member": m.member,
-                    "status": m.report.status().to_string(),
-                    "protocol": m.report.protocol(),
-                    "opcodes": m.report.opcodes(),
-                    "error": m.report.error().map(|e| e.to_string()),
-                    "findings_dropped": m.report.findings_dropped(),
-                    "findings": m.report.findings().iter().map(|f| json!({
-                        "offset": f.offset,
-                        "opcode": f.opcode.to_string(),
-                        "what": finding_what(&f.kind),
-                        "global": finding_global(&f.kind),
-                        "verdict": f.verdict.to_string(),
-                        "reason": f.reason,
-                    })).collect::<Vec<_>>(),
-                })
-            })
-            .collect();
         let v = json!({
             "input": args.input.display().to_string(),
             "format": outcome.format,
             "verdict": verdict.name(),
             "exit_code": code,
             "problem": outcome.problem,
-            "members": members,
+            "members": outcome.members_json(),
         });
         outln!(
             "{}",
@@ -326,8 +304,8 @@ pub(crate) fn scan(args: ScanArgs) -> Result<(), Failure> {
             outln!("  {}: {}", m.member, m.report.status());
             for f in m.report.findings() {
                 if f.verdict == tensorseal_pickle::Verdict::Allowed {
-                    if let Some(g) = finding_global(&f.kind) {
-                        *allowed.entry(g).or_default() += 1;
+                    if let Some(g) = f.kind.global() {
+                        *allowed.entry(g.to_string()).or_default() += 1;
                     }
                 } else {
                     outln!("    {f}");
@@ -352,26 +330,6 @@ pub(crate) fn scan(args: ScanArgs) -> Result<(), Failure> {
             code,
             format!("{}: {}", args.input.display(), verdict.name()),
         ))
-    }
-}
-
-fn finding_what(kind: &tensorseal_pickle::FindingKind) -> &'static str {
-    use tensorseal_pickle::FindingKind as K;
-    match kind {
-        K::Global(_) => "global",
-        K::Call(_) => "call",
-        K::Build(_) => "build",
-        K::CallOnValue => "call on a value",
-        K::Construct => "construct",
-        _ => "other",
-    }
-}
-
-fn finding_global(kind: &tensorseal_pickle::FindingKind) -> Option<String> {
-    use tensorseal_pickle::FindingKind as K;
-    match kind {
-        K::Global(g) | K::Call(g) | K::Build(g) => Some(g.to_string()),
-        _ => None,
     }
 }
 

@@ -75,6 +75,33 @@ impl ScanOutcome {
             }
         }
     }
+
+    /// Every member's report as the JSON that `tensorseal scan --json` and the Python
+    /// `tensorseal.scan` print under `members` (documented in README): one definition, so the
+    /// two cannot drift apart.
+    pub fn members_json(&self) -> Vec<serde_json::Value> {
+        self.members
+            .iter()
+            .map(|m| {
+                serde_json::json!({
+                    "member": m.member,
+                    "status": m.report.status().to_string(),
+                    "protocol": m.report.protocol(),
+                    "opcodes": m.report.opcodes(),
+                    "error": m.report.error().map(|e| e.to_string()),
+                    "findings_dropped": m.report.findings_dropped(),
+                    "findings": m.report.findings().iter().map(|f| serde_json::json!({
+                        "offset": f.offset,
+                        "opcode": f.opcode.to_string(),
+                        "what": f.kind.name(),
+                        "global": f.kind.global().map(ToString::to_string),
+                        "verdict": f.verdict.to_string(),
+                        "reason": f.reason,
+                    })).collect::<Vec<_>>(),
+                })
+            })
+            .collect()
+    }
 }
 
 /// Scans `input`: recognises its format from content, reads the container with the converter's

@@ -63,6 +63,27 @@ pub enum FindingKind {
     Construct,
 }
 
+impl FindingKind {
+    /// The global the finding is about, if it is about one.
+    pub fn global(&self) -> Option<&GlobalName> {
+        match self {
+            FindingKind::Global(g) | FindingKind::Call(g) | FindingKind::Build(g) => Some(g),
+            FindingKind::CallOnValue | FindingKind::Construct => None,
+        }
+    }
+
+    /// A short name of the kind, as JSON reports spell it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            FindingKind::Global(_) => "global",
+            FindingKind::Call(_) => "call",
+            FindingKind::Build(_) => "build",
+            FindingKind::CallOnValue => "call on a value",
+            FindingKind::Construct => "construct",
+        }
+    }
+}
+
 /// One entry of the report.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Finding {

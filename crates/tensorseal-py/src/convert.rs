@@ -20,7 +20,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tensorseal::Compression;
 use tensorseal_convert::{ConvertError, ConvertOptions, SandboxMode, SandboxReport};
-use tensorseal_pickle::FindingKind;
 
 /// The sandbox mode named by the Python argument. A mode that locks the process down is only
 /// accepted with `lock_down_this_process`: the lock-down is irreversible and process-wide, so
@@ -167,26 +166,6 @@ pub(crate) fn convert(
     Ok(v.to_string())
 }
 
-fn finding_what(kind: &FindingKind) -> &'static str {
-    match kind {
-        FindingKind::Global(_) => "global",
-        FindingKind::Call(_) => "call",
-        FindingKind::Build(_) => "build",
-        FindingKind::CallOnValue => "call on a value",
-        FindingKind::Construct => "construct",
-        _ => "other",
-    }
-}
-
-fn finding_global(kind: &FindingKind) -> Option<String> {
-    match kind {
-        FindingKind::Global(g) | FindingKind::Call(g) | FindingKind::Build(g) => {
-            Some(g.to_string())
-        }
-        _ => None,
-    }
-}
-
 /// Scans `input` as `tensorseal scan` does and returns the report as JSON: `format`,
 /// `verdict`, `problem` and `members` with every finding. `sandbox` as for [`convert`].
 #[pyfunction]
@@ -207,33 +186,11 @@ pub(crate) fn scan(
         )
     });
     let outcome = result.map_err(|e| convert_error(py, &input, &e))?;
-    let members: Vec<Value> = outcome
-        .members
-        .iter()
-        .map(|m| {
-            json!({
-                "member": m.member,
-                "status": m.report.status().to_string(),
-                "protocol": m.report.protocol(),
-                "opcodes": m.report.opcodes(),
-                "error": m.report.error().map(|e| e.to_string()),
-                "findings_dropped": m.report.findings_dropped(),
-                "findings": m.report.findings().iter().map(|f| json!({
-                    "offset": f.offset,
-                    "opcode": f.opcode.to_string(),
-                    "what": finding_what(&f.kind),
-                    "global": finding_global(&f.kind),
-                    "verdict": f.verdict.to_string(),
-                    "reason": f.reason,
-                })).collect::<Vec<_>>(),
-            })
-        })
-        .collect();
     let v = json!({
         "format": outcome.format,
         "verdict": outcome.verdict().name(),
         "problem": outcome.problem,
-        "members": members,
+        "members": outcome.members_json(),
         "sandbox": mode_name(mode),
     });
     Ok(v.to_string())
