@@ -1,18 +1,15 @@
 //! `convert`, `scan` and `export`.
 
-use crate::failure::{self, Failure};
+use crate::failure::Failure;
 use clap::Args;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use tensorseal::{Compression, PublicKey, SecretKey, TrustPolicy};
-use tensorseal_convert::{
-    ConvertError, ConvertOptions, ExportError, ExportOptions, SandboxMode, ScanVerdict,
+use tensorseal::{
+    Classify, Compression, FailureClass, PublicKey, SecretKey, TrustPolicy, error_chain,
 };
-
-/// Exit code for content refused as unsafe (or unknown objects without --allow-objects).
-const REFUSED: u8 = 4;
+use tensorseal_convert::{ConvertOptions, ExportOptions, SandboxMode, ScanVerdict};
 
 #[derive(Debug, Args)]
 pub(crate) struct SandboxArgs {
@@ -106,22 +103,10 @@ fn parse_pair(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
 }
 
-/// The exit code and machine-readable kind of a conversion error.
-fn classify(e: &ConvertError) -> (u8, &'static str) {
-    match e {
-        ConvertError::Unsafe { .. } => (REFUSED, "unsafe"),
-        ConvertError::UnknownObjects { .. } => (REFUSED, "unknown_objects"),
-        ConvertError::Io { .. } => (Failure::INVALID, "io"),
-        ConvertError::Unsupported { .. } => (Failure::INVALID, "unsupported"),
-        ConvertError::Sandbox(_) => (Failure::INVALID, "sandbox"),
-        _ => (Failure::INVALID, "invalid"),
-    }
-}
-
 pub(crate) fn convert(args: ConvertArgs) -> Result<(), Failure> {
     let mut keys = Vec::with_capacity(args.sign.len());
     for path in &args.sign {
-        keys.push(SecretKey::read(path).map_err(|e| Failure::invalid(path, &e))?);
+        keys.push(SecretKey::read(path).map_err(|e| Failure::of(path, &e))?);
     }
     let show_progress = !args.json && !args.quiet && std::io::stderr().is_terminal();
     let bar = show_progress.then(|| {
@@ -158,30 +143,15 @@ pub(crate) fn convert(args: ConvertArgs) -> Result<(), Failure> {
         Ok(report) => {
             report.sandbox.eprint_warnings();
             if args.json {
-                let v = json!({
+                let mut v = json!({
                     "input": args.input.display().to_string(),
                     "output": args.output.display().to_string(),
                     "ok": true,
                     "exit_code": 0,
-                    "source_format": report.source_format,
-                    "source_sha256": report.source_sha256,
-                    "manifest_sha256": hex::encode(report.output.manifest_sha256),
-                    "file_length": report.output.length,
-                    "tensors": report.stats.tensors,
-                    "blobs": report.stats.blobs,
-                    "bytes": report.stats.bytes,
-                    "shared": report.stats.shared,
-                    "signed_by": keys.iter().map(|k| k.public_key().key_id()).collect::<Vec<_>>(),
-                    "inert_objects": report.inert_objects,
-                    "notes": report.notes,
-                    "sandbox": {
-                        "fully_enforced": report.sandbox.fully_enforced(),
-                        "seccomp": report.sandbox.seccomp,
-                        "landlock": format!("{:?}", report.sandbox.landlock),
-                        "warnings": report.sandbox.warnings,
-                    },
-                    "error": Value::Null,
                 });
+                let report_json = report.to_json(args.sandbox.mode());
+                merge(&mut v, report_json);
+                v["error"] = Value::Null;
                 outln!(
                     "{}",
                     serde_json::to_string_pretty(&v).expect("JSON values serialize")
@@ -219,8 +189,8 @@ pub(crate) fn convert(args: ConvertArgs) -> Result<(), Failure> {
             Ok(())
         }
         Err(e) => {
-            let (code, kind) = classify(&e);
-            let message = format!("{}: {}", args.input.display(), failure::chain(&e));
+            let (code, kind) = (e.class().exit_code(), e.kind());
+            let message = format!("{}: {}", args.input.display(), error_chain(&e));
             if args.json {
                 let v = json!({
                     "input": args.input.display().to_string(),
@@ -236,6 +206,13 @@ pub(crate) fn convert(args: ConvertArgs) -> Result<(), Failure> {
             }
             Err(Failure::new(code, message))
         }
+    }
+}
+
+/// Adds the members of `more` (an object) to `v` (an object).
+fn merge(v: &mut Value, more: Value) {
+    if let (Value::Object(v), Value::Object(more)) = (v, more) {
+        v.extend(more);
     }
 }
 
@@ -267,17 +244,13 @@ pub(crate) fn scan(args: ScanArgs) -> Result<(), Failure> {
         &tensorseal_pickle::Limits::default(),
         args.sandbox.mode(),
     )
-    .map_err(|e| {
-        Failure::new(
-            classify(&e).0,
-            format!("{}: {}", args.input.display(), failure::chain(&e)),
-        )
-    })?;
+    .map_err(|e| Failure::of(&args.input, &e))?;
     let verdict = outcome.verdict();
     let code = match verdict {
         ScanVerdict::Safe => 0,
-        ScanVerdict::Invalid => Failure::INVALID,
-        ScanVerdict::UnknownObjects | ScanVerdict::Unsafe => REFUSED,
+        ScanVerdict::Invalid => FailureClass::Invalid.exit_code(),
+        ScanVerdict::UnknownObjects => FailureClass::UnknownObjects.exit_code(),
+        ScanVerdict::Unsafe => FailureClass::Unsafe.exit_code(),
     };
     if args.json {
         let v = json!({
@@ -361,15 +334,12 @@ pub(crate) fn export(args: ExportArgs) -> Result<(), Failure> {
     if !args.trust.is_empty() {
         let mut keys = Vec::new();
         for path in &args.trust {
-            keys.push(PublicKey::read(path).map_err(|e| Failure::invalid(path, &e))?);
+            keys.push(PublicKey::read(path).map_err(|e| Failure::of(path, &e))?);
         }
         options.policy = TrustPolicy::trusting(keys);
     }
-    let report =
-        tensorseal_convert::export(&args.input, &args.output, &options).map_err(|e| match &e {
-            ExportError::Verify(v) => Failure::verify(&args.input, v),
-            _ => Failure::invalid(&args.input, &e),
-        })?;
+    let report = tensorseal_convert::export(&args.input, &args.output, &options)
+        .map_err(|e| Failure::of(&args.input, &e))?;
     eprintln!(
         "exported {} tensor(s), {} bytes, to {}",
         report.written.len(),

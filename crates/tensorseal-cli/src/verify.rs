@@ -1,10 +1,12 @@
 //! `verify`: signatures against trusted keys, metadata expectations, every digest.
 
-use crate::failure::{self, Failure};
+use crate::failure::Failure;
 use clap::Args;
 use serde_json::json;
 use std::path::PathBuf;
-use tensorseal::{Checkpoint, Limits, PublicKey, TrustPolicy, VerifyReport};
+use tensorseal::{
+    Checkpoint, Classify, FailureClass, Limits, PublicKey, TrustPolicy, VerifyReport, error_chain,
+};
 
 /// Verify a file's signatures and every digest before it is used.
 #[derive(Debug, Args)]
@@ -55,7 +57,7 @@ pub(crate) fn run(args: VerifyArgs) -> Result<(), Failure> {
     } else {
         if args.trust.is_empty() {
             let f = Failure::new(
-                Failure::VERIFICATION,
+                FailureClass::Verification.exit_code(),
                 format!(
                     "{}: no trusted keys given: pass --trust PUB, or --digests-only to check integrity without authenticity",
                     args.file.display()
@@ -68,7 +70,7 @@ pub(crate) fn run(args: VerifyArgs) -> Result<(), Failure> {
         }
         let mut keys = Vec::with_capacity(args.trust.len());
         for path in &args.trust {
-            keys.push(PublicKey::read(path).map_err(|e| Failure::invalid(path, &e))?);
+            keys.push(PublicKey::read(path).map_err(|e| Failure::of(path, &e))?);
         }
         TrustPolicy::trusting(keys).threshold(args.threshold as usize)
     };
@@ -88,14 +90,9 @@ pub(crate) fn run(args: VerifyArgs) -> Result<(), Failure> {
             Ok(())
         }
         Err(e) => {
-            let f = Failure::verify(&args.file, &e);
+            let f = Failure::of(&args.file, &e);
             if args.json {
-                print_json(
-                    &args,
-                    None,
-                    Some((failure::verify_error_kind(&e), &failure::chain(&e))),
-                    f.code,
-                );
+                print_json(&args, None, Some((e.kind(), &error_chain(&e))), f.code);
             }
             Err(f)
         }

@@ -83,6 +83,8 @@ pub struct ConvertReport {
     pub source_sha256: String,
     /// The written file.
     pub output: WrittenFile,
+    /// Key ids of the keys that signed it.
+    pub signed_by: Vec<String>,
     /// Tensors, blobs and bytes written.
     pub stats: TreeStats,
     /// Unknown globals kept as inert records (only with `allow_objects`).
@@ -91,6 +93,28 @@ pub struct ConvertReport {
     pub sandbox: SandboxReport,
     /// Notes for the user (e.g. a CRC-less zip, a big-endian source).
     pub notes: Vec<String>,
+}
+
+impl ConvertReport {
+    /// The report as the members `tensorseal convert --json` prints after `input`, `output`,
+    /// `ok` and `exit_code`, and the Python `convert` returns (documented in README.md): one
+    /// definition for both. `mode` is the sandbox mode that was asked for.
+    pub fn to_json(&self, mode: SandboxMode) -> serde_json::Value {
+        serde_json::json!({
+            "source_format": self.source_format,
+            "source_sha256": self.source_sha256,
+            "manifest_sha256": hex::encode(self.output.manifest_sha256),
+            "file_length": self.output.length,
+            "tensors": self.stats.tensors,
+            "blobs": self.stats.blobs,
+            "bytes": self.stats.bytes,
+            "shared": self.stats.shared,
+            "signed_by": self.signed_by,
+            "inert_objects": self.inert_objects,
+            "notes": self.notes,
+            "sandbox": self.sandbox.to_json(mode),
+        })
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ConvertError + '_ {
@@ -305,6 +329,11 @@ pub fn convert(
         source_format: conversion.source_format,
         source_sha256: conversion.source_sha256,
         output: written,
+        signed_by: options
+            .signers
+            .iter()
+            .map(|k| k.public_key().key_id())
+            .collect(),
         stats: conversion.stats,
         inert_objects: conversion.inert_objects,
         sandbox,
