@@ -6,10 +6,8 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use tensorseal::{
-    Classify, Compression, FailureClass, PublicKey, SecretKey, TrustPolicy, error_chain,
-};
-use tensorseal_convert::{ConvertOptions, ExportOptions, SandboxMode, ScanVerdict};
+use tensorseal::{Classify, Compression, PublicKey, SecretKey, TrustPolicy, error_chain};
+use tensorseal_convert::{ConvertOptions, ExportOptions, SandboxMode};
 
 #[derive(Debug, Args)]
 pub(crate) struct SandboxArgs {
@@ -216,20 +214,28 @@ fn merge(v: &mut Value, more: Value) {
     }
 }
 
-/// Report every global and call in a checkpoint's pickles, with the verdict.
+/// Report every global and call in a checkpoint's pickles, and whether it converts.
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Examples:
   tensorseal scan model.pt
   tensorseal scan suspicious.bin --json | jq '.members[].findings[] | select(.verdict != \"allowed\")'
+  tensorseal scan checkpoint.ckpt --allow-objects   # would convert --allow-objects succeed?
 
-The verdict is safe (exit 0), unknown-objects or unsafe (exit 4), or invalid (exit 1: the
-file is malformed or unsupported and nothing refused was found before the problem). The
-most severe finding decides: a payload followed by garbage is still unsafe. scan uses the
-same readers and interpreter as convert, so the two never disagree.")]
+The verdict has two parts. Code safety: safe, unknown-objects or unsafe, from every pickle's
+findings (the most severe decides: a payload followed by garbage is still unsafe). And
+convertibility: scan runs the conversion itself to the end (containers, storages, tensor
+metadata, output bounds) without writing anything, so it reports what convert with the same
+options would refuse, naming the member, offset or tensor path. Exit 0 only when convert would
+succeed; 4 when a pickle is unsafe, or holds unknown classes and --allow-objects is not given;
+1 when the file is malformed or unsupported.")]
 pub(crate) struct ScanArgs {
     /// The file to scan.
     input: PathBuf,
+    /// Judge convertibility as `convert --allow-objects` would: unknown classes become inert
+    /// records instead of a refusal. Code-execution primitives are refused regardless.
+    #[arg(long)]
+    allow_objects: bool,
     /// Print the full report as JSON.
     #[arg(long)]
     json: bool,
@@ -238,29 +244,18 @@ pub(crate) struct ScanArgs {
 }
 
 pub(crate) fn scan(args: ScanArgs) -> Result<(), Failure> {
-    let outcome = tensorseal_convert::scan(
-        &args.input,
-        &tensorseal_convert::Limits::default(),
-        &tensorseal_pickle::Limits::default(),
-        args.sandbox.mode(),
-    )
-    .map_err(|e| Failure::of(&args.input, &e))?;
-    let verdict = outcome.verdict();
-    let code = match verdict {
-        ScanVerdict::Safe => 0,
-        ScanVerdict::Invalid => FailureClass::Invalid.exit_code(),
-        ScanVerdict::UnknownObjects => FailureClass::UnknownObjects.exit_code(),
-        ScanVerdict::Unsafe => FailureClass::Unsafe.exit_code(),
+    let options = ConvertOptions {
+        allow_objects: args.allow_objects,
+        sandbox: args.sandbox.mode(),
+        ..ConvertOptions::default()
     };
+    let outcome = tensorseal_convert::scan(&args.input, &options)
+        .map_err(|e| Failure::of(&args.input, &e))?;
+    let verdict = outcome.verdict();
+    let code = outcome.exit_code();
     if args.json {
-        let v = json!({
-            "input": args.input.display().to_string(),
-            "format": outcome.format,
-            "verdict": verdict.name(),
-            "exit_code": code,
-            "problem": outcome.problem,
-            "members": outcome.members_json(),
-        });
+        let mut v = json!({"input": args.input.display().to_string()});
+        merge(&mut v, outcome.to_json());
         outln!(
             "{}",
             serde_json::to_string_pretty(&v).expect("JSON values serialize")
@@ -292,7 +287,21 @@ pub(crate) fn scan(args: ScanArgs) -> Result<(), Failure> {
                 outln!("    allowed: {}", list.join(", "));
             }
         }
-        if let Some(p) = &outcome.problem {
+        match &outcome.conversion {
+            Ok(c) => outln!(
+                "  converts: {} tensors, {} blobs, {} bytes{}",
+                c.stats.tensors,
+                c.stats.blobs,
+                c.stats.bytes,
+                if c.inert_objects.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} inert object(s)", c.inert_objects.len())
+                }
+            ),
+            Err(e) => outln!("  does not convert: {}", error_chain(e)),
+        }
+        if let Some(p) = outcome.problem.as_ref().filter(|_| outcome.convertible()) {
             outln!("  problem: {p}");
         }
     }

@@ -4,6 +4,7 @@
 mod byte_order;
 mod convert;
 mod detect;
+mod dry_run;
 mod error;
 mod export;
 #[doc(hidden)]

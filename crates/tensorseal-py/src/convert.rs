@@ -94,32 +94,27 @@ pub(crate) fn convert(
     Ok(v.to_string())
 }
 
-/// Scans `input` as `tensorseal scan` does and returns the report as JSON: `format`,
-/// `verdict`, `problem` and `members` with every finding. `sandbox` as for [`convert`].
+/// Scans `input` as `tensorseal scan` does and returns the report as JSON: the members
+/// `tensorseal scan --json` prints (less `input`) and `sandbox`. `allow_objects` judges
+/// convertibility as `convert(allow_objects=True)` would; `sandbox` as for [`convert`].
 #[pyfunction]
-#[pyo3(signature = (input, sandbox, lock_down_this_process=false))]
+#[pyo3(signature = (input, sandbox, lock_down_this_process=false, allow_objects=false))]
 pub(crate) fn scan(
     py: Python<'_>,
     input: PathBuf,
     sandbox: &str,
     lock_down_this_process: bool,
+    allow_objects: bool,
 ) -> PyResult<String> {
     let mode = sandbox_mode(py, sandbox, lock_down_this_process)?;
-    let result = py.detach(|| {
-        tensorseal_convert::scan(
-            &input,
-            &tensorseal_convert::Limits::default(),
-            &tensorseal_pickle::Limits::default(),
-            mode,
-        )
-    });
+    let options = ConvertOptions {
+        allow_objects,
+        sandbox: mode,
+        ..ConvertOptions::default()
+    };
+    let result = py.detach(|| tensorseal_convert::scan(&input, &options));
     let outcome = result.map_err(|e| convert_error(py, &input, &e))?;
-    let v = json!({
-        "format": outcome.format,
-        "verdict": outcome.verdict().name(),
-        "problem": outcome.problem,
-        "members": outcome.members_json(),
-        "sandbox": mode.name(),
-    });
+    let mut v = outcome.to_json();
+    v["sandbox"] = json!(mode.name());
     Ok(v.to_string())
 }

@@ -282,6 +282,16 @@ def test_scan_reports_every_finding(tmp):
 
     unknown = tensorseal.scan(T / "zip_whole_module.pt")
     assert unknown.verdict == "unknown-objects" and unknown.exit_code == 4
+    assert unknown.conversion_error["kind"] == "unknown_objects" and not unknown.convertible
+    inert = tensorseal.scan(T / "zip_whole_module.pt", allow_objects=True)
+    assert (inert.safety, inert.convertible, inert.exit_code) == ("unknown-objects", True, 0)
+    assert inert.inert_objects and inert.conversion_error is None
+
+    # Code-safe but not convertible: scan runs the conversion's structural checks too.
+    missing = tensorseal.scan(H / "t_missing_record.pt", sandbox="off")
+    assert (missing.safety, missing.verdict, missing.convertible) == ("safe", "invalid", False)
+    assert missing.conversion_error["kind"] == "invalid" and missing.exit_code == 1
+    assert "no record archive/data/7" in missing.conversion_error["message"]
     tar = tensorseal.scan(T / "tar_format.pt")
     assert tar.verdict == "invalid" and "tar format" in tar.problem and tar.exit_code == 1
     garbage = tmp / "garbage.bin"
