@@ -80,5 +80,8 @@ fn scan_exit_code_equals_convert_exit_code_on_every_fixture() {
     }
     assert!(disagreements.is_empty(), "{}", disagreements.join("\n"));
     // The corpus exercises every outcome, so the equality above is not vacuous.
-    assert!(by_code[0] > 100 && by_code[1] > 100 && by_code[4] > 50, "{by_code:?}");
+    assert!(
+        by_code[0] > 100 && by_code[1] > 100 && by_code[4] > 50,
+        "{by_code:?}"
+    );
 }
