@@ -1,5 +1,5 @@
-//! A strict reader for torch's pre-0.1.10 tar checkpoints: enough to find and judge the pickles
-//! they hold. Converting them is not supported; scanning them is.
+//! A strict reader for the POSIX tar archives torch's pre-0.1.10 checkpoints are: the members
+//! `torch_tar` then reads.
 
 use crate::error::ConvertError;
 

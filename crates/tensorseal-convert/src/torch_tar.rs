@@ -186,7 +186,8 @@ impl<'a> Cursor<'a, '_> {
                     at,
                     key,
                     format!(
-                        "{what} needs {n} bytes, {} remain in the member",
+                        "{what} need{} {n} bytes, {} remain in the member",
+                        if what.ends_with('s') { "" } else { "s" },
                         self.remaining()
                     ),
                 )
@@ -330,11 +331,7 @@ fn read_tables<'a>(
         let nbytes = numel.checked_mul(itemsize).ok_or_else(|| {
             cur.invalid(count_at, Some(key), format!("{numel} elements overflow"))
         })?;
-        let data = cur.take(
-            nbytes,
-            &format!("{numel} elements of {dtype} ({nbytes} bytes)"),
-            Some(key),
-        )?;
+        let data = cur.take(nbytes, &format!("{numel} elements of {dtype}"), Some(key))?;
         if refs
             .insert(
                 key,

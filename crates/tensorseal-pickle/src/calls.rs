@@ -8,7 +8,7 @@ use crate::int::PyInt;
 use crate::keyed::TensorTable;
 use crate::policy::Known;
 use crate::report::{FindingKind, GlobalName, Verdict};
-use crate::storage::{StorageError, StorageKind, StorageRequest, StorageView};
+use crate::storage::{StorageKind, StorageRequest, StorageView};
 use crate::value::{
     ArraySource, ByteData, CallKind, GlobalId, NdArray, Node, NodeId, NumpyScalar, Storage, Tensor,
     TensorFlavour, Unsupported, UnsupportedKind,
@@ -1238,13 +1238,10 @@ impl Machine<'_, '_> {
         if let Some(&node) = self.keyed_tensors.get(&key) {
             return Ok(node);
         }
-        let tensor = table.get(key).ok_or_else(|| PickleError::Storage {
-            offset: self.op_offset,
-            opcode: self.op,
-            key: key.to_string(),
-            source: StorageError::new(
-                "no tensor has this key in the tar checkpoint's `tensors` member",
-            ),
+        let tensor = table.get(key).ok_or_else(|| {
+            self.invalid(format!(
+                "persistent id {key}: no tensor has this key in the tar checkpoint's `tensors` member"
+            ))
         })?;
         let what = |m: &Self, reason: String| m.invalid(format!("tensor key {key}: {reason}"));
         let dtype = tensor.dtype();

@@ -22,9 +22,6 @@ import tensorseal
 from conftest import FIXTURES
 from deep_compare import assert_same, assert_same_sharing, canonical_tree, render_tree
 
-# torch's pre-0.1.10 tar format: torch loads it, tensorseal scans it but does not convert it.
-NOT_CONVERTED = {"torch/tar_format.pt", "hostile/r_tar_hand_built_ok.pt"}
-
 OUTCOME = {
     tensorseal.UnsafeError: "unsafe",
     tensorseal.UnknownObjectError: "unknown-objects",
@@ -105,14 +102,6 @@ def test_fixture_converts_as_the_original_loads(path, meta, tmp, keys):
     name = rel(path)
     out = tmp / "converted.tseal"
     scanned = tensorseal.scan(path, sandbox="off")
-    if name in NOT_CONVERTED:
-        with pytest.raises(tensorseal.InvalidInputError, match="tar format is not converted") as e:
-            tensorseal.convert(path, out, sandbox="off")
-        assert e.value.kind == "unsupported"
-        assert not out.exists()
-        assert scanned.verdict == "invalid" and scanned.members, scanned  # pickles were judged
-        return
-
     try:
         report = tensorseal.convert(path, out, sign_with=keys[0][0], sandbox="off")
     except tensorseal.Error as exc:

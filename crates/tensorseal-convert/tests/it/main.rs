@@ -9,6 +9,7 @@ mod export;
 mod formats;
 mod npy;
 mod props;
+mod tar;
 
 use std::path::{Path, PathBuf};
 
