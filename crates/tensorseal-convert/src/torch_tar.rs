@@ -186,8 +186,7 @@ impl<'a> Cursor<'a, '_> {
                     at,
                     key,
                     format!(
-                        "{what} need{} {n} bytes, {} remain in the member",
-                        if what.ends_with('s') { "" } else { "s" },
+                        "{what}: needs {n} bytes, {} remain in the member",
                         self.remaining()
                     ),
                 )

@@ -90,32 +90,32 @@ fn the_hand_written_fixture_converts_bit_exact() {
 
 /// Pickle opcodes of protocol 2, as torch wrote them.
 mod p {
-    pub fn pickle(body: &[u8]) -> Vec<u8> {
+    pub(super) fn pickle(body: &[u8]) -> Vec<u8> {
         let mut v = vec![0x80, 2];
         v.extend_from_slice(body);
         v.push(b'.');
         v
     }
-    pub fn int(i: i64) -> Vec<u8> {
+    pub(super) fn int(i: i64) -> Vec<u8> {
         let mut v = vec![b'J'];
         v.extend_from_slice(&i32::try_from(i).unwrap().to_le_bytes());
         v
     }
-    pub fn long(i: i64) -> Vec<u8> {
+    pub(super) fn long(i: i64) -> Vec<u8> {
         let mut v = vec![0x8a, 8];
         v.extend_from_slice(&i.to_le_bytes());
         v
     }
-    pub fn text(s: &str) -> Vec<u8> {
+    pub(super) fn text(s: &str) -> Vec<u8> {
         let mut v = vec![b'X'];
         v.extend_from_slice(&(s.len() as u32).to_le_bytes());
         v.extend_from_slice(s.as_bytes());
         v
     }
-    pub fn global(module: &str, name: &str) -> Vec<u8> {
+    pub(super) fn global(module: &str, name: &str) -> Vec<u8> {
         format!("c{module}\n{name}\n").into_bytes()
     }
-    pub fn tuple(items: &[Vec<u8>]) -> Vec<u8> {
+    pub(super) fn tuple(items: &[Vec<u8>]) -> Vec<u8> {
         let mut v = vec![b'('];
         for i in items {
             v.extend_from_slice(i);
@@ -123,7 +123,7 @@ mod p {
         v.push(b't');
         v
     }
-    pub fn list(items: &[Vec<u8>]) -> Vec<u8> {
+    pub(super) fn list(items: &[Vec<u8>]) -> Vec<u8> {
         let mut v = vec![b']', b'('];
         for i in items {
             v.extend_from_slice(i);
@@ -132,7 +132,7 @@ mod p {
         v
     }
     /// `{name: persistent_load(pid), ...}`.
-    pub fn dict_of_pids(items: &[(&str, Vec<u8>)]) -> Vec<u8> {
+    pub(super) fn dict_of_pids(items: &[(&str, Vec<u8>)]) -> Vec<u8> {
         let mut v = vec![b'}', b'('];
         for (k, pid) in items {
             v.extend(text(k));
@@ -143,7 +143,7 @@ mod p {
         v
     }
     /// `os.system('echo tensorseal-hostile-fixture')`.
-    pub fn os_system() -> Vec<u8> {
+    pub(super) fn os_system() -> Vec<u8> {
         let mut v = global("os", "system");
         v.extend(tuple(&[text("echo tensorseal-hostile-fixture")]));
         v.push(b'R');
@@ -378,7 +378,7 @@ fn broken_storages_are_refused() {
         &[
             "tar member storages",
             "key 1",
-            "1000 elements of torch.float32 need 4000 bytes",
+            "1000 elements of torch.float32: needs 4000 bytes",
         ],
     );
 
@@ -493,7 +493,7 @@ fn members_are_checked() {
     refused_invalid(&c, &["tar member pickle", "appears twice"]);
     // sys_info is read (a pickled dict) and ignored, as torch does.
     let mut c = valid();
-    c.extra.push(("sys_info", p::pickle(&[b'}', b'(', b'u'])));
+    c.extra.push(("sys_info", p::pickle(b"}(u")));
     run(&c).unwrap();
     c.extra[0].1 = p::pickle(&p::int(3));
     refused_invalid(&c, &["tar member sys_info", "not a dict"]);
