@@ -541,16 +541,18 @@ fn object_options(
     options
 }
 
-fn tree_inner(
-    file: &[u8],
-    ctx: &PickleContext<'_>,
+/// Reads and checks every member and interprets the object pickle: everything conversion does
+/// before building the tree.
+fn prepare<'a>(
+    file: &'a [u8],
+    pickle_limits: &pk::Limits,
+    allow_objects: bool,
     limits: &Limits,
-    sink: &mut dyn BlobSink,
-) -> Result<(Node, PickleOutcome), ConvertError> {
+) -> Result<(pk::Graph<'a>, TarStorages<'a>), ConvertError> {
     let m = members(file)?;
     if let Some(s) = &m.sys_info {
         let at = s.offset as usize;
-        let options = pickles::options(ctx.limits, false, false);
+        let options = pickles::options(pickle_limits, false, false);
         let g = pickles::load(
             &file[..at + s.data.len()],
             at,
@@ -562,8 +564,8 @@ fn tree_inner(
             return Err(invalid("sys_info", at, None, "not a dict"));
         }
     }
-    let tables = read_tables(file, &m, limits, ctx.limits, &mut Vec::new())?;
-    let options = object_options(ctx.limits, ctx.allow_objects, tables.tensors);
+    let tables = read_tables(file, &m, limits, pickle_limits, &mut Vec::new())?;
+    let options = object_options(pickle_limits, allow_objects, tables.tensors);
     let mut referenced: HashSet<i64> = HashSet::new();
     let roots = &tables.roots;
     let mut resolver = |req: &pk::StorageRequest<'_>| -> Result<u64, pk::StorageError> {
@@ -600,13 +602,17 @@ fn tree_inner(
         ));
     }
     let records = roots.iter().map(|(k, r)| (k.to_string(), r.data)).collect();
-    torch::build(
-        &graph,
-        &TarStorages { records },
-        "tar member pickle",
-        ctx,
-        sink,
-    )
+    Ok((graph, TarStorages { records }))
+}
+
+fn tree_inner(
+    file: &[u8],
+    ctx: &PickleContext<'_>,
+    limits: &Limits,
+    sink: &mut dyn BlobSink,
+) -> Result<(Node, PickleOutcome), ConvertError> {
+    let (graph, storages) = prepare(file, ctx.limits, ctx.allow_objects, limits)?;
+    torch::build(&graph, &storages, "tar member pickle", ctx, sink)
 }
 
 /// Converts a tar checkpoint. A structural error is reported as such only when no pickle of the
@@ -694,6 +700,15 @@ pub(crate) fn scan(
             member: label(&format!("tar member {name}")),
             report,
         });
+    }
+    if problem.is_none() {
+        // The checks that need the whole file (sys_info's type, storages no tensor uses), as
+        // conversion runs them; unknown classes are the scan verdict's business, not a problem.
+        if let Err(e) = prepare(file, pickle_limits, true, limits) {
+            if !e.is_refusal() {
+                problem = Some(e.to_string());
+            }
+        }
     }
     (out, problem)
 }

@@ -558,3 +558,72 @@ fn hostile_pickles_in_any_member_are_unsafe() {
     c.extra.push(("storages", s));
     refused_unsafe(&c);
 }
+
+fn scanned(c: &Ckpt) -> tensorseal_convert::ScanOutcome {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.pt");
+    std::fs::write(&input, c.bytes()).unwrap();
+    tensorseal_convert::scan(
+        &input,
+        &tensorseal_convert::Limits::default(),
+        &tensorseal_pickle::Limits::default(),
+        tensorseal_convert::SandboxMode::Disabled,
+    )
+    .unwrap()
+}
+
+#[test]
+fn scan_walks_every_record_and_agrees_with_convert() {
+    use tensorseal_convert::ScanVerdict;
+    let ok = scanned(&valid());
+    assert_eq!((ok.verdict(), &ok.problem), (ScanVerdict::Safe, &None));
+    // Counts, one record pickle per storage and tensor, views, the object.
+    assert_eq!(ok.members.len(), 1 + 1 + 1 + 1 + 2 + 1, "{:?}", ok.members);
+
+    // A payload in the second tensor record, which a scan of each member's first pickle misses.
+    let mut c = valid();
+    c.tensors[1].class = ("os", "system");
+    assert_eq!(scanned(&c).verdict(), ScanVerdict::Unsafe);
+
+    for (c, needle) in [
+        (
+            {
+                let mut c = valid();
+                c.tensors[0].offset = 100;
+                c
+            },
+            "need 104 elements",
+        ),
+        (
+            {
+                let mut c = valid();
+                c.object = p::pickle(&p::dict_of_pids(&[("w", p::text("99"))]));
+                c
+            },
+            "persistent id 99",
+        ),
+        (
+            {
+                let mut c = valid();
+                c.storages.push(Storage {
+                    key: 3,
+                    class: "FloatStorage",
+                    numel: 1,
+                    data: f32s(&[9.0]),
+                });
+                c.storage_count = 2;
+                c
+            },
+            "not used by any tensor",
+        ),
+    ] {
+        let s = scanned(&c);
+        assert_eq!(s.verdict(), ScanVerdict::Invalid, "{needle}");
+        assert!(
+            s.problem.as_deref().unwrap().contains(needle),
+            "{:?}",
+            s.problem
+        );
+        assert!(run(&c).is_err());
+    }
+}
