@@ -704,10 +704,10 @@ pub(crate) fn scan(
     if problem.is_none() {
         // The checks that need the whole file (sys_info's type, storages no tensor uses), as
         // conversion runs them; unknown classes are the scan verdict's business, not a problem.
-        if let Err(e) = prepare(file, pickle_limits, true, limits) {
-            if !e.is_refusal() {
-                problem = Some(e.to_string());
-            }
+        if let Err(e) = prepare(file, pickle_limits, true, limits)
+            && !e.is_refusal()
+        {
+            problem = Some(e.to_string());
         }
     }
     (out, problem)
