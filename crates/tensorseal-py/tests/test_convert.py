@@ -67,7 +67,7 @@ def reference(path, meta):
     if "object passed to torch.save" in meta.get("reference", ""):
         return None  # torch.load fails on it or returns wrong values (see X.expected.json)
     fmt = meta["format"]
-    if fmt in ("torch-zip", "torch-legacy"):
+    if fmt in ("torch-zip", "torch-legacy", "torch-tar"):
         return torch.load(path, weights_only=False, map_location="cpu")
     if fmt == "npy":
         return np.load(path, allow_pickle=False)
