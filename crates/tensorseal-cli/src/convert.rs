@@ -40,11 +40,11 @@ Examples:
   tensorseal convert checkpoint.ckpt out.tseal --allow-objects --json
 
 Inputs (recognised from content, never from the file name): torch zip checkpoints
-(torch >= 1.6), torch legacy files, plain pickles, numpy .npy/.npz, safetensors, and
-Hugging Face sharded checkpoints given by their *.index.json. Pickles are interpreted
-as data: known constructors become typed values, code-execution primitives make the
-file refused (exit 4), and unknown classes are refused (exit 4) unless --allow-objects
-keeps them as inert records. The process locks itself down (seccomp + Landlock) after
+(torch >= 1.6), torch legacy files and pre-0.1.10 tar checkpoints, plain pickles, numpy
+.npy/.npz, safetensors, and Hugging Face sharded checkpoints given by their *.index.json.
+Pickles are interpreted as data: known constructors become typed values, code-execution
+primitives make the file refused (exit 4), and unknown classes are refused (exit 4) unless
+--allow-objects keeps them as inert records. The process locks itself down (seccomp + Landlock) after
 opening its files; --require-sandbox fails if that is not possible, --no-sandbox skips it.
 
 The output is written to a temporary file and renamed only on success; the input is never

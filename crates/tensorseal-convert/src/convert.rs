@@ -547,15 +547,17 @@ fn convert_format(
             hf_tree(index, &source.shards, &ctx, options, sink)
                 .map(|(root, stats, inert)| (root, "hf-index", stats, inert))
         }
-        Format::TorchTar => Err(
-            crate::scan::tar_refusal(bytes, &name, &options.pickle_limits).unwrap_or(
-                ConvertError::Unsupported {
-                    member: name,
-                    path: "the file".into(),
-                    what: crate::scan::TAR_UNSUPPORTED.into(),
-                },
-            ),
-        ),
+        Format::TorchTar => {
+            // The manifest's well-known `source_format` values have no tar entry: the tar
+            // format is the legacy format's predecessor, read by the same torch function.
+            notes.push(
+                "torch's pre-0.1.10 tar format, recorded as source_format torch-legacy".into(),
+            );
+            pickled(
+                crate::torch_tar::tar_tree(bytes, &ctx, &options.limits, sink)?,
+                "torch-legacy",
+            )
+        }
         Format::Tensorseal => Err(ConvertError::Unsupported {
             member: name,
             path: "the file".into(),

@@ -21,6 +21,7 @@ mod sandbox;
 mod scan;
 mod tar;
 mod torch;
+mod torch_tar;
 mod torch_zip;
 mod zip;
 #[doc(hidden)]

@@ -14,10 +14,6 @@ use std::path::Path;
 use tensorseal::{Classify, FailureClass};
 use tensorseal_pickle as pk;
 
-/// Why tar checkpoints are not converted.
-pub(crate) const TAR_UNSUPPORTED: &str = "torch's pre-0.1.10 tar format is not converted (its pickles are scanned): \
-     load it with a trusted old torch and save it again";
-
 /// The overall verdict of a scan, most severe first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum ScanVerdict {
@@ -336,27 +332,9 @@ fn scan_bytes(
             out.problem = Some("a sharded-checkpoint index inside another index".into())
         }
         Format::TorchTar => {
-            out.problem = Some(TAR_UNSUPPORTED.into());
-            match crate::tar::members(bytes) {
-                Ok(members) => {
-                    for m in members {
-                        // `pickle` and `sys_info` are pickles; `storages` and `tensors` start with
-                        // one (their counts), followed by records this reader does not walk.
-                        let trailing = matches!(m.name.as_str(), "storages" | "tensors");
-                        let start = m.offset as usize;
-                        let end = start + m.data.len();
-                        let member = format!("{name}: {}", m.name);
-                        out.members.push(pickles::scan_member(
-                            &bytes[..end],
-                            start,
-                            member,
-                            pickle_limits,
-                            trailing,
-                        ));
-                    }
-                }
-                Err(e) => out.problem = Some(e.to_string()),
-            }
+            let (members, problem) = crate::torch_tar::scan(bytes, name, limits, pickle_limits);
+            out.members.extend(members);
+            out.problem = problem;
         }
         Format::Tensorseal => {}
     }
@@ -389,16 +367,6 @@ fn scan_npy(bytes: &[u8], name: &str, pickle_limits: &pk::Limits, out: &mut Pass
 
 /// The refusal an object `.npy` file's embedded pickle implies (unsafe or unknown globals), if
 /// any; the caller reports a benign object array as unsupported.
-/// The refusal the pickles of a tar checkpoint imply, if any.
-pub(crate) fn tar_refusal(bytes: &[u8], name: &str, limits: &pk::Limits) -> Option<ConvertError> {
-    let mut outcome = Pass::default();
-    scan_bytes(bytes, name, &Limits::default(), limits, &mut outcome);
-    outcome
-        .members
-        .iter()
-        .find_map(|m| pickles::refusal(&m.member, &m.report, false))
-}
-
 pub(crate) fn npy_object_refusal(
     bytes: &[u8],
     name: &str,

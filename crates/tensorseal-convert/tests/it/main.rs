@@ -10,6 +10,7 @@ mod formats;
 mod npy;
 mod props;
 mod scan_agrees;
+mod tar;
 
 use std::path::{Path, PathBuf};
 

@@ -36,6 +36,7 @@ fn scan_exit_code_equals_convert_exit_code_on_every_fixture() {
     for dir in [
         "tests/fixtures",
         "crates/tensorseal-pickle/tests/data",
+        "crates/tensorseal-convert/tests/data",
         "fuzz/corpus/torch_loader",
         "fuzz/corpus/zip_reader",
         "fuzz/corpus/npy",
