@@ -1,0 +1,178 @@
+"""One rank of a real torch.distributed job (gloo, CPU) for test_dcp.py.
+
+    python dcp_worker.py JOB.json      # env: RANK, WORLD_SIZE
+
+JOB.json: ``{"store": path of a FileStore file, "out": folder, "keys": [[private, public]
+paths, ...], "ops": [...]}``. The ranks run every op in order in one process group (so torch is
+imported once per job), each op's outcome going to ``out/result-RANK.json`` as a list of
+``{"op": i, "ok": bool, ...}``. Ops:
+
+- ``{"do": "save", "dir", "seed", "run_id", "step"}``: saves ``make_state(seed)`` (DTensors
+  sharded over all ranks, plain tensors, optimizer-like and other non-tensor state) with
+  ``SealWriter``, each rank signing with ``keys[rank % len(keys)]``.
+- ``{"do": "load", "dir", "seed"}``: loads into a zeroed template with ``SealReader`` (trusting
+  every key) and compares the result with ``make_state(seed)``; a refusal is reported with the
+  exception's type, its VerificationError kind and whether the template was left untouched.
+- ``{"do": "save_killed", "dir", "seed", "victim"}``: as save, but rank ``victim`` kills itself
+  (SIGKILL) inside ``write_data``, after the other ranks' shards are written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+import traceback
+
+import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
+
+from deep_compare import assert_same
+from tensorseal import VerificationError
+from tensorseal.dcp import SealReader, SealWriter
+
+
+def full_state(seed):
+    """The state dict with every tensor whole: what any load, at any world size, must give."""
+    g = torch.Generator().manual_seed(seed)
+    return {
+        "model": {
+            "embed.weight": torch.randn(10, 6, generator=g),  # 10 rows: uneven over 4 ranks
+            "proj.weight": torch.randn(6, 9, generator=g),
+            "proj.bias": torch.randn(9, generator=g),
+            "norm.weight": torch.randn(7, generator=g).to(torch.bfloat16),
+        },
+        "optim": {
+            "state": {"embed.weight": {"step": 10 * seed,
+                                       "exp_avg": torch.randn(10, 6, generator=g)}},
+            "param_groups": [{"lr": 1e-3 * seed, "betas": (0.9, 0.999), "weight_decay": 0.0,
+                              "amsgrad": False, "foreach": None, "params": ["embed.weight"]}],
+        },
+        "extra": {
+            "epoch": seed,
+            "rng": torch.randint(0, 256, (16,), dtype=torch.uint8, generator=g),
+            "loss_history": [1.5, 0.25, -3.0 * seed],
+            "sampler": {"seen": [1, 2, seed], "name": f"loader-{seed}", "done": None},
+        },
+    }
+
+
+# Tensors sharded as DTensors when there is a process group: (path, shard dim).
+SHARDED = {("model", "embed.weight"): 0, ("model", "proj.weight"): 1,
+           ("optim", "state", "embed.weight", "exp_avg"): 0}
+
+
+def _walk(d, f, path=()):
+    """``d`` with ``f(path, leaf)`` for every leaf; dicts and lists of dicts are containers
+    (DCP flattens those), everything else a leaf."""
+    if type(d) is dict:
+        return {k: _walk(v, f, path + (k,)) for k, v in d.items()}
+    if type(d) is list and any(type(v) is dict for v in d):
+        return [_walk(v, f, path + (i,)) for i, v in enumerate(d)]
+    return f(path, d)
+
+
+def distribute(state, mesh):
+    """``state`` with the SHARDED tensors as DTensors over ``mesh`` (None: unchanged)."""
+    if mesh is None:
+        return state
+    from torch.distributed.tensor import Shard, distribute_tensor
+
+    return _walk(state, lambda p, v: distribute_tensor(v, mesh, [Shard(SHARDED[p])])
+                 if p in SHARDED else v)
+
+
+def template(state, mesh):
+    """A target for loading: same structure, every tensor zeroed, every value a placeholder."""
+    def blank(p, v):
+        return torch.zeros_like(v) if isinstance(v, torch.Tensor) else "placeholder"
+    return distribute(_walk(state, blank), mesh)
+
+
+def gather(state):
+    """``state`` with DTensors made whole (a collective: every rank calls it)."""
+    from torch.distributed.tensor import DTensor
+
+    return _walk(state, lambda p, v: v.full_tensor() if isinstance(v, DTensor) else v)
+
+
+def untouched(state):
+    """Whether a template is still all zeros and placeholders."""
+    flat = []
+    _walk(state, lambda p, v: flat.append(v))
+    return all(bool((v == 0).all()) if isinstance(v, torch.Tensor) else v == "placeholder"
+               for v in flat)
+
+
+def inner_error(e, rank):
+    """The exception a rank raised inside DCP (CheckpointException wraps them per rank)."""
+    failures = getattr(e, "failures", None)
+    if failures:
+        exc, _ = failures.get(rank) or next(iter(failures.values()))
+        return exc
+    return e
+
+
+def run(job, rank, world, mesh):
+    keys = job["keys"]
+    private, _ = keys[rank % len(keys)]
+    trust = [pub for _, pub in keys]
+    results = []
+    for i, op in enumerate(job["ops"]):
+        res = {"op": i, "do": op["do"], "dir": op["dir"]}
+        try:
+            if op["do"] in ("save", "save_killed"):
+                writer = SealWriter(op["dir"], sign_with=private, run_id=op.get("run_id"),
+                                    step=op.get("step"))
+                if op["do"] == "save_killed" and rank == op["victim"]:
+                    def die(plan, planner):
+                        time.sleep(1.0)  # the other ranks write their shards meanwhile
+                        os.kill(os.getpid(), signal.SIGKILL)
+                    writer.write_data = die
+                dcp.save(distribute(full_state(op["seed"]), mesh), storage_writer=writer)
+                res["ok"] = True
+            elif op["do"] == "load":
+                expected = full_state(op["seed"])
+                target = template(expected, mesh)
+                try:
+                    dcp.load(target, storage_reader=SealReader(op["dir"], trust=trust))
+                except BaseException as e:  # CheckpointException is a BaseException
+                    exc = inner_error(e, rank)
+                    res.update(ok=False, error=type(exc).__name__,
+                               kind=getattr(exc, "kind", None), message=str(exc)[-2000:],
+                               untouched=untouched(gather(target)))
+                else:
+                    got = gather(target)
+                    assert_same(got, expected)
+                    res["ok"] = True
+            else:
+                raise ValueError(op["do"])
+        except BaseException as e:
+            res.update(ok=False, error=type(e).__name__, kind=getattr(e, "kind", None),
+                       message=traceback.format_exc()[-3000:])
+        results.append(res)
+        dist.barrier()
+    return results
+
+
+def main():
+    with open(sys.argv[1]) as f:
+        job = json.load(f)
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    dist.init_process_group("gloo", init_method=f"file://{job['store']}", rank=rank,
+                            world_size=world)
+    from torch.distributed.device_mesh import init_device_mesh
+
+    mesh = init_device_mesh("cpu", (world,))
+    results = run(job, rank, world, mesh)
+    with open(os.path.join(job["out"], f"result-{rank}.json"), "w") as f:
+        json.dump(results, f)
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    assert VerificationError  # the package imported whole
+    main()
