@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import math
 import os
 import uuid
 
@@ -64,6 +65,9 @@ INDEX_NAME = "index.tseal"
 INDEX_FORMAT = "tensorseal.dcp.index/1"
 #: Suffix of shard (and index) files; any other file in the folder is ignored.
 SUFFIX = ".tseal"
+#: SealReader reads and verifies the chunks a rank needs in batches of about this many bytes
+#: (a chunk larger than this is one batch), each batch verified before any of it is copied.
+READ_BATCH_BYTES = 64 << 20
 
 # Names of the TensorProperties values DCP uses, and only these (no getattr by a file's name).
 _LAYOUTS = {"strided": torch.strided}
@@ -459,13 +463,28 @@ class SealReader(StorageReader):
         path = os.path.join(self.path, name)
         top = native.tree()
         nodes = dict(top[1]) if type(top) is tuple and top[0] == "dict" else {}
-        keys = list(dict.fromkeys(w.key for _, w in reqs))
-        missing = [k for k in keys if k not in nodes]
+        by_key = {}
+        for req, where in reqs:
+            by_key.setdefault(where.key, []).append((req, where))
+        missing = [k for k in by_key if k not in nodes]
         if missing:
             raise VerificationError(f"{path}: has no entry {missing[0]!r} that the index names",
                                     "index_invalid")
-        # Every blob these requests use is read and verified before anything is restored.
+        # In batches of about READ_BATCH_BYTES: each batch's blobs are read and verified (in
+        # parallel) before any of them is copied, and memory stays bounded.
+        batch, size = [], 0
+        for key, key_reqs in by_key.items():
+            batch.append(key)
+            size += self._index.nbytes.get(key_reqs[0][0].storage_index, 0)
+            if size >= READ_BATCH_BYTES:
+                self._restore(path, native, nodes, batch, by_key, planner)
+                batch, size = [], 0
+        if batch:
+            self._restore(path, native, nodes, batch, by_key, planner)
+
+    def _restore(self, path, native, nodes, keys, by_key, planner):
         values = dict(zip(keys, materialize(native, [nodes[k] for k in keys], "torch")))
+        reqs = [r for k in keys for r in by_key[k]]
         for req, where in reqs:
             value = values[where.key]
             fqn = req.storage_index.fqn
@@ -504,8 +523,9 @@ class SealReader(StorageReader):
 class _Index:
     """A verified shard index, checked for shape and consistency."""
 
-    def __init__(self, state_dict_metadata, storage, chunk_sizes, dtypes, shards, planner_data,
-                 modules, version, run_id, step):
+    def __init__(self, state_dict_metadata, storage, chunk_sizes, nbytes, dtypes, shards,
+                 planner_data, modules, version, run_id, step):
+        self.nbytes = nbytes
         self.run_id = run_id
         self.step = step
         self.state_dict_metadata = state_dict_metadata
@@ -557,7 +577,7 @@ def _parse_index(path, tree):
         files.add(name)
         field(s, "length", int, f"shards[{i}]")
         field(s, "manifest_sha256", str, f"shards[{i}]")
-    sdm, storage, chunk_sizes, dtypes = {}, {}, {}, {}
+    sdm, storage, chunk_sizes, nbytes, dtypes = {}, {}, {}, {}, {}
     for i, e in enumerate(field(tree, "entries", list, "index")):
         where = f"entries[{i}]"
         fqn = field(e, "fqn", str, where)
@@ -579,6 +599,7 @@ def _parse_index(path, tree):
             raise bad(f"{where}: type {kind!r}")
         size = torch.Size(ints(field(e, "size", list, where), f"{where}.size"))
         dtype = field(e, "dtype", torch.dtype, where)
+        itemsize = torch.empty((), dtype=dtype).element_size()
         layout = _LAYOUTS.get(field(e, "layout", str, where))
         memory = _MEMORY_FORMATS.get(field(e, "memory_format", str, where))
         if layout is None or memory is None:
@@ -600,6 +621,7 @@ def _parse_index(path, tree):
             index = MetadataIndex(fqn, offsets, j)
             storage[index] = locate(c, w)
             chunk_sizes[index] = tuple(sizes)
+            nbytes[index] = math.prod(sizes) * itemsize
             chunks.append(ChunkStorageMetadata(offsets=offsets, sizes=sizes))
         sdm[fqn] = TensorStorageMetadata(properties=TensorProperties(**props), size=size,
                                          chunks=chunks)
@@ -611,7 +633,7 @@ def _parse_index(path, tree):
     run_id, step = tree.get("run_id"), tree.get("step")
     if (run_id is not None and type(run_id) is not str) or (step is not None and type(step) is not int):
         raise bad("run_id or step")
-    return _Index(sdm, storage, chunk_sizes, dtypes, shards, tree.get("planner_data"), modules,
+    return _Index(sdm, storage, chunk_sizes, nbytes, dtypes, shards, tree.get("planner_data"), modules,
                   version, run_id, step)
 
 
