@@ -7,11 +7,12 @@ paths, ...], "ops": [...]}``. The ranks run every op in order in one process gro
 imported once per job), each op's outcome going to ``out/result-RANK.json`` as a list of
 ``{"op": i, "ok": bool, ...}``. Ops:
 
-- ``{"do": "save", "dir", "seed", "run_id", "step"}``: saves ``make_state(seed)`` (DTensors
-  sharded over all ranks, plain tensors, optimizer-like and other non-tensor state) with
-  ``SealWriter``, each rank signing with ``keys[rank % len(keys)]``.
+- ``{"do": "save", "dir", "seed", "run_id", "step", "async"}``: saves ``full_state(seed)``
+  (DTensors sharded over all ranks, plain tensors, optimizer-like and other non-tensor state)
+  with ``SealWriter`` (through ``dcp.async_save`` if ``async``), each rank signing with
+  ``keys[rank % len(keys)]``.
 - ``{"do": "load", "dir", "seed"}``: loads into a zeroed template with ``SealReader`` (trusting
-  every key) and compares the result with ``make_state(seed)``; a refusal is reported with the
+  every key) and compares the result with ``full_state(seed)``; a refusal is reported with the
   exception's type, its VerificationError kind and whether the template was left untouched.
 - ``{"do": "save_killed", "dir", "seed", "victim"}``: as save, but rank ``victim`` kills itself
   (SIGKILL) inside ``write_data``, after the other ranks' shards are written.
@@ -132,7 +133,11 @@ def run(job, rank, world, mesh):
                         time.sleep(1.0)  # the other ranks write their shards meanwhile
                         os.kill(os.getpid(), signal.SIGKILL)
                     writer.write_data = die
-                dcp.save(distribute(full_state(op["seed"]), mesh), storage_writer=writer)
+                state = distribute(full_state(op["seed"]), mesh)
+                if op.get("async"):
+                    dcp.async_save(state, storage_writer=writer).result()
+                else:
+                    dcp.save(state, storage_writer=writer)
                 res["ok"] = True
             elif op["do"] == "load":
                 expected = full_state(op["seed"])

@@ -28,9 +28,13 @@ torch = pytest.importorskip("torch")  # the venv pins torch; this only names the
 import torch.distributed.checkpoint as dcp  # noqa: E402
 
 from dcp_worker import full_state, template, untouched  # noqa: E402
+from conftest import REPO  # noqa: E402
 from deep_compare import assert_same  # noqa: E402
 from tensorseal.dcp import INDEX_NAME, SealReader, SealWriter  # noqa: E402
 from tensorseal import dcp as tdcp  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:torch.distributed is disabled, unavailable or uninitialized")
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dcp_worker.py")
 JOB_TIMEOUT = 240  # seconds for one job: generous, a loaded 2-core machine imports torch slowly
@@ -67,7 +71,8 @@ def launch(root, name, world, ops, keys):
 
 
 def logs(job_dir):
-    return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in sorted(job_dir.glob("log-*")))
+    return "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}"
+                     for p in sorted(job_dir.glob("log-*")))
 
 
 @pytest.fixture(scope="module")
@@ -166,6 +171,8 @@ def world2(root, key_files, tampered):
         {"do": "load", "dir": str(root / "a1"), "seed": 1},
         {"do": "save", "dir": str(root / "c"), "seed": 4, "run_id": "C", "step": 9},
         {"do": "load", "dir": str(root / "c"), "seed": 4},
+        {"do": "save", "dir": str(root / "c-async"), "seed": 6, "async": True},
+        {"do": "load", "dir": str(root / "c-async"), "seed": 6},
     ] + [{"do": "load", "dir": str(d), "seed": 1, "case": name} for name, d in tampered.items()]
     results, codes, job_dir = launch(root, "job2", 2, ops, key_files)
     assert codes == [0, 0], logs(job_dir)
@@ -219,8 +226,13 @@ def test_save_at_2_and_load_at_2(world2):
     assert [(r[1]["ok"], r[2]["ok"]) for r in world2] == [(True, True)] * 2, world2
 
 
+def test_async_save_at_2_and_load_at_2(world2):
+    assert [(r[3]["ok"], r[4]["ok"]) for r in world2] == [(True, True)] * 2, world2
+
+
 def test_load_at_world_size_1_without_process_group(world4, world2, root, trust):
-    for name, seed in (("a1", 1), ("c", 4)):  # saved by 4 ranks, by 2 ranks
+    # saved by 4 ranks, by 2 ranks, by 2 ranks with async_save
+    for name, seed in (("a1", 1), ("c", 4), ("c-async", 6)):
         expected = full_state(seed)
         target = template(expected, None)
         dcp.load(target, storage_reader=SealReader(root / name, trust=trust))
@@ -230,8 +242,8 @@ def test_load_at_world_size_1_without_process_group(world4, world2, root, trust)
 def test_every_rank_refuses_every_tampered_copy_before_restoring(world2, tampered):
     for i, name in enumerate(tampered):
         for rank, rank_results in enumerate(world2):
-            r = rank_results[3 + i]
-            assert r["op"] == 3 + i and r["ok"] is False, (name, rank, r)
+            r = rank_results[5 + i]
+            assert r["op"] == 5 + i and r["ok"] is False, (name, rank, r)
             # Refused before anything was restored, on every rank; except a byte of tensor data
             # changed after signing: the rank reading it refuses before copying that batch, but
             # other ranks may have restored theirs before DCP raises on all of them.
@@ -346,7 +358,44 @@ def test_same_state_gives_byte_identical_checkpoints(tmp_path, signer):
     assert digests[0] == digests[1] and len(digests[0]) == 2
 
 
+def test_signed_file_that_is_not_a_shard_index_is_refused(tmp_path, signer):
+    private, public = signer
+    d = tmp_path / "ckpt"
+    d.mkdir()
+    # A trusted signature on something else: a plain checkpoint, then a fake index tree.
+    tensorseal.save({"w": torch.ones(2)}, d / INDEX_NAME, sign_with=private)
+    with pytest.raises(VerificationError) as info:
+        SealReader(d, trust=[public]).read_metadata()
+    assert info.value.kind == "index_invalid"
+    fake = {"format": "tensorseal.dcp.index/1", "shards": [{"file": "../x.tseal", "length": 1,
+                                                           "manifest_sha256": "00"}],
+            "entries": []}
+    os.remove(d / INDEX_NAME)
+    tensorseal.save(fake, d / INDEX_NAME, sign_with=private, metadata={"tensorseal.dcp": "index"})
+    with pytest.raises(VerificationError, match=r"shards\[0\]\.file '\.\./x\.tseal'") as info:
+        SealReader(d, trust=[public]).read_metadata()
+    assert info.value.kind == "index_invalid"
+
+
 def test_reader_needs_trusted_keys(tmp_path):
     with pytest.raises(VerificationError) as info:
         SealReader(tmp_path, trust=None)
     assert info.value.kind == "no_trust"
+
+
+def test_readme_example_runs(tmp_path):
+    """The README's "Distributed training" example, run as its own script (2 spawned ranks)."""
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Distributed training", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    script = tmp_path / "dcp_demo.py"
+    script.write_text(code)
+    env = dict(os.environ, PYTHONWARNINGS="ignore")
+    out = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, timeout=JOB_TIMEOUT,
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout.splitlines() == [
+        "['__0_0.tseal', '__1_0.tseal', 'index.tseal']",
+        "100 (0.9, 0.99)",
+        "VerificationError shard_mismatch",
+    ], out.stdout + out.stderr

@@ -181,7 +181,8 @@ class SealWriter(StorageWriter):
         try:
             present = sorted(n for n in os.listdir(self.path) if n.endswith(SUFFIX))
         except OSError as e:
-            raise InvalidInputError(f"{self.path}: cannot list the checkpoint folder: {e}") from None
+            raise InvalidInputError(
+                f"{self.path}: cannot list the checkpoint folder: {e}") from None
         if present:
             raise InvalidInputError(
                 f"{self.path}: the folder already holds {', '.join(present[:4])}"
@@ -366,9 +367,7 @@ class SealReader(StorageReader):
     def _open(self, path):
         return _native.open(path, *self._policy, False)
 
-    def read_metadata(self, *args, **kwargs) -> Metadata:
-        if kwargs.get("rank") is not None:
-            raise UnsupportedError("SealReader has no rank-local metadata (use_collectives=True)")
+    def read_metadata(self) -> Metadata:  # no rank-local metadata: no `rank` keyword
         path = os.path.join(self.path, INDEX_NAME)
         native = self._open(path)  # signatures checked before the manifest is parsed
         try:
@@ -394,7 +393,8 @@ class SealReader(StorageReader):
         try:
             present = {n for n in os.listdir(self.path) if n.endswith(SUFFIX)} - {INDEX_NAME}
         except OSError as e:
-            raise InvalidInputError(f"{self.path}: cannot list the checkpoint folder: {e}") from None
+            raise InvalidInputError(
+                f"{self.path}: cannot list the checkpoint folder: {e}") from None
         unlisted = sorted(present - set(listed))
         if unlisted:
             raise VerificationError(
@@ -631,10 +631,11 @@ def _parse_index(path, tree):
     if version is not None and type(version) is not str:
         raise bad("dcp_version")
     run_id, step = tree.get("run_id"), tree.get("step")
-    if (run_id is not None and type(run_id) is not str) or (step is not None and type(step) is not int):
+    if ((run_id is not None and type(run_id) is not str)
+            or (step is not None and type(step) is not int)):
         raise bad("run_id or step")
-    return _Index(sdm, storage, chunk_sizes, nbytes, dtypes, shards, tree.get("planner_data"), modules,
-                  version, run_id, step)
+    return _Index(sdm, storage, chunk_sizes, nbytes, dtypes, shards, tree.get("planner_data"),
+                  modules, version, run_id, step)
 
 
 # -- whole-checkpoint verification -------------------------------------------------------------
