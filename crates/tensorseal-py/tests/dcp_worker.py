@@ -7,10 +7,11 @@ paths, ...], "ops": [...]}``. The ranks run every op in order in one process gro
 imported once per job), each op's outcome going to ``out/result-RANK.json`` as a list of
 ``{"op": i, "ok": bool, ...}``. Ops:
 
-- ``{"do": "save", "dir", "seed", "run_id", "step", "async"}``: saves ``full_state(seed)``
-  (DTensors sharded over all ranks, plain tensors, optimizer-like and other non-tensor state)
-  with ``SealWriter`` (through ``dcp.async_save`` if ``async``), each rank signing with
-  ``keys[rank % len(keys)]``.
+- ``{"do": "save", "dir", "seed", "run_id", "step", "async", "state", "key"}``: saves
+  ``full_state(seed)`` (DTensors sharded over all ranks, plain tensors, optimizer-like and other
+  non-tensor state; ``vector_state`` if ``state`` is ``"vector"``) with ``SealWriter`` (through
+  ``dcp.async_save`` if ``async``), each rank signing with ``keys[rank % len(keys)]`` (or with
+  the private key file ``key``).
 - ``{"do": "load", "dir", "seed"}``: loads into a zeroed template with ``SealReader`` (trusting
   every key) and compares the result with ``full_state(seed)``; a refusal is reported with the
   exception's type, its VerificationError kind and whether the template was left untouched.
@@ -61,9 +62,21 @@ def full_state(seed):
     }
 
 
+def vector_state(seed=None):
+    """The state of the golden shard set spec/vectors/shard-set (see its README)."""
+    return {
+        "model": {"weight": torch.arange(12, dtype=torch.float32).view(4, 3),
+                  "bias": torch.tensor([0.5, -1.0, 2.0])},
+        "optim": {"step": 42, "betas": (0.9, 0.999), "lr": [0.001, 0.0001]},
+        "note": "vectors",
+    }
+
+
+STATES = {"full": full_state, "vector": vector_state}
+
 # Tensors sharded as DTensors when there is a process group: (path, shard dim).
 SHARDED = {("model", "embed.weight"): 0, ("model", "proj.weight"): 1,
-           ("optim", "state", "embed.weight", "exp_avg"): 0}
+           ("optim", "state", "embed.weight", "exp_avg"): 0, ("model", "weight"): 0}
 
 
 def _walk(d, f, path=()):
@@ -124,23 +137,25 @@ def run(job, rank, world, mesh):
     results = []
     for i, op in enumerate(job["ops"]):
         res = {"op": i, "do": op["do"], "dir": op["dir"]}
+        make = STATES[op.get("state", "full")]
         try:
             if op["do"] in ("save", "save_killed"):
-                writer = SealWriter(op["dir"], sign_with=private, run_id=op.get("run_id"),
+                writer = SealWriter(op["dir"], sign_with=op.get("key", private),
+                                    run_id=op.get("run_id"),
                                     step=op.get("step"))
                 if op["do"] == "save_killed" and rank == op["victim"]:
                     def die(plan, planner):
                         time.sleep(1.0)  # the other ranks write their shards meanwhile
                         os.kill(os.getpid(), signal.SIGKILL)
                     writer.write_data = die
-                state = distribute(full_state(op["seed"]), mesh)
+                state = distribute(make(op["seed"]), mesh)
                 if op.get("async"):
                     dcp.async_save(state, storage_writer=writer).result()
                 else:
                     dcp.save(state, storage_writer=writer)
                 res["ok"] = True
             elif op["do"] == "load":
-                expected = full_state(op["seed"])
+                expected = make(op["seed"])
                 target = template(expected, mesh)
                 try:
                     dcp.load(target, storage_reader=SealReader(op["dir"], trust=trust))

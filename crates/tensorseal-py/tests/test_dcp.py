@@ -27,8 +27,8 @@ from tensorseal import InvalidInputError, UnsupportedError, VerificationError
 torch = pytest.importorskip("torch")  # the venv pins torch; this only names the module
 import torch.distributed.checkpoint as dcp  # noqa: E402
 
-from dcp_worker import full_state, template, untouched  # noqa: E402
-from conftest import REPO  # noqa: E402
+from dcp_worker import full_state, template, untouched, vector_state  # noqa: E402
+from conftest import REPO, VECTORS  # noqa: E402
 from deep_compare import assert_same  # noqa: E402
 from tensorseal.dcp import INDEX_NAME, SealReader, SealWriter  # noqa: E402
 from tensorseal import dcp as tdcp  # noqa: E402
@@ -173,6 +173,8 @@ def world2(root, key_files, tampered):
         {"do": "load", "dir": str(root / "c"), "seed": 4},
         {"do": "save", "dir": str(root / "c-async"), "seed": 6, "async": True},
         {"do": "load", "dir": str(root / "c-async"), "seed": 6},
+        {"do": "save", "dir": str(root / "vector"), "seed": 0, "state": "vector",
+         "key": str(VECTORS / "test-key.key"), "run_id": "vectors", "step": 42},
     ] + [{"do": "load", "dir": str(d), "seed": 1, "case": name} for name, d in tampered.items()]
     results, codes, job_dir = launch(root, "job2", 2, ops, key_files)
     assert codes == [0, 0], logs(job_dir)
@@ -230,6 +232,34 @@ def test_async_save_at_2_and_load_at_2(world2):
     assert [(r[3]["ok"], r[4]["ok"]) for r in world2] == [(True, True)] * 2, world2
 
 
+def test_golden_shard_set_is_reproduced_byte_for_byte(world2, root):
+    """spec/vectors/shard-set: what 2 ranks write for vector_state() signed by the test key.
+    TENSORSEAL_UPDATE_VECTORS=1 rewrites it (after an intended change of the format or of
+    torch's planner)."""
+    assert [r[5]["ok"] for r in world2] == [True, True], [r[5] for r in world2]
+    made, golden = root / "vector", VECTORS / "shard-set"
+    if os.environ.get("TENSORSEAL_UPDATE_VECTORS") == "1":
+        shutil.rmtree(golden, ignore_errors=True)
+        golden.mkdir()
+        for f in os.listdir(made):
+            shutil.copy(made / f, golden / f)
+    names = sorted(f for f in os.listdir(golden) if f.endswith(".tseal"))
+    assert names == sorted(os.listdir(made)) == ["__0_0.tseal", "__1_0.tseal", INDEX_NAME]
+    for f in names:
+        assert (made / f).read_bytes() == (golden / f).read_bytes(), f
+
+
+def test_golden_shard_set_verifies_and_loads():
+    golden, trust = VECTORS / "shard-set", [VECTORS / "test-key.pub"]
+    report = tdcp.verify(golden, trust=trust, expect={"run_id": "vectors"}, min_step=42)
+    assert (report.run_id, report.step, sorted(report.shards)) == (
+        "vectors", 42, ["__0_0.tseal", "__1_0.tseal"])
+    expected = vector_state()
+    target = template(expected, None)
+    dcp.load(target, storage_reader=SealReader(golden, trust=trust))
+    assert_same(target, expected)
+
+
 def test_load_at_world_size_1_without_process_group(world4, world2, root, trust):
     # saved by 4 ranks, by 2 ranks, by 2 ranks with async_save
     for name, seed in (("a1", 1), ("c", 4), ("c-async", 6)):
@@ -242,8 +272,8 @@ def test_load_at_world_size_1_without_process_group(world4, world2, root, trust)
 def test_every_rank_refuses_every_tampered_copy_before_restoring(world2, tampered):
     for i, name in enumerate(tampered):
         for rank, rank_results in enumerate(world2):
-            r = rank_results[5 + i]
-            assert r["op"] == 5 + i and r["ok"] is False, (name, rank, r)
+            r = rank_results[6 + i]
+            assert r["op"] == 6 + i and r["ok"] is False, (name, rank, r)
             # Refused before anything was restored, on every rank; except a byte of tensor data
             # changed after signing: the rank reading it refuses before copying that batch, but
             # other ranks may have restored theirs before DCP raises on all of them.
