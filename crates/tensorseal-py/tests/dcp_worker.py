@@ -15,6 +15,10 @@ imported once per job), each op's outcome going to ``out/result-RANK.json`` as a
 - ``{"do": "load", "dir", "seed"}``: loads into a zeroed template with ``SealReader`` (trusting
   every key) and compares the result with ``full_state(seed)``; a refusal is reported with the
   exception's type, its VerificationError kind and whether the template was left untouched.
+- ``{"do": "fsdp_save", "dir", "expected"}``: one Adam step of a small FSDP2 model, saved with
+  ``get_state_dict``; rank 0 writes the whole state to the tensorseal file ``expected``.
+- ``{"do": "fsdp_load", "dir", "expected"}``: a fresh FSDP2 model and optimizer loaded with
+  ``set_state_dict``, compared with ``expected``.
 - ``{"do": "save_killed", "dir", "seed", "victim"}``: as save, but rank ``victim`` kills itself
   (SIGKILL) inside ``write_data``, after the other ranks' shards are written.
 """
@@ -33,6 +37,7 @@ import torch.distributed as dist
 import torch.distributed.checkpoint as dcp
 
 from deep_compare import assert_same
+import tensorseal
 from tensorseal import VerificationError
 from tensorseal.dcp import SealReader, SealWriter
 
@@ -82,8 +87,11 @@ SHARDED = {("model", "embed.weight"): 0, ("model", "proj.weight"): 1,
 def _walk(d, f, path=()):
     """``d`` with ``f(path, leaf)`` for every leaf; dicts and lists of dicts are containers
     (DCP flattens those), everything else a leaf."""
-    if type(d) is dict:
-        return {k: _walk(v, f, path + (k,)) for k, v in d.items()}
+    if isinstance(d, dict):  # dict, or a model's OrderedDict (its attributes kept)
+        out = type(d)((k, _walk(v, f, path + (k,))) for k, v in d.items())
+        if type(d) is not dict:
+            vars(out).update(vars(d))
+        return out
     if type(d) is list and any(type(v) is dict for v in d):
         return [_walk(v, f, path + (i,)) for i, v in enumerate(d)]
     return f(path, d)
@@ -110,7 +118,11 @@ def gather(state):
     """``state`` with DTensors made whole (a collective: every rank calls it)."""
     from torch.distributed.tensor import DTensor
 
-    return _walk(state, lambda p, v: v.full_tensor() if isinstance(v, DTensor) else v)
+    def whole(p, v):
+        if type(v) is list:  # e.g. an optimizer's param_groups' "params"
+            return [whole(p, x) for x in v]
+        return v.full_tensor() if isinstance(v, DTensor) else v
+    return _walk(state, whole)
 
 
 def untouched(state):
@@ -128,6 +140,40 @@ def inner_error(e, rank):
         exc, _ = failures.get(rank) or next(iter(failures.values()))
         return exc
     return e
+
+
+def fsdp_model(mesh):
+    """A small model and its Adam optimizer, FSDP2-sharded over ``mesh`` (None: plain)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(6, 10), torch.nn.ReLU(), torch.nn.Linear(10, 3))
+    if mesh is not None:
+        from torch.distributed.fsdp import fully_shard
+
+        for layer in model:
+            if isinstance(layer, torch.nn.Linear):
+                fully_shard(layer, mesh=mesh)
+        fully_shard(model, mesh=mesh)
+    return model, torch.optim.Adam(model.parameters(), lr=0.01)
+
+
+def fsdp_state(model, optim):
+    """The model's and optimizer's state dicts as DCP saves them (DTensors under FSDP)."""
+    from torch.distributed.checkpoint.state_dict import get_state_dict
+
+    msd, osd = get_state_dict(model, optim)
+    return {"model": msd, "optim": osd}
+
+
+def fsdp_load(path, trust, mesh):
+    """A fresh model and optimizer restored from ``path``; their state, whole."""
+    from torch.distributed.checkpoint.state_dict import set_state_dict
+
+    model, optim = fsdp_model(mesh)
+    state = fsdp_state(model, optim)
+    dcp.load(state, storage_reader=SealReader(path, trust=trust))
+    set_state_dict(model, optim, model_state_dict=state["model"],
+                   optim_state_dict=state["optim"])
+    return gather(fsdp_state(model, optim))
 
 
 def run(job, rank, world, mesh):
@@ -168,6 +214,22 @@ def run(job, rank, world, mesh):
                     got = gather(target)
                     assert_same(got, expected)
                     res["ok"] = True
+            elif op["do"] == "fsdp_save":
+                # One real training step of an FSDP2 model with Adam, then save; rank 0 keeps
+                # the whole state (a tensorseal file) for the loads at other world sizes.
+                model, optim = fsdp_model(mesh)
+                model(torch.linspace(-1, 1, 24).view(4, 6)).sum().backward()
+                optim.step()
+                state = fsdp_state(model, optim)
+                dcp.save(state, storage_writer=SealWriter(op["dir"], sign_with=private))
+                whole = gather(state)
+                if rank == 0:
+                    tensorseal.save(whole, op["expected"], sign_with=private)
+                res["ok"] = True
+            elif op["do"] == "fsdp_load":
+                got = fsdp_load(op["dir"], trust, mesh)
+                assert_same(got, tensorseal.load(op["expected"], trust=trust))
+                res["ok"] = True
             else:
                 raise ValueError(op["do"])
         except BaseException as e:

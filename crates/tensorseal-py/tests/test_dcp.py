@@ -27,7 +27,8 @@ from tensorseal import InvalidInputError, UnsupportedError, VerificationError
 torch = pytest.importorskip("torch")  # the venv pins torch; this only names the module
 import torch.distributed.checkpoint as dcp  # noqa: E402
 
-from dcp_worker import full_state, template, untouched, vector_state  # noqa: E402
+from dcp_worker import (full_state, fsdp_load, template, untouched,  # noqa: E402
+                        vector_state)
 from conftest import REPO, VECTORS  # noqa: E402
 from deep_compare import assert_same  # noqa: E402
 from tensorseal.dcp import INDEX_NAME, SealReader, SealWriter  # noqa: E402
@@ -105,6 +106,8 @@ def world4(root, key_files):
         {"do": "save", "dir": str(root / "a2"), "seed": 2, "run_id": "A", "step": 2},
         {"do": "save", "dir": str(root / "b1"), "seed": 3, "run_id": "B", "step": 1},
         {"do": "load", "dir": str(root / "a1"), "seed": 1},
+        {"do": "fsdp_save", "dir": str(root / "fsdp"), "expected": str(root / "fsdp.tseal")},
+        {"do": "fsdp_load", "dir": str(root / "fsdp"), "expected": str(root / "fsdp.tseal")},
     ]
     results, codes, job_dir = launch(root, "job4", 4, ops, key_files)
     assert codes == [0] * 4, logs(job_dir)
@@ -175,6 +178,7 @@ def world2(root, key_files, tampered):
         {"do": "load", "dir": str(root / "c-async"), "seed": 6},
         {"do": "save", "dir": str(root / "vector"), "seed": 0, "state": "vector",
          "key": str(VECTORS / "test-key.key"), "run_id": "vectors", "step": 42},
+        {"do": "fsdp_load", "dir": str(root / "fsdp"), "expected": str(root / "fsdp.tseal")},
     ] + [{"do": "load", "dir": str(d), "seed": 1, "case": name} for name, d in tampered.items()]
     results, codes, job_dir = launch(root, "job2", 2, ops, key_files)
     assert codes == [0, 0], logs(job_dir)
@@ -260,6 +264,17 @@ def test_golden_shard_set_verifies_and_loads():
     assert_same(target, expected)
 
 
+def test_fsdp_model_and_adam_state_saved_at_4_load_at_4_2_and_1(world4, world2, root, trust):
+    """A real FSDP2 model with Adam state (DTensor parameters and moments, tensor steps,
+    param_groups), through get_state_dict / set_state_dict."""
+    assert [r[4]["ok"] for r in world4] == [True] * 4, [r[4] for r in world4]
+    assert [r[5]["ok"] for r in world4] == [True] * 4, [r[5] for r in world4]
+    assert [r[6]["ok"] for r in world2] == [True] * 2, [r[6] for r in world2]
+    expected = tensorseal.load(root / "fsdp.tseal", trust=trust)
+    assert sorted(expected["optim"]["state"]["0.weight"]) == ["exp_avg", "exp_avg_sq", "step"]
+    assert_same(fsdp_load(root / "fsdp", trust, None), expected)  # no process group
+
+
 def test_load_at_world_size_1_without_process_group(world4, world2, root, trust):
     # saved by 4 ranks, by 2 ranks, by 2 ranks with async_save
     for name, seed in (("a1", 1), ("c", 4), ("c-async", 6)):
@@ -272,8 +287,8 @@ def test_load_at_world_size_1_without_process_group(world4, world2, root, trust)
 def test_every_rank_refuses_every_tampered_copy_before_restoring(world2, tampered):
     for i, name in enumerate(tampered):
         for rank, rank_results in enumerate(world2):
-            r = rank_results[6 + i]
-            assert r["op"] == 6 + i and r["ok"] is False, (name, rank, r)
+            r = rank_results[7 + i]
+            assert r["op"] == 7 + i and r["ok"] is False, (name, rank, r)
             # Refused before anything was restored, on every rank; except a byte of tensor data
             # changed after signing: the rank reading it refuses before copying that batch, but
             # other ranks may have restored theirs before DCP raises on all of them.
