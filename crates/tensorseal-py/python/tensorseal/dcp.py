@@ -41,15 +41,14 @@ import math
 import os
 import uuid
 
-
 import torch
-from torch.futures import Future
 from torch.distributed.checkpoint.metadata import (BytesStorageMetadata, ChunkStorageMetadata,
                                                    Metadata, MetadataIndex, StorageMeta,
                                                    TensorProperties, TensorStorageMetadata)
 from torch.distributed.checkpoint.planner import (LoadItemType, LoadPlan, LoadPlanner, SavePlan,
                                                   SavePlanner, WriteItemType)
 from torch.distributed.checkpoint.storage import StorageReader, StorageWriter, WriteResult
+from torch.futures import Future
 
 from . import _native
 from ._api import _keys, _path, _policy
@@ -344,7 +343,6 @@ class SealReader(StorageReader):
         self._policy = _policy(self.path, trust, True, threshold, expect, min_step)
         self.load_id = uuid.uuid4().hex
         self._index = None
-        self._shards = {}
         self._opened = {}
 
     @property
