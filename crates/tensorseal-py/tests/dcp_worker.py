@@ -12,8 +12,8 @@ imported once per job), each op's outcome going to ``out/result-RANK.json`` as a
   non-tensor state; ``vector_state`` if ``state`` is ``"vector"``) with ``SealWriter`` (through
   ``dcp.async_save`` if ``async``), each rank signing with ``keys[rank % len(keys)]`` (or with
   the private key file ``key``).
-- ``{"do": "load", "dir", "seed"}``: loads into a zeroed template with ``SealReader`` (trusting
-  every key) and compares the result with ``full_state(seed)``; a refusal is reported with the
+- ``{"do": "load", "dir", "seed", "wrapper"}``: loads into a zeroed template with
+  ``SealReader`` (trusting every key; through ``tensorseal.dcp.load`` if ``wrapper``) and compares the result with ``full_state(seed)``; a refusal is reported with the
   exception's type, its VerificationError kind and whether the template was left untouched.
 - ``{"do": "fsdp_save", "dir", "expected"}``: one Adam step of a small FSDP2 model, saved with
   ``get_state_dict``; rank 0 writes the whole state to the tensorseal file ``expected``.
@@ -38,6 +38,7 @@ import torch.distributed.checkpoint as dcp
 
 from deep_compare import assert_same
 import tensorseal
+import tensorseal.dcp
 from tensorseal import VerificationError
 from tensorseal.dcp import SealReader, SealWriter
 
@@ -204,7 +205,10 @@ def run(job, rank, world, mesh):
                 expected = make(op["seed"])
                 target = template(expected, mesh)
                 try:
-                    dcp.load(target, storage_reader=SealReader(op["dir"], trust=trust))
+                    if op.get("wrapper"):
+                        tensorseal.dcp.load(target, op["dir"], trust=trust)
+                    else:
+                        dcp.load(target, storage_reader=SealReader(op["dir"], trust=trust))
                 except BaseException as e:  # CheckpointException is a BaseException
                     exc = inner_error(e, rank)
                     res.update(ok=False, error=type(exc).__name__,

@@ -162,6 +162,10 @@ EXPECTED_KIND = {
 }
 
 
+# Also tried at world size 2 through tensorseal.dcp.load, which raises tensorseal's exception.
+WRAPPED_CASES = ("index_flip", "swap_step", "blob_flip")
+
+
 @pytest.fixture(scope="module")
 def tampered(root, world4):
     return make_tampered(root)
@@ -179,7 +183,9 @@ def world2(root, key_files, tampered):
         {"do": "save", "dir": str(root / "vector"), "seed": 0, "state": "vector",
          "key": str(VECTORS / "test-key.key"), "run_id": "vectors", "step": 42},
         {"do": "fsdp_load", "dir": str(root / "fsdp"), "expected": str(root / "fsdp.tseal")},
-    ] + [{"do": "load", "dir": str(d), "seed": 1, "case": name} for name, d in tampered.items()]
+    ] + [{"do": "load", "dir": str(d), "seed": 1, "case": name} for name, d in tampered.items()
+         ] + [{"do": "load", "dir": str(tampered[name]), "seed": 1, "case": name, "wrapper": True}
+              for name in WRAPPED_CASES]
     results, codes, job_dir = launch(root, "job2", 2, ops, key_files)
     assert codes == [0, 0], logs(job_dir)
     return results
@@ -303,6 +309,19 @@ def test_every_rank_refuses_every_tampered_copy_before_restoring(world2, tampere
                 assert (r["error"], r["kind"]) == ("VerificationError", EXPECTED_KIND[name]), r
 
 
+def test_dcp_load_wrapper_raises_verification_error_on_every_rank(world2, tampered):
+    first = 7 + len(tampered)
+    for i, name in enumerate(WRAPPED_CASES):
+        for rank, rank_results in enumerate(world2):
+            r = rank_results[first + i]
+            assert r["op"] == first + i and r["ok"] is False, (name, rank, r)
+            assert r["error"] == "VerificationError", (name, rank, r)
+            if name == "index_flip":
+                assert INDEX_NAME in r["message"], r
+            else:
+                assert r["kind"] == EXPECTED_KIND[name], (name, rank, r)
+
+
 @pytest.mark.parametrize("case", sorted(EXPECTED_KIND) + ["index_flip"])
 def test_world_size_1_refuses_tampered_copy(tampered, trust, case):
     expected = full_state(1)
@@ -312,6 +331,9 @@ def test_world_size_1_refuses_tampered_copy(tampered, trust, case):
     assert untouched(target) or case == "blob_flip"
     with pytest.raises(VerificationError) as direct:
         tdcp.verify(tampered[case], trust=trust)
+    with pytest.raises(VerificationError) as wrapped:
+        tdcp.load(target, tampered[case], trust=trust)
+    assert wrapped.value.kind == direct.value.kind
     if case == "index_flip":
         assert direct.value.kind in ("bad_signature", "digest_mismatch", "malformed")
         assert "global metadata read failed" in str(info.value)
@@ -380,6 +402,8 @@ def test_non_tensor_value_the_tree_cannot_hold_is_refused_naming_its_fqn(tmp_pat
     assert isinstance(exc, UnsupportedError)
     assert "extra.hook" in str(exc) and "builtins.object" in str(exc)
     assert INDEX_NAME not in os.listdir(tmp_path / "x")
+    with pytest.raises(UnsupportedError, match=r"extra\.hook"):
+        tdcp.save(state, tmp_path / "y", sign_with=private)
 
 
 def test_writer_refuses_a_folder_that_already_holds_a_checkpoint(tmp_path, signer):

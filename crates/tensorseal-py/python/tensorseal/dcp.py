@@ -56,7 +56,8 @@ from ._encode import Encoder
 from ._errors import InvalidInputError, UnsupportedError, VerificationError
 from ._restore import materialize
 
-__all__ = ["SealWriter", "SealReader", "verify", "ShardSetReport", "INDEX_NAME", "INDEX_FORMAT"]
+__all__ = ["SealWriter", "SealReader", "save", "load", "verify", "ShardSetReport", "INDEX_NAME",
+           "INDEX_FORMAT"]
 
 #: File name of the signed shard index inside a checkpoint folder.
 INDEX_NAME = "index.tseal"
@@ -344,6 +345,8 @@ class SealReader(StorageReader):
         self.load_id = uuid.uuid4().hex
         self._index = None
         self._opened = {}
+        #: What the last read_metadata() raised (None if it succeeded or did not run).
+        self.metadata_error = None
 
     @property
     def checkpoint_id(self):
@@ -366,15 +369,14 @@ class SealReader(StorageReader):
         return _native.open(path, *self._policy, False)
 
     def read_metadata(self) -> Metadata:  # no rank-local metadata: no `rank` keyword
-        path = os.path.join(self.path, INDEX_NAME)
-        native = self._open(path)  # signatures checked before the manifest is parsed
+        # DCP's load catches what this raises and raises an AssertionError of its own: the
+        # failure is kept for tensorseal.dcp.load to raise instead.
+        self.metadata_error = None
         try:
-            if native.metadata().get("tensorseal.dcp") != "index":
-                raise VerificationError(f"{path}: not a tensorseal shard index", "index_invalid")
-            tree = materialize(native, native.tree(), "torch")
-        finally:
-            native.close()
-        self._index = _parse_index(path, tree)
+            self._index = _read_index(os.path.join(self.path, INDEX_NAME), self._open)
+        except Exception as e:
+            self.metadata_error = e
+            raise
         return self._index.metadata(self.path, self.load_id)
 
     def set_up_storage_reader(self, metadata: Metadata, is_coordinator: bool, *args,
@@ -518,6 +520,17 @@ class SealReader(StorageReader):
 
 
 # -- index parsing -----------------------------------------------------------------------------
+def _read_index(path, open_native):
+    native = open_native(path)  # signatures checked before the manifest is parsed
+    try:
+        if native.metadata().get("tensorseal.dcp") != "index":
+            raise VerificationError(f"{path}: not a tensorseal shard index", "index_invalid")
+        tree = materialize(native, native.tree(), "torch")
+    finally:
+        native.close()
+    return _parse_index(path, tree)
+
+
 class _Index:
     """A verified shard index, checked for shape and consistency."""
 
@@ -680,3 +693,57 @@ def verify(path, trust, *, threshold=1, expect=None, min_step=None) -> ShardSetR
     tensors = sum(isinstance(m, TensorStorageMetadata) for m in md.state_dict_metadata.values())
     return ShardSetReport(index.manifest_sha256, reader._index.run_id, reader._index.step,
                           reports, tensors, len(md.state_dict_metadata) - tensors)
+
+
+# -- dcp.save / dcp.load with tensorseal's exceptions --------------------------------------------
+def _unwrap(e, reader=None):
+    """The tensorseal error behind a DCP failure: DCP raises ``CheckpointException`` (a
+    ``BaseException``) holding each rank's exception, and an ``AssertionError`` of its own when
+    ``read_metadata`` failed. This rank's error first, then any rank's."""
+    from ._errors import Error
+
+    if reader is not None and isinstance(reader.metadata_error, Error):
+        return reader.metadata_error
+    failures = getattr(e, "failures", None) or {}
+    rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+    ordered = [failures[rank]] if rank in failures else []
+    ordered += [f for r, f in sorted(failures.items()) if r != rank]
+    for exc, _ in ordered:
+        if isinstance(exc, Error):
+            return exc
+    return None
+
+
+def save(state_dict, path, sign_with, *, run_id=None, step=None, **kwargs):
+    """``torch.distributed.checkpoint.save`` through :class:`SealWriter` (``kwargs`` go to it:
+    ``process_group``, ``planner``, ...), raising tensorseal's exception (for instance the
+    :class:`tensorseal.UnsupportedError` naming a value that cannot be stored) instead of DCP's
+    ``CheckpointException`` when one caused the failure, on this rank or another."""
+    from torch.distributed.checkpoint import save as dcp_save
+
+    writer = SealWriter(path, sign_with=sign_with, run_id=run_id, step=step)
+    try:
+        return dcp_save(state_dict, storage_writer=writer, **kwargs)
+    except BaseException as e:
+        inner = _unwrap(e)
+        if inner is None:
+            raise
+        raise inner.with_traceback(None) from e
+
+
+def load(state_dict, path, trust, *, threshold=1, expect=None, min_step=None, **kwargs):
+    """``torch.distributed.checkpoint.load`` through :class:`SealReader` (``kwargs`` go to it),
+    raising :class:`tensorseal.VerificationError` itself (or another tensorseal exception)
+    instead of DCP's ``CheckpointException`` or ``AssertionError`` when one caused the failure,
+    on this rank or another: a tampered index, a swapped, missing, extra, renamed or truncated
+    shard, a chunk whose bytes changed."""
+    from torch.distributed.checkpoint import load as dcp_load
+
+    reader = SealReader(path, trust, threshold=threshold, expect=expect, min_step=min_step)
+    try:
+        return dcp_load(state_dict, storage_reader=reader, **kwargs)
+    except BaseException as e:
+        inner = _unwrap(e, reader)
+        if inner is None:
+            raise
+        raise inner.with_traceback(None) from e
