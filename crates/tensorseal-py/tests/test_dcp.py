@@ -468,3 +468,12 @@ def test_readme_example_runs(tmp_path):
         "100 (0.9, 0.99)",
         "VerificationError shard_mismatch",
     ], out.stdout + out.stderr
+
+
+def test_load_in_batches_of_one_chunk(world4, root, trust, monkeypatch):
+    # Each chunk its own read-verify-copy batch: the bounded-memory path gives the same state.
+    monkeypatch.setattr(tdcp, "READ_BATCH_BYTES", 1)
+    expected = full_state(1)
+    target = template(expected, None)
+    tdcp.load(target, root / "a1", trust=trust)
+    assert_same(target, expected)
