@@ -227,12 +227,13 @@ def test_file_changed_after_verification_shows_through(tmp, keys):
 
 def test_mode_is_checked(tmp, keys):
     p = write(tmp / "x.tseal", keys)
-    for bad in ("map", None, "MMAP"):
+    for bad in ("map", "MMAP", 1):
         with pytest.raises(tensorseal.InvalidInputError, match="mode"):
             tensorseal.load(p, trust=[keys[0][1]], mode=bad)
         with pytest.raises(tensorseal.InvalidInputError, match="mode"):
             tensorseal.open(p, trust=[keys[0][1]], mode=bad)
     assert tensorseal.open(p, trust=[keys[0][1]]).mode == "copy"
+    assert tensorseal.open(p, trust=[keys[0][1]], mode=None).mode == "copy"  # the default
 
 
 def test_empty_and_structure_only_files(tmp, keys):

@@ -142,6 +142,16 @@ fn write_new(path: &Path, contents: &[u8], mode: u32) -> Result<(), KeyError> {
     Ok(result?)
 }
 
+/// How many parsed public keys [`PublicKey::from_any`] remembers; past this the memory is
+/// emptied and starts again (a process trusting more keys than this only re-parses).
+pub const PARSED_KEYS_MAX: usize = 64;
+
+/// Parsed public keys by the exact bytes they were parsed from. Only successes are kept, so
+/// the outcome for any input is the same with or without the cache.
+static PARSED_KEYS: std::sync::OnceLock<
+    std::sync::Mutex<std::collections::HashMap<Vec<u8>, PublicKey>>,
+> = std::sync::OnceLock::new();
+
 impl PublicKey {
     /// Parses a SubjectPublicKeyInfo PEM public key (`-----BEGIN PUBLIC KEY-----`), as written by
     /// `openssl pkey -pubout`. Weak (small-order) keys are refused.
@@ -155,7 +165,26 @@ impl PublicKey {
     }
 
     /// Parses a public key given as PEM, DER SubjectPublicKeyInfo, or the raw 32 bytes.
+    ///
+    /// Keys parsed once are remembered for the life of the process ([`PARSED_KEYS_MAX`] of
+    /// them): a service that opens many checkpoints under the same trust set pays for the PEM
+    /// decoding and the point decompression once, not on every open.
     pub fn from_any(bytes: &[u8]) -> Result<PublicKey, KeyError> {
+        let cache = PARSED_KEYS.get_or_init(Default::default);
+        if let Some(key) = cache.lock().ok().and_then(|c| c.get(bytes).copied()) {
+            return Ok(key);
+        }
+        let key = PublicKey::parse_any(bytes)?;
+        if let Ok(mut c) = cache.lock() {
+            if c.len() >= PARSED_KEYS_MAX {
+                c.clear();
+            }
+            c.insert(bytes.to_vec(), key);
+        }
+        Ok(key)
+    }
+
+    fn parse_any(bytes: &[u8]) -> Result<PublicKey, KeyError> {
         if let Ok(raw) = <[u8; 32]>::try_from(bytes) {
             return PublicKey::from_bytes(&raw);
         }
@@ -284,5 +313,30 @@ mod tests {
             SecretKey::from_pem("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"),
             Err(KeyError::Parse { .. })
         ));
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    #[test]
+    fn remembered_keys_parse_as_before_and_failures_are_not_remembered() {
+        let secret = SecretKey::generate().unwrap();
+        let pem = secret.public_key().to_pem().unwrap();
+        let first = PublicKey::from_any(pem.as_bytes()).unwrap();
+        let again = PublicKey::from_any(pem.as_bytes()).unwrap();
+        assert_eq!(first, again);
+        assert_eq!(first, secret.public_key());
+        // A weak key is refused every time, and raw bytes of the same key parse to the same key.
+        let weak = [0u8; 32];
+        assert!(matches!(PublicKey::from_any(&weak), Err(KeyError::Weak)));
+        assert!(matches!(PublicKey::from_any(&weak), Err(KeyError::Weak)));
+        assert_eq!(PublicKey::from_any(&first.to_bytes()).unwrap(), first);
+        // More keys than the cache holds: every one still parses to itself.
+        for _ in 0..PARSED_KEYS_MAX + 3 {
+            let k = SecretKey::generate().unwrap().public_key();
+            assert_eq!(PublicKey::from_any(&k.to_bytes()).unwrap(), k);
+        }
     }
 }

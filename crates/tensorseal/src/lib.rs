@@ -24,7 +24,7 @@ pub use codec::{chunk_digests, group, sha256, ungroup};
 pub use dtype::{DType, TORCH_DTYPE_EXTRA_NAMES, is_torch_dtype_name};
 pub use error::{KeyError, ReadError, VerifyError, WriteError};
 pub use failure::{Classify, FailureClass, error_chain};
-pub use keys::{PublicKey, SecretKey};
+pub use keys::{PARSED_KEYS_MAX, PublicKey, SecretKey};
 pub use layout::{
     END_MAGIC, FOOTER_LEN, Footer, HEADER_LEN, MAGIC, SIGNATURE_DOMAIN, SignatureEntry,
 };

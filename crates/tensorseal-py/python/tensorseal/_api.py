@@ -8,6 +8,7 @@ import re
 
 from . import _native
 from ._encode import Encoder
+from ._devices import Placement
 from ._errors import InvalidInputError, VerificationError
 from ._restore import FRAMEWORKS, Restorer, materialize
 
@@ -54,10 +55,50 @@ def _framework(framework):
 MODES = ("copy", "mmap")
 
 
-def _mode(mode):
+def _mode(mode, mmap=None):
+    """``mode``, with torch.load's ``mmap=True`` as an alias of ``mode="mmap"``."""
+    if mmap is not None and type(mmap) is not bool:
+        raise InvalidInputError(f"mmap must be True, False or None, not {mmap!r}")
+    if mmap:
+        if mode not in (None, "mmap"):
+            raise InvalidInputError(f"mmap=True contradicts mode={mode!r}")
+        mode = "mmap"
+    if mode is None:
+        mode = "copy"
     if mode not in MODES:
         raise InvalidInputError(f"mode must be 'copy' or 'mmap', not {mode!r}")
     return mode
+
+
+#: Leading bytes of the formats people pass to load() before converting them, for the error.
+_NOT_CONVERTED = (
+    (b"PK\x03\x04", "a zip archive (torch.save's format since torch 1.6, or .npz)"),
+    (b"\x80", "a pickle (torch.save's legacy format or a plain pickle)"),
+    (b"\x93NUMPY", "a numpy .npy file"),
+)
+
+
+def _unconverted_hint(path):
+    """What to say when ``path`` is a legacy checkpoint rather than a tensorseal file: the
+    bytes are only looked at, never unpickled."""
+    try:
+        with _builtin_open(path, "rb") as f:
+            head = f.read(512)
+    except OSError:
+        return None
+    for magic, what in _NOT_CONVERTED:
+        if head.startswith(magic):
+            break
+    else:
+        if len(head) >= 262 and head[257:262] == b"ustar":
+            what = "a tar archive (torch's pre-0.1.10 format)"
+        elif len(head) > 8 and head[8:9] == b"{":
+            what = "a safetensors file"
+        else:
+            return None
+    return (f"{path} is {what}, not a tensorseal file, and was not unpickled or executed: "
+            f"convert it first with tensorseal.convert({path!r}, 'model.tseal', sign_with=...) "
+            f"or `tensorseal convert`, then load the result")
 
 
 def _policy(path, trust, verify, threshold, expect, min_step):
@@ -86,13 +127,21 @@ def _policy(path, trust, verify, threshold, expect, min_step):
 
 def _open_native(path, trust, verify, threshold, expect, min_step, mode):
     path = _path(path)
-    return _native.open(path, *_policy(path, trust, verify, threshold, expect, min_step),
-                        mode == "mmap")
+    try:
+        policy = _policy(path, trust, verify, threshold, expect, min_step)
+        return _native.open(path, *policy, mode == "mmap")
+    except VerificationError as e:
+        # Also without keys: the first call people try is tensorseal.load("model.pt").
+        hint = _unconverted_hint(path) if e.kind in ("malformed", "no_trust") else None
+        if hint is None:
+            raise
+        # The kind stays what `tensorseal verify --json` says for the file (or no_trust).
+        raise VerificationError(f"{e}; {hint}", e.kind) from None
 
 
 # -- load --------------------------------------------------------------------------------------
 def load(path, trust=None, *, framework="torch", verify=True, threshold=1, expect=None,
-         min_step=None, mode="copy"):
+         min_step=None, mode=None, map_location=None, mmap=None, weights_only=None):
     """Loads a checkpoint, verified first, and returns the object that was saved.
 
     ``trust`` is the public keys you trust (paths of PEM/DER key files, or key bytes); at
@@ -136,11 +185,30 @@ def load(path, trust=None, *, framework="torch", verify=True, threshold=1, expec
     Tensors that shared memory when saved (tied weights) share memory when loaded. Classes the
     producer did not know come back as inert :class:`Object` / :class:`Global` records;
     nothing named in the file is ever imported or called.
+
+    The arguments of ``torch.load`` work as there, so a call can switch by its name:
+
+    - ``map_location``: a str or :class:`torch.device` (every tensor goes there), a dict of
+      saved location to device, or a callable ``(storage, location) -> storage | None``. The
+      bytes are verified before they reach the device: for CUDA each blob is read and hashed
+      into pinned host memory (the one host copy), then copied to the device. A tensorseal
+      file records host bytes, not the device a tensor was saved from, so the saved location
+      is always ``"cpu"``: a dict remap applies only to ``"cpu"``, and a callable is called
+      with ``(storage, "cpu")``. Not available with ``framework="numpy"``.
+    - ``mmap=True`` is ``mode="mmap"``.
+    - ``weights_only`` is accepted and ignored: nothing in a tensorseal file is executed
+      either way, and every object it holds is restored as data or an inert record.
+
+    A legacy checkpoint (a ``torch.save`` zip, a pickle, ...) given by mistake is never
+    unpickled: it fails verification (kind ``malformed``, or ``no_trust`` without keys) with a
+    message naming :func:`tensorseal.convert`.
     """
+    del weights_only  # nothing executes either way (docstring)
     framework = _framework(framework)
-    native = _open_native(path, trust, verify, threshold, expect, min_step, _mode(mode))
+    placement = Placement(map_location, framework)
+    native = _open_native(path, trust, verify, threshold, expect, min_step, _mode(mode, mmap))
     try:
-        return materialize(native, native.tree(), framework)
+        return materialize(native, native.tree(), framework, placement)
     finally:
         native.close()
 
@@ -156,10 +224,11 @@ class Checkpoint:
     returns a view of them, so two ``get`` of one tensor share memory.
     """
 
-    def __init__(self, native, path, framework):
+    def __init__(self, native, path, framework, placement=None):
         self._native = native
         self.path = path
         self.framework = framework
+        self._placement = placement
         self._names = None  # tensor names in document order, on first use
         self._by_name = None  # name -> [document-order index]
 
@@ -256,14 +325,14 @@ class Checkpoint:
 
     def get(self, name):
         """Verifies and returns one tensor (a torch tensor, or numpy array)."""
-        return materialize(self._native, self._form(name), self.framework)
+        return materialize(self._native, self._form(name), self.framework, self._placement)
 
     def __getitem__(self, name):
         return self.get(name)
 
     def load(self):
         """Verifies everything and returns the same object :func:`load` returns."""
-        return materialize(self._native, self._native.tree(), self.framework)
+        return materialize(self._native, self._native.tree(), self.framework, self._placement)
 
     def __repr__(self):
         state = "closed" if self.closed else f"{len(self)} tensors"
@@ -271,7 +340,7 @@ class Checkpoint:
 
 
 def open(path, trust=None, *, framework="torch", verify=True, threshold=1, expect=None,  # noqa: A001
-         min_step=None, mode="copy") -> Checkpoint:
+         min_step=None, mode=None, map_location=None, mmap=None) -> Checkpoint:
     """Opens a file for partial loading, with the same checks and arguments as :func:`load`
     up to the tensor data: the signatures (before the manifest is parsed), the manifest and
     the metadata expectations. No tensor byte is read; :meth:`Checkpoint.get` verifies one
@@ -283,8 +352,9 @@ def open(path, trust=None, *, framework="torch", verify=True, threshold=1, expec
             w = ckpt.get("model.embed.weight")
     """
     framework = _framework(framework)
-    native = _open_native(path, trust, verify, threshold, expect, min_step, _mode(mode))
-    return Checkpoint(native, _path(path), framework)
+    placement = Placement(map_location, framework)
+    native = _open_native(path, trust, verify, threshold, expect, min_step, _mode(mode, mmap))
+    return Checkpoint(native, _path(path), framework, placement)
 
 
 # -- save --------------------------------------------------------------------------------------

@@ -12,7 +12,9 @@ class VerificationError(Error):
 
     ``kind`` is machine-readable, the same strings as ``tensorseal verify --json``:
     ``malformed``, ``bad_signature``, ``unsigned``, ``untrusted``, ``no_trust``,
-    ``digest_mismatch``, ``metadata_mismatch``, ``step_too_old``, ``step_missing``.
+    ``digest_mismatch``, ``metadata_mismatch``, ``step_too_old``, ``step_missing``. A legacy checkpoint (a torch zip, a pickle,
+    ...) given to :func:`load` or :func:`open` is never unpickled: its message names
+    :func:`convert`.
     """
 
     def __init__(self, message, kind="malformed"):

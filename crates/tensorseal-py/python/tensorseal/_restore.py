@@ -74,7 +74,7 @@ def check_available(tensors, framework):
             _dtypes.torch_dtype(dtype, where)
 
 
-def read_blobs(native, tensors, framework):
+def read_blobs(native, tensors, framework, placement=None):
     """Has the native loader verify every blob used by ``tensors`` and returns
     ``{blob: buffer}``, each a flat uint8 torch tensor or numpy array that the tensors will view.
     Nothing is returned unless every blob verified.
@@ -107,9 +107,10 @@ def read_blobs(native, tensors, framework):
             else:
                 buffers[blob] = np.frombuffer(memory, dtype=np.uint8)
     targets = []
+    pin = placement is not None and placement.pinned
     for blob in copied:
         if wants_torch[blob]:
-            buf = torch.empty(lengths[blob], dtype=torch.uint8)
+            buf = torch.empty(lengths[blob], dtype=torch.uint8, pin_memory=pin)
             targets.append((blob, buf.numpy()))
         else:
             buf = np.empty(lengths[blob], dtype=np.uint8)
@@ -117,14 +118,17 @@ def read_blobs(native, tensors, framework):
         buffers[blob] = buf
     if targets:
         native.read_into(targets)
+    if placement is not None:
+        buffers = placement.place(buffers, [b for b, t in wants_torch.items() if t])
     return buffers
 
 
 class Restorer:
     """Turns the plain form into Python objects; tensors view the verified ``buffers``."""
 
-    def __init__(self, framework, buffers, placeholders=False, names=None):
+    def __init__(self, framework, buffers, placeholders=False, names=None, device=None):
         self.framework = framework
+        self.device = device  # of torch tensors without bytes (map_location)
         self.buffers = buffers
         self.placeholders = placeholders
         self.names = names or {}
@@ -140,7 +144,8 @@ class Restorer:
             import torch
             return torch.from_numpy(buf)
         if not want_torch and not is_numpy:
-            return buf.numpy()
+            # A blob shared by a torch tensor placed on a device and a numpy array.
+            return buf.numpy() if buf.device.type == "cpu" else buf.cpu().numpy()
         return buf
 
     def tensor(self, x, path):
@@ -163,7 +168,7 @@ class Restorer:
         import torch
         tdt = _dtypes.torch_dtype(dtype, where)
         if blob is None:
-            t = torch.empty(shape, dtype=tdt)
+            t = torch.empty(shape, dtype=tdt, device=self.device)
         else:
             t = self._raw(blob, want_torch=True).view(tdt).view(shape)
         try:
@@ -277,10 +282,11 @@ class Restorer:
         raise UnsupportedError(f"{_where(path)}: unknown node {tag!r}")  # pragma: no cover
 
 
-def materialize(native, node, framework):
-    """Reads every blob the subtree ``node`` uses, verified, then builds it. Nothing is built
-    unless every read succeeded."""
+def materialize(native, node, framework, placement=None):
+    """Reads every blob the subtree ``node`` uses, verified, then builds it (on the devices
+    ``placement`` says). Nothing is built unless every read succeeded."""
     tensors = list(iter_tensors(node))
     check_available(tensors, framework)
-    buffers = read_blobs(native, tensors, framework)
-    return Restorer(framework, buffers).restore(node)
+    buffers = read_blobs(native, tensors, framework, placement)
+    device = placement.empty_device() if placement is not None else None
+    return Restorer(framework, buffers, device=device).restore(node)
