@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use tensorseal::{Compression, PublicKey, SecretKey, TrustPolicy};
+use tensorseal::{Compression, PublicKey, TrustPolicy};
 use tensorseal_convert::{
     ConvertError, ConvertOptions, ExportError, ExportOptions, SandboxMode, ScanVerdict,
 };
@@ -60,7 +60,7 @@ pub(crate) struct ConvertArgs {
     input: PathBuf,
     /// The tensorseal file to write.
     output: PathBuf,
-    /// Sign with this private key (PKCS#8 PEM); repeatable.
+    /// Sign with this private key (PKCS#8 PEM: a path, env:VAR or fd:N); repeatable.
     #[arg(long, value_name = "KEY")]
     sign: Vec<PathBuf>,
     /// Compress blobs: `zstd` or `zstd=LEVEL` (blobs that do not shrink by 5% stay raw).
@@ -121,7 +121,7 @@ fn classify(e: &ConvertError) -> (u8, &'static str) {
 pub(crate) fn convert(args: ConvertArgs) -> Result<(), Failure> {
     let mut keys = Vec::with_capacity(args.sign.len());
     for path in &args.sign {
-        keys.push(SecretKey::read(path).map_err(|e| Failure::invalid(path, &e))?);
+        keys.push(crate::keysource::secret_key(path)?);
     }
     let show_progress = !args.json && !args.quiet && std::io::stderr().is_terminal();
     let bar = show_progress.then(|| {
@@ -354,11 +354,16 @@ pub(crate) struct ExportArgs {
     /// Require a signature by this public key; repeatable (default: integrity only).
     #[arg(long, value_name = "PUB")]
     trust: Vec<PathBuf>,
+    /// Require what this trust policy file requires (spec/POLICY.md) instead of --trust.
+    #[arg(long, value_name = "POLICY.toml", conflicts_with = "trust")]
+    policy: Option<PathBuf>,
 }
 
 pub(crate) fn export(args: ExportArgs) -> Result<(), Failure> {
     let mut options = ExportOptions::default();
-    if !args.trust.is_empty() {
+    if let Some(path) = &args.policy {
+        options.policy = crate::trust::read_policy(path)?;
+    } else if !args.trust.is_empty() {
         let mut keys = Vec::new();
         for path in &args.trust {
             keys.push(PublicKey::read(path).map_err(|e| Failure::invalid(path, &e))?);

@@ -79,6 +79,7 @@ pub(crate) fn verify_error_kind(e: &VerifyError) -> &'static str {
         VerifyError::MetadataMismatch { .. } => "metadata_mismatch",
         VerifyError::StepTooOld { .. } => "step_too_old",
         VerifyError::StepMissing => "step_missing",
+        VerifyError::KeyRefused { reason, .. } => reason.kind(),
         _ => "other",
     }
 }

@@ -8,7 +8,9 @@ mod convert;
 mod failure;
 mod inspect;
 mod keys;
+mod keysource;
 mod render;
+mod trust;
 mod verify;
 
 use clap::{Parser, Subcommand};
@@ -41,6 +43,7 @@ enum Command {
     Convert(convert::ConvertArgs),
     Scan(convert::ScanArgs),
     Export(convert::ExportArgs),
+    Key(keysource::KeyArgs),
 }
 
 fn main() -> ExitCode {
@@ -60,6 +63,7 @@ fn main() -> ExitCode {
         Command::Convert(args) => convert::convert(args),
         Command::Scan(args) => convert::scan(args),
         Command::Export(args) => convert::export(args),
+        Command::Key(args) => keysource::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

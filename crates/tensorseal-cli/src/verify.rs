@@ -13,6 +13,7 @@ Examples:
   tensorseal verify model.tseal --trust ci-signer.pub
   tensorseal verify model.tseal --trust a.pub --trust b.pub --threshold 2 --json
   tensorseal verify model.tseal --trust ci.pub --expect run_id=run-42 --min-step 12000
+  tensorseal verify model.tseal --policy trust.toml  # spec/POLICY.md
   tensorseal verify model.tseal --digests-only     # integrity only, no authenticity
 
 Without --trust, verify refuses (exit 3) unless --digests-only is given.
@@ -28,8 +29,12 @@ pub(crate) struct VerifyArgs {
     /// Signatures from this many distinct trusted keys are required.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     threshold: u64,
+    /// Trust policy file (spec/POLICY.md): named keys, validity windows, revocations, run_id
+    /// patterns, threshold, minimum step. Replaces --trust and --threshold.
+    #[arg(long, value_name = "POLICY.toml", conflicts_with_all = ["trust", "threshold"])]
+    policy: Option<PathBuf>,
     /// Check integrity only (digests, structure, validity of signatures present), not who signed.
-    #[arg(long, conflicts_with_all = ["trust", "threshold"])]
+    #[arg(long, conflicts_with_all = ["trust", "threshold", "policy"])]
     digests_only: bool,
     /// Require signed metadata KEY to equal VALUE; repeatable.
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_expectation)]
@@ -50,14 +55,16 @@ fn parse_expectation(s: &str) -> Result<(String, String), String> {
 }
 
 pub(crate) fn run(args: VerifyArgs) -> Result<(), Failure> {
-    let mut policy = if args.digests_only {
+    let mut policy = if let Some(path) = &args.policy {
+        crate::trust::read_policy(path)?
+    } else if args.digests_only {
         TrustPolicy::integrity_only()
     } else {
         if args.trust.is_empty() {
             let f = Failure::new(
                 Failure::VERIFICATION,
                 format!(
-                    "{}: no trusted keys given: pass --trust PUB, or --digests-only to check integrity without authenticity",
+                    "{}: no trusted keys given: pass --trust PUB or --policy POLICY.toml, or --digests-only to check integrity without authenticity",
                     args.file.display()
                 ),
             );
@@ -145,7 +152,7 @@ fn print_json(
         "authenticity_checked": !args.digests_only,
         "manifest_sha256": report.map(|r| hex::encode(r.manifest_sha256)),
         "file_length": report.map(|r| r.file_length),
-        "signers": report.map(|r| r.signers.iter().map(|s| json!({"key_id": s.key_id, "trusted": s.trusted})).collect::<Vec<_>>()),
+        "signers": report.map(|r| r.signers.iter().map(crate::trust::signer_json).collect::<Vec<_>>()),
         "blobs": report.map(|r| r.blobs),
         "chunks": report.map(|r| r.chunks),
         "bytes_hashed": report.map(|r| r.bytes_hashed),
