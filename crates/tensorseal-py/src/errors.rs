@@ -60,6 +60,7 @@ pub(crate) fn verify_kind(e: &VerifyError) -> &'static str {
         VerifyError::MetadataMismatch { .. } => "metadata_mismatch",
         VerifyError::StepTooOld { .. } => "step_too_old",
         VerifyError::StepMissing => "step_missing",
+        VerifyError::KeyRefused { reason, .. } => reason.kind(),
         _ => "other",
     }
 }

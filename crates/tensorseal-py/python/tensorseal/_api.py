@@ -60,9 +60,15 @@ def _mode(mode):
     return mode
 
 
-def _policy(path, trust, verify, threshold, expect, min_step):
+def _policy(path, trust, verify, threshold, expect, min_step, policy=None):
     """Arguments for the native open/verify: (keys, threshold, expect, min_step, authenticate)."""
-    if verify:
+    if policy is not None:
+        # The policy file (spec/POLICY.md) names the keys and the threshold itself.
+        if trust or not verify or threshold != 1:
+            raise InvalidInputError(
+                "policy= replaces trust= and threshold= and needs verify=True; drop the others")
+        keys = []
+    elif verify:
         keys = _keys(trust, "trust")
         if not keys:
             raise VerificationError(
@@ -84,21 +90,23 @@ def _policy(path, trust, verify, threshold, expect, min_step):
     return keys, threshold, expect, min_step, bool(verify)
 
 
-def _open_native(path, trust, verify, threshold, expect, min_step, mode):
+def _open_native(path, trust, verify, threshold, expect, min_step, mode, policy=None):
     path = _path(path)
-    return _native.open(path, *_policy(path, trust, verify, threshold, expect, min_step),
-                        mode == "mmap")
+    return _native.open(path, *_policy(path, trust, verify, threshold, expect, min_step, policy),
+                        mode == "mmap", policy_file=None if policy is None else _path(policy, "policy"))
 
 
 # -- load --------------------------------------------------------------------------------------
 def load(path, trust=None, *, framework="torch", verify=True, threshold=1, expect=None,
-         min_step=None, mode="copy"):
+         min_step=None, mode="copy", policy=None):
     """Loads a checkpoint, verified first, and returns the object that was saved.
 
     ``trust`` is the public keys you trust (paths of PEM/DER key files, or key bytes); at
     least ``threshold`` of them must have signed the file. ``expect`` (``{"run_id": "..."}``)
     and ``min_step`` require signed metadata values, refusing a validly signed but wrong or
-    older checkpoint (rollback).
+    older checkpoint (rollback). ``policy`` (a path) is a trust policy file (spec/POLICY.md:
+    named keys, validity windows, revoked key ids, per-key run_id patterns, threshold,
+    minimum step) used instead of ``trust`` and ``threshold``, with the CLI's semantics.
 
     The signatures are checked before the manifest is parsed; then every tensor's bytes are
     checked against the signed digests, and only then is anything built. Nothing is returned
@@ -138,7 +146,7 @@ def load(path, trust=None, *, framework="torch", verify=True, threshold=1, expec
     nothing named in the file is ever imported or called.
     """
     framework = _framework(framework)
-    native = _open_native(path, trust, verify, threshold, expect, min_step, _mode(mode))
+    native = _open_native(path, trust, verify, threshold, expect, min_step, _mode(mode), policy)
     try:
         return materialize(native, native.tree(), framework)
     finally:
@@ -271,7 +279,7 @@ class Checkpoint:
 
 
 def open(path, trust=None, *, framework="torch", verify=True, threshold=1, expect=None,  # noqa: A001
-         min_step=None, mode="copy") -> Checkpoint:
+         min_step=None, mode="copy", policy=None) -> Checkpoint:
     """Opens a file for partial loading, with the same checks and arguments as :func:`load`
     up to the tensor data: the signatures (before the manifest is parsed), the manifest and
     the metadata expectations. No tensor byte is read; :meth:`Checkpoint.get` verifies one
@@ -283,7 +291,7 @@ def open(path, trust=None, *, framework="torch", verify=True, threshold=1, expec
             w = ckpt.get("model.embed.weight")
     """
     framework = _framework(framework)
-    native = _open_native(path, trust, verify, threshold, expect, min_step, _mode(mode))
+    native = _open_native(path, trust, verify, threshold, expect, min_step, _mode(mode), policy)
     return Checkpoint(native, _path(path), framework)
 
 
@@ -336,6 +344,8 @@ class Signer:
 
     key_id: str
     trusted: bool
+    name: str = None  # the key's name in the trust policy file, if any
+    refused: str = None  # why a policy rule did not count it (e.g. "key_expired"), if it did not
 
 
 @dataclasses.dataclass(frozen=True)
@@ -352,17 +362,18 @@ class VerifyReport:
 
 
 def verify(path, trust=None, *, threshold=1, expect=None, min_step=None,
-           digests_only=False) -> VerifyReport:
+           digests_only=False, policy=None) -> VerifyReport:
     """Verifies a whole file as ``tensorseal verify`` does: signatures by at least
     ``threshold`` trusted keys, metadata expectations, every digest. Raises
     :class:`VerificationError` (without ``trust`` too, unless ``digests_only``, which checks
-    integrity only and reports ``authenticated=False``)."""
+    integrity only and reports ``authenticated=False``). ``policy`` is a trust policy file,
+    as for :func:`load`."""
     path = _path(path)
-    args = _policy(path, trust, not digests_only, threshold, expect, min_step)
-    r = _native.verify(path, *args)
+    args = _policy(path, trust, not digests_only, threshold, expect, min_step, policy)
+    r = _native.verify(path, *args, policy_file=None if policy is None else _path(policy, "policy"))
     return VerifyReport(
         manifest_sha256=r["manifest_sha256"], file_length=r["file_length"],
-        signers=[Signer(k, t) for k, t in r["signers"]], authenticated=r["authenticated"],
+        signers=[Signer(*s) for s in r["signers"]], authenticated=r["authenticated"],
         blobs=r["blobs"], chunks=r["chunks"], bytes=r["bytes_hashed"])
 
 
