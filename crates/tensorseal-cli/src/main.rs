@@ -4,6 +4,7 @@
 #[macro_use]
 mod output;
 
+mod audit;
 mod convert;
 mod failure;
 mod inspect;
@@ -13,7 +14,7 @@ mod render;
 mod trust;
 mod verify;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use failure::Failure;
 use std::process::ExitCode;
 
@@ -32,6 +33,8 @@ Exit codes (the same for every command):
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    audit: audit::AuditOptions,
 }
 
 #[derive(Debug, Subcommand)]
@@ -44,11 +47,15 @@ enum Command {
     Scan(convert::ScanArgs),
     Export(convert::ExportArgs),
     Key(keysource::KeyArgs),
+    Audit(audit::AuditArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (m, cli)));
+    let (matches, cli) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             // clap prints help and version to stdout with exit 0, usage errors to stderr with 2.
             let _ = e.print();
@@ -56,6 +63,7 @@ fn main() -> ExitCode {
         }
     };
     let result = match cli.command {
+        Command::Audit(args) => audit::run(args),
         Command::Keygen(args) => keys::keygen(args),
         Command::Sign(args) => keys::sign(args),
         Command::Verify(args) => verify::run(args),
@@ -64,6 +72,15 @@ fn main() -> ExitCode {
         Command::Scan(args) => convert::scan(args),
         Command::Export(args) => convert::export(args),
         Command::Key(args) => keysource::run(args),
+    };
+    let result = match audit::record(&cli.audit, &matches, &result) {
+        Ok(()) => result,
+        Err(f) => {
+            if let Err(first) = &result {
+                eprintln!("tensorseal: error: {}", first.message);
+            }
+            Err(f)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

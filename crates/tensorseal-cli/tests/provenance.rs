@@ -246,3 +246,241 @@ fn keys_from_env_and_descriptors_and_key_id() {
     let o = run(&["key", "id", "f.tseal"], d);
     assert_eq!(code(&o), 1, "{}", stderr(&o));
 }
+
+fn lines(p: &Path) -> Vec<String> {
+    std::fs::read_to_string(p)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn write_lines(p: &Path, lines: &[String]) {
+    std::fs::write(
+        p,
+        lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
+}
+
+fn audit_verify(d: &Path, log: &str, extra: &[&str]) -> (i32, Value) {
+    let mut args = vec!["audit", "verify", log, "--json"];
+    args.extend(extra);
+    let o = run(&args, d);
+    (code(&o), serde_json::from_slice(&o.stdout).expect("JSON"))
+}
+
+#[test]
+fn every_command_appends_a_chained_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(d);
+    let input = fixture("numpy/be_i4.npy");
+    let o = run(
+        &[
+            "--audit-log",
+            "a.jsonl",
+            "convert",
+            &input,
+            "m.tseal",
+            "--sign",
+            "old.key",
+            "--quiet",
+        ],
+        d,
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // The environment variable works too, and the option is global (after the subcommand).
+    let o = bin()
+        .args(["verify", "m.tseal", "--trust", "new.pub"])
+        .env("TENSORSEAL_AUDIT_LOG", "a.jsonl")
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 3);
+    let o = run(
+        &[
+            "verify",
+            "m.tseal",
+            "--trust",
+            "old.pub",
+            "--audit-log",
+            "a.jsonl",
+        ],
+        d,
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+
+    let recs: Vec<Value> = lines(&d.join("a.jsonl"))
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(recs.len(), 3);
+    let input_sha = hex::encode(tensorseal::sha256(&std::fs::read(&input).unwrap()));
+    assert_eq!(recs[0]["action"], "convert");
+    assert_eq!(recs[0]["inputs"][0]["sha256"], input_sha.as_str());
+    assert_eq!(recs[0]["outputs"][0]["path"], "m.tseal");
+    assert_eq!(recs[0]["signer_key_ids"][0], key_id(d, "old.pub").as_str());
+    assert_eq!(recs[0]["prev"], tensorseal_genesis());
+    assert_eq!(
+        (recs[1]["action"].as_str(), recs[1]["exit_code"].as_u64()),
+        (Some("verify"), Some(3))
+    );
+    assert!(
+        recs[1]["error"].as_str().unwrap().contains("untrusted")
+            || recs[1]["error"].as_str().unwrap().contains("trusted")
+    );
+    assert_eq!(recs[2]["trust_key_ids"][0], key_id(d, "old.pub").as_str());
+    assert_eq!(recs[2]["result"], "ok");
+    for r in &recs {
+        assert!(r["time"].as_str().unwrap().ends_with('Z'));
+        assert!(r["host"].is_string() && r["user"].is_string());
+    }
+    let (c, report) = audit_verify(d, "a.jsonl", &[]);
+    assert_eq!(c, 0, "{report}");
+    assert_eq!(report["records"], 3);
+}
+
+fn tensorseal_genesis() -> &'static str {
+    "0000000000000000000000000000000000000000000000000000000000000000"
+}
+
+#[test]
+fn concurrent_writers_keep_one_linear_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(d);
+    std::fs::write(d.join("x.bin"), b"not a checkpoint").unwrap();
+    // 8 processes x 50 commands each, all appending to one log at once, half of them sealing.
+    let script = format!(
+        "for i in $(seq 1 50); do \"{}\" --audit-log log.jsonl $SEAL inspect x.bin >/dev/null 2>&1; done; exit 0",
+        env!("CARGO_BIN_EXE_tensorseal")
+    );
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            Command::new("sh")
+                .arg("-c")
+                .arg(&script)
+                .env(
+                    "SEAL",
+                    if i % 2 == 0 {
+                        "--audit-key old.key"
+                    } else {
+                        ""
+                    },
+                )
+                .env_remove("TENSORSEAL_AUDIT_LOG")
+                .current_dir(d)
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut c in children {
+        assert!(c.wait().unwrap().success());
+    }
+    let all = lines(&d.join("log.jsonl"));
+    let records = all
+        .iter()
+        .filter(|l| l.contains("\"type\":\"record\""))
+        .count();
+    let checkpoints = all
+        .iter()
+        .filter(|l| l.contains("\"type\":\"checkpoint\""))
+        .count();
+    assert_eq!((records, checkpoints), (400, 200));
+    let (c, report) = audit_verify(d, "log.jsonl", &[]);
+    assert_eq!(c, 0, "{report}");
+    assert_eq!(
+        (report["lines"].as_u64(), report["checkpoints"].as_u64()),
+        (Some(600), Some(200))
+    );
+}
+
+#[test]
+fn deleted_reordered_edited_and_truncated_lines_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(d);
+    std::fs::write(d.join("x.bin"), b"x").unwrap();
+    for _ in 0..5 {
+        run(
+            &[
+                "--audit-log",
+                "log.jsonl",
+                "--audit-key",
+                "old.key",
+                "inspect",
+                "x.bin",
+            ],
+            d,
+        );
+    }
+    let good = lines(&d.join("log.jsonl"));
+    assert_eq!(good.len(), 10); // record, checkpoint, ...
+    assert_eq!(audit_verify(d, "log.jsonl", &["--key", "old.pub"]).0, 0);
+
+    let broken = |mutated: Vec<String>, extra: &[&str]| {
+        write_lines(&d.join("t.jsonl"), &mutated);
+        let (c, report) = audit_verify(d, "t.jsonl", extra);
+        assert_eq!(c, 3, "{report}");
+        report["error"].clone()
+    };
+    // Deleted line 3: line 4 (now third) has seq 4.
+    let mut m = good.clone();
+    m.remove(2);
+    let e = broken(m, &[]);
+    assert_eq!(
+        (e["kind"].as_str(), e["line"].as_u64()),
+        (Some("chain_broken"), Some(3))
+    );
+    // Reordered lines 5 and 6.
+    let mut m = good.clone();
+    m.swap(4, 5);
+    assert_eq!(broken(m, &[])["line"], 5);
+    // Edited line 3, keeping its seq: line 4's prev no longer matches.
+    let mut m = good.clone();
+    m[2] = m[2].replace("\"action\":\"inspect\"", "\"action\":\"inspecT\"");
+    let e = broken(m, &[]);
+    assert_eq!(e["line"], 4);
+    assert!(e["message"].as_str().unwrap().contains("line 3"), "{e}");
+    // An edited checkpoint signature.
+    let mut m = good.clone();
+    let sig_at = m[9].find("\"signature\":\"").unwrap() + 13;
+    let flipped = if &m[9][sig_at..sig_at + 1] == "0" {
+        "1"
+    } else {
+        "0"
+    };
+    m[9].replace_range(sig_at..sig_at + 1, flipped);
+    assert!(
+        broken(m, &[])["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid")
+    );
+    // Truncated tail: the last checkpoint removed. The chain alone is intact, but with the
+    // audit key the unsealed record is detected.
+    let m = good[..9].to_vec();
+    write_lines(&d.join("t.jsonl"), &m);
+    assert_eq!(audit_verify(d, "t.jsonl", &[]).0, 0);
+    let e = broken(m, &["--key", "old.pub"]);
+    assert_eq!(e["kind"], "unsealed");
+    assert!(
+        e["message"].as_str().unwrap().contains("lines 9..=9"),
+        "{e}"
+    );
+    // A torn last line.
+    let mut text = std::fs::read_to_string(d.join("log.jsonl")).unwrap();
+    text.truncate(text.len() - 20);
+    std::fs::write(d.join("t.jsonl"), &text).unwrap();
+    assert_eq!(audit_verify(d, "t.jsonl", &[]).1["error"]["line"], 10);
+    // ... and a writer refuses to extend it rather than chaining from half a line.
+    let o = run(&["--audit-log", "t.jsonl", "inspect", "x.bin"], d);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("partial line"), "{}", stderr(&o));
+    // Checkpoints by a key other than the trusted one.
+    assert_eq!(
+        broken(good.clone(), &["--key", "new.pub"])["kind"],
+        "chain_broken"
+    );
+}

@@ -35,7 +35,9 @@ pub use manifest::{
 };
 pub use mapped::{BlobMemory, MappedLoader};
 pub use mmap::{FileBytes, MapMode, PrivateMap};
-pub use policy::{KeyRefusal, KeyRule, MAX_POLICY_FILE, MAX_POLICY_KEYS, MAX_RUN_ID_PATTERNS};
+pub use policy::{
+    KeyRefusal, KeyRule, MAX_POLICY_FILE, MAX_POLICY_KEYS, MAX_RUN_ID_PATTERNS, format_utc,
+};
 pub use reader::Checkpoint;
 pub use tree::{
     BlobId, Global, Int, Node, Object, PathSegment, Tensor, TensorKind, Typed, dotted_path,

@@ -221,8 +221,8 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     era * 146_097 + doe - 719_468
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` of Unix seconds.
-pub(crate) fn format_utc(secs: u64) -> String {
+/// `YYYY-MM-DDTHH:MM:SSZ` (RFC 3339, UTC) of Unix seconds.
+pub fn format_utc(secs: u64) -> String {
     let days = (secs / 86_400) as i64;
     let rem = secs % 86_400;
     let z = days + 719_468;
