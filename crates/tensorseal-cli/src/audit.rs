@@ -82,12 +82,12 @@ pub(crate) fn record(
         Some(k) => Some(crate::keysource::secret_key(k)?),
         None => None,
     };
-    let inputs: Vec<Value> = ["file", "input", "log"]
+    let inputs: Vec<Value> = ["file", "input", "log", "attestation"]
         .iter()
         .flat_map(|id| raw(args, id))
         .map(|p| file_facts(&p, HASH_LIMIT))
         .collect();
-    let outputs: Vec<Value> = ["output", "out"]
+    let outputs: Vec<Value> = ["output", "out", "attest"]
         .iter()
         .flat_map(|id| raw(args, id))
         .map(|p| file_facts(&p, HASH_LIMIT))

@@ -73,6 +73,10 @@ pub(crate) struct ConvertArgs {
     /// Add signed metadata KEY=VALUE (e.g. run_id, step, created_at); repeatable.
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_pair)]
     meta: Vec<(String, String)>,
+    /// Also write an in-toto attestation (DSSE) of the output and its source, signed with the
+    /// first --sign key, to PATH.
+    #[arg(long, value_name = "PATH", requires = "sign")]
+    attest: Option<PathBuf>,
     #[command(flatten)]
     sandbox: SandboxArgs,
     /// Print a JSON report on stdout (also on failure); no progress bar.
@@ -157,6 +161,19 @@ pub(crate) fn convert(args: ConvertArgs) -> Result<(), Failure> {
     match result {
         Ok(report) => {
             report.sandbox.eprint_warnings();
+            if let (Some(out), Some(key)) = (&args.attest, keys.first()) {
+                let input = tensorseal_provenance::AttestationInput {
+                    source_format: Some(report.source_format.to_string()),
+                    source_sha256: Some(report.source_sha256.to_string()),
+                    source_uri: Some(args.input.display().to_string()),
+                    options: json!({
+                        "allow_objects": args.allow_objects,
+                        "compress": args.compress.is_some(),
+                        "inert_objects": report.inert_objects.len(),
+                    }),
+                };
+                crate::attest::write(&args.output, key, &input, out)?;
+            }
             if args.json {
                 let v = json!({
                     "input": args.input.display().to_string(),

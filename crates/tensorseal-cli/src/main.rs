@@ -4,6 +4,7 @@
 #[macro_use]
 mod output;
 
+mod attest;
 mod audit;
 mod convert;
 mod failure;
@@ -48,6 +49,7 @@ enum Command {
     Export(convert::ExportArgs),
     Key(keysource::KeyArgs),
     Audit(audit::AuditArgs),
+    Attest(attest::AttestArgs),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Audit(args) => audit::run(args),
+        Command::Attest(args) => attest::run(args),
         Command::Keygen(args) => keys::keygen(args),
         Command::Sign(args) => keys::sign(args),
         Command::Verify(args) => verify::run(args),

@@ -42,6 +42,10 @@ pub(crate) struct VerifyArgs {
     /// Require the signed `step` metadata to be at least N.
     #[arg(long, value_name = "N")]
     min_step: Option<u64>,
+    /// Also check this in-toto attestation (DSSE envelope, `tensorseal attest`): signed by a
+    /// trusted key, about this file.
+    #[arg(long, value_name = "F.intoto.jsonl", conflicts_with = "digests_only")]
+    attestation: Option<PathBuf>,
     /// Print a JSON report on stdout (also on failure).
     #[arg(long)]
     json: bool,
@@ -87,6 +91,14 @@ pub(crate) fn run(args: VerifyArgs) -> Result<(), Failure> {
     }
     match Checkpoint::open_verified(&args.file, &policy, &Limits::default()) {
         Ok((_, report)) => {
+            if let Some(a) = &args.attestation
+                && let Err((f, kind)) = crate::attest::check(a, &args.file, policy.keys())
+            {
+                if args.json {
+                    print_json(&args, None, Some((kind, &f.message)), f.code);
+                }
+                return Err(f);
+            }
             if args.json {
                 print_json(&args, Some(&report), None, 0);
             } else {

@@ -484,3 +484,151 @@ fn deleted_reordered_edited_and_truncated_lines_are_named() {
         "chain_broken"
     );
 }
+
+fn b64(bytes: &[u8]) -> String {
+    use base64ct::Encoding as _;
+    base64ct::Base64::encode_string(bytes)
+}
+
+fn unb64(s: &Value) -> Vec<u8> {
+    use base64ct::Encoding as _;
+    base64ct::Base64::decode_vec(s.as_str().unwrap()).unwrap()
+}
+
+#[test]
+fn attestations_verify_and_forgeries_fail() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(d);
+    let input = fixture("numpy/be_i4.npy");
+    let o = run(
+        &[
+            "convert",
+            &input,
+            "m.tseal",
+            "--sign",
+            "old.key",
+            "--meta",
+            "run_id=r-1",
+            "--meta",
+            "step=9",
+            "--attest",
+            "m.intoto.jsonl",
+            "--quiet",
+        ],
+        d,
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let envelope: Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("m.intoto.jsonl")).unwrap()).unwrap();
+    assert_eq!(envelope["payloadType"], "application/vnd.in-toto+json");
+    let statement: Value = serde_json::from_slice(&unb64(&envelope["payload"])).unwrap();
+    assert_eq!(statement["_type"], "https://in-toto.io/Statement/v1");
+    let file_sha = hex::encode(tensorseal::sha256(
+        &std::fs::read(d.join("m.tseal")).unwrap(),
+    ));
+    assert_eq!(statement["subject"][0]["name"], "m.tseal");
+    assert_eq!(
+        statement["subject"][0]["digest"]["sha256"],
+        file_sha.as_str()
+    );
+    let src_sha = hex::encode(tensorseal::sha256(&std::fs::read(&input).unwrap()));
+    assert_eq!(statement["predicate"]["source"]["sha256"], src_sha.as_str());
+    assert_eq!(statement["predicate"]["source"]["format"], "npy");
+    assert_eq!(
+        (
+            statement["predicate"]["run_id"].as_str(),
+            statement["predicate"]["step"].as_str()
+        ),
+        (Some("r-1"), Some("9"))
+    );
+    // The signature is over the exact DSSE PAE.
+    let body = unb64(&envelope["payload"]);
+    let mut pae = format!("DSSEv1 28 application/vnd.in-toto+json {} ", body.len()).into_bytes();
+    pae.extend_from_slice(&body);
+    let sig: [u8; 64] = unb64(&envelope["signatures"][0]["sig"]).try_into().unwrap();
+    let old = tensorseal::PublicKey::read(&d.join("old.pub")).unwrap();
+    assert!(old.verify_message(&pae, &sig));
+
+    let verify = |att: &str, trust: &str| {
+        let o = run(
+            &[
+                "verify",
+                "m.tseal",
+                "--trust",
+                trust,
+                "--attestation",
+                att,
+                "--json",
+            ],
+            d,
+        );
+        (code(&o), json_report(&o)["error"]["kind"].clone())
+    };
+    assert_eq!(verify("m.intoto.jsonl", "old.pub"), (0, Value::Null));
+    // `attest` on an existing file makes an equivalent envelope.
+    let o = run(&["attest", "m.tseal", "--key", "old.key"], d);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(verify("m.tseal.intoto.jsonl", "old.pub").0, 0);
+
+    let forge = |name: &str, env: Value| {
+        std::fs::write(d.join(name), format!("{env}\n")).unwrap();
+        verify(name, "old.pub")
+    };
+    // An edited statement under the old signature.
+    let mut st = statement.clone();
+    st["predicate"]["run_id"] = "r-2".into();
+    let mut e = envelope.clone();
+    e["payload"] = b64(&serde_json::to_vec(&st).unwrap()).into();
+    assert_eq!(
+        forge("edited.jsonl", e),
+        (3, "attestation_untrusted".into())
+    );
+    // A different payloadType, the signature unchanged (PAE binds the type).
+    let mut e = envelope.clone();
+    e["payloadType"] = "application/json".into();
+    assert_eq!(forge("type.jsonl", e).0, 1);
+    // Signed by a key that is not trusted.
+    let o = run(
+        &[
+            "attest",
+            "m.tseal",
+            "--key",
+            "new.key",
+            "--out",
+            "new.jsonl",
+        ],
+        d,
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(
+        verify("new.jsonl", "old.pub"),
+        (3, "attestation_untrusted".into())
+    );
+    // The payload replaced by the PAE its signature covers: the verifier computes the PAE
+    // of the payload, it never takes signed bytes from the envelope.
+    let mut e = envelope.clone();
+    e["payload"] = b64(&pae).into();
+    assert_eq!(forge("pae.jsonl", e).0, 3);
+    // A genuine attestation of another file.
+    convert(d, "other.tseal", "r-1", &["old.key"]);
+    let o = run(
+        &[
+            "attest",
+            "other.tseal",
+            "--key",
+            "old.key",
+            "--out",
+            "other.jsonl",
+        ],
+        d,
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(
+        verify("other.jsonl", "old.pub"),
+        (3, "attestation_subject_mismatch".into())
+    );
+    // --attest without --sign is a usage error.
+    let o = run(&["convert", &input, "x.tseal", "--attest", "x.jsonl"], d);
+    assert_eq!(code(&o), 2);
+}

@@ -41,3 +41,35 @@ impl AuditError {
         }
     }
 }
+
+/// An attestation could not be made, or does not verify.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AttestError {
+    /// A file could not be read or written.
+    #[error("I/O error")]
+    Io(#[from] io::Error),
+    /// The envelope or statement is not of the expected shape, or the file to attest is not
+    /// intact.
+    #[error("malformed attestation: {0}")]
+    Malformed(String),
+    /// No signature by a trusted key verifies over the envelope's PAE.
+    #[error("attestation not signed by a trusted key: {0}")]
+    Untrusted(String),
+    /// The statement's subject does not match the file.
+    #[error("attestation subject does not match the file: {0}")]
+    SubjectMismatch(String),
+}
+
+impl AttestError {
+    /// A stable machine-readable kind: `io`, `attestation_malformed`, `attestation_untrusted`,
+    /// `attestation_subject_mismatch`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            AttestError::Io(_) => "io",
+            AttestError::Malformed(_) => "attestation_malformed",
+            AttestError::Untrusted(_) => "attestation_untrusted",
+            AttestError::SubjectMismatch(_) => "attestation_subject_mismatch",
+        }
+    }
+}
