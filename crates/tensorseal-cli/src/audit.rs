@@ -18,7 +18,7 @@ pub(crate) struct AuditOptions {
     #[arg(long, global = true, value_name = "PATH")]
     audit_log: Option<PathBuf>,
     /// Seal the audit log with a checkpoint signed by this private key (path, env:VAR, fd:N).
-    #[arg(long, global = true, value_name = "KEY", requires = "audit_log")]
+    #[arg(long, global = true, value_name = "KEY")]
     audit_key: Option<PathBuf>,
 }
 
@@ -67,8 +67,19 @@ pub(crate) fn record(
     matches: &ArgMatches,
     result: &Result<(), Failure>,
 ) -> Result<(), Failure> {
-    let Some(path) = options.log_path() else {
+    // Reading the log (`audit verify`) and key utilities are not actions on artifacts; logging
+    // `audit verify` into the log it checks would also unseal that log's tail.
+    if matches!(matches.subcommand_name(), Some("audit" | "key")) {
         return Ok(());
+    }
+    let Some(path) = options.log_path() else {
+        return match &options.audit_key {
+            Some(_) => Err(Failure::new(
+                Failure::USAGE,
+                "--audit-key needs --audit-log PATH or TENSORSEAL_AUDIT_LOG",
+            )),
+            None => Ok(()),
+        };
     };
     // The action is the subcommand path (`verify`, `audit verify`, `key id`).
     let mut action = Vec::new();
