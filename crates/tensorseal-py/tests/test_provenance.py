@@ -73,3 +73,28 @@ def test_bad_policies_and_conflicting_arguments(tmp, keys):
         tensorseal.load(f, trust=[keys[0][1]], policy=pol)
     with pytest.raises(tensorseal.InvalidInputError, match="policy= replaces"):
         tensorseal.load(f, verify=False, policy=pol)
+
+
+def test_audit_log_records_load_and_verify_and_chains(tmp, keys, monkeypatch):
+    import json
+    import subprocess
+
+    f = write(tmp / "f.tseal", keys, (0,))
+    log = tmp / "audit.jsonl"
+    tensorseal.load(f, trust=[keys[0][1]], audit_log=log)
+    with pytest.raises(tensorseal.VerificationError):
+        tensorseal.verify(f, trust=[keys[1][1]], audit_log=str(log))
+    monkeypatch.setenv("TENSORSEAL_AUDIT_LOG", str(log))
+    r = tensorseal.verify(f, policy=policy(tmp, keys))
+    recs = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [(x["action"], x["result"], x["error_kind"]) for x in recs] == [
+        ("load", "ok", None), ("verify", "error", "untrusted"), ("verify", "ok", None)]
+    assert recs[0]["trust_key_ids"] == [tensorseal.key_id(keys[0][1])]
+    assert recs[0]["inputs"][0]["length"] == f.stat().st_size
+    assert recs[2]["manifest_sha256"] == r.manifest_sha256
+    assert recs[2]["signer_key_ids"] == [tensorseal.key_id(keys[0][1])]
+    assert [x["seq"] for x in recs] == [1, 2, 3]
+    import hashlib
+    lines = log.read_bytes().splitlines()
+    assert recs[1]["prev"] == hashlib.sha256(lines[0]).hexdigest()
+    assert recs[2]["prev"] == hashlib.sha256(lines[1]).hexdigest()

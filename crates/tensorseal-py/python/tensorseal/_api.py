@@ -7,6 +7,7 @@ import os
 import re
 
 from . import _native
+from ._audit import audited
 from ._encode import Encoder
 from ._errors import InvalidInputError, VerificationError
 from ._restore import FRAMEWORKS, Restorer, materialize
@@ -97,6 +98,7 @@ def _open_native(path, trust, verify, threshold, expect, min_step, mode, policy=
 
 
 # -- load --------------------------------------------------------------------------------------
+@audited("load")
 def load(path, trust=None, *, framework="torch", verify=True, threshold=1, expect=None,
          min_step=None, mode="copy", policy=None):
     """Loads a checkpoint, verified first, and returns the object that was saved.
@@ -278,6 +280,7 @@ class Checkpoint:
         return f"<tensorseal.Checkpoint {self.path!r} ({state}, {self.mode})>"
 
 
+@audited("open")
 def open(path, trust=None, *, framework="torch", verify=True, threshold=1, expect=None,  # noqa: A001
          min_step=None, mode="copy", policy=None) -> Checkpoint:
     """Opens a file for partial loading, with the same checks and arguments as :func:`load`
@@ -361,6 +364,7 @@ class VerifyReport:
     bytes: int  # bytes hashed (stored plus decoded)
 
 
+@audited("verify")
 def verify(path, trust=None, *, threshold=1, expect=None, min_step=None,
            digests_only=False, policy=None) -> VerifyReport:
     """Verifies a whole file as ``tensorseal verify`` does: signatures by at least
