@@ -32,6 +32,19 @@ impl AuditOptions {
     }
 }
 
+impl AuditOptions {
+    /// Refuses `--audit-key` without a log before the command runs (exit 2).
+    pub(crate) fn check(&self) -> Result<(), Failure> {
+        if self.audit_key.is_some() && self.log_path().is_none() {
+            return Err(Failure::new(
+                Failure::USAGE,
+                "--audit-key needs --audit-log PATH or TENSORSEAL_AUDIT_LOG",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The raw values of argument `id` of a subcommand, if it has that argument.
 fn raw(m: &ArgMatches, id: &str) -> Vec<PathBuf> {
     m.try_get_raw(id)
@@ -73,13 +86,7 @@ pub(crate) fn record(
         return Ok(());
     }
     let Some(path) = options.log_path() else {
-        return match &options.audit_key {
-            Some(_) => Err(Failure::new(
-                Failure::USAGE,
-                "--audit-key needs --audit-log PATH or TENSORSEAL_AUDIT_LOG",
-            )),
-            None => Ok(()),
-        };
+        return Ok(());
     };
     // The action is the subcommand path (`verify`, `audit verify`, `key id`).
     let mut action = Vec::new();

@@ -64,6 +64,10 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { Failure::USAGE } else { 0 });
         }
     };
+    if let Err(f) = cli.audit.check() {
+        eprintln!("tensorseal: error: {}", f.message);
+        return ExitCode::from(f.code);
+    }
     let result = match cli.command {
         Command::Audit(args) => audit::run(args),
         Command::Attest(args) => attest::run(args),

@@ -339,6 +339,20 @@ fn every_command_appends_a_chained_record() {
     let (c, report) = audit_verify(d, "a.jsonl", &[]);
     assert_eq!(c, 0, "{report}");
     assert_eq!(report["records"], 3);
+    // --audit-key without a log is a usage error before anything runs.
+    let o = run(
+        &[
+            "--audit-key",
+            "old.key",
+            "convert",
+            &input,
+            "n.tseal",
+            "--quiet",
+        ],
+        d,
+    );
+    assert_eq!(code(&o), 2);
+    assert!(!d.join("n.tseal").exists());
 }
 
 fn tensorseal_genesis() -> &'static str {
