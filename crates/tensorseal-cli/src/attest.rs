@@ -1,9 +1,10 @@
 //! `attest`, `convert --attest` and `verify --attestation`: in-toto statements in DSSE
 //! envelopes (spec/ATTESTATION.md).
 
-use crate::failure::{Failure, chain};
+use crate::failure::Failure;
 use clap::Args;
 use std::path::{Path, PathBuf};
+use tensorseal::error_chain as chain;
 use tensorseal::{AtomicFile, PublicKey, SecretKey};
 use tensorseal_provenance::{AttestError, AttestationInput};
 
@@ -32,9 +33,9 @@ pub(crate) struct AttestArgs {
 
 fn failure(path: &Path, e: &AttestError) -> Failure {
     let code = match e {
-        AttestError::Io(_) => Failure::INVALID,
-        AttestError::Malformed(_) => Failure::INVALID,
-        _ => Failure::VERIFICATION,
+        AttestError::Io(_) => crate::trust::INVALID,
+        AttestError::Malformed(_) => crate::trust::INVALID,
+        _ => crate::trust::VERIFICATION,
     };
     Failure::new(code, format!("{}: {}", path.display(), chain(e)))
 }
@@ -47,7 +48,7 @@ pub(crate) fn write(
     out: &Path,
 ) -> Result<(), Failure> {
     let a = tensorseal_provenance::attest(file, key, input).map_err(|e| failure(file, &e))?;
-    let io = |e: std::io::Error| Failure::invalid(out, &e);
+    let io = |e: std::io::Error| crate::trust::invalid(out, &e);
     let mut f = AtomicFile::create(out).map_err(io)?;
     std::io::Write::write_all(f.file(), format!("{}\n", a.envelope).as_bytes()).map_err(io)?;
     f.commit().map_err(io)?;
@@ -84,7 +85,7 @@ pub(crate) fn check(
             attestation.display()
         );
         return Err((
-            Failure::new(Failure::VERIFICATION, message),
+            Failure::new(crate::trust::VERIFICATION, message),
             "attestation_untrusted",
         ));
     }

@@ -1,10 +1,11 @@
 //! `--audit-log` (and `TENSORSEAL_AUDIT_LOG`): one hash-chained JSON line per command, and
 //! `tensorseal audit verify` (spec/AUDIT.md).
 
-use crate::failure::{Failure, chain};
+use crate::failure::Failure;
 use clap::{ArgMatches, Args, Subcommand};
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
+use tensorseal::error_chain as chain;
 use tensorseal::{PublicKey, SecretKey};
 use tensorseal_provenance::{AuditLog, file_facts, host_and_user, verify_log};
 
@@ -100,7 +101,7 @@ pub(crate) fn record(
         Some(k) => Some(crate::keysource::secret_key(k)?),
         None => None,
     };
-    let inputs: Vec<Value> = ["file", "input", "log", "attestation"]
+    let inputs: Vec<Value> = ["file", "files", "input", "log", "attestation"]
         .iter()
         .flat_map(|id| raw(args, id))
         .map(|p| file_facts(&p, HASH_LIMIT))
@@ -141,7 +142,7 @@ pub(crate) fn record(
     });
     let fail = |e: &dyn std::error::Error| {
         Failure::new(
-            Failure::INVALID,
+            crate::trust::INVALID,
             format!("{}: audit log: {}", path.display(), chain(e)),
         )
     };
@@ -185,7 +186,7 @@ pub(crate) fn run(args: AuditArgs) -> Result<(), Failure> {
     let AuditCommand::Verify { log, key, json } = args.command;
     let mut keys = Vec::with_capacity(key.len());
     for p in &key {
-        keys.push(PublicKey::read(p).map_err(|e| Failure::invalid(p, &e))?);
+        keys.push(PublicKey::read(p).map_err(|e| crate::trust::invalid(p, &e))?);
     }
     match verify_log(&log, &keys) {
         Ok(r) => {
@@ -211,9 +212,9 @@ pub(crate) fn run(args: AuditArgs) -> Result<(), Failure> {
         }
         Err(e) => {
             let code = if e.kind() == "io" {
-                Failure::INVALID
+                crate::trust::INVALID
             } else {
-                Failure::VERIFICATION
+                crate::trust::VERIFICATION
             };
             let message = format!("{}: {}", log.display(), chain(&e));
             if json {

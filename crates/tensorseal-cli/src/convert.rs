@@ -1,18 +1,13 @@
 //! `convert`, `scan` and `export`.
 
-use crate::failure::{self, Failure};
+use crate::failure::Failure;
 use clap::Args;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use tensorseal::{Compression, PublicKey, TrustPolicy};
-use tensorseal_convert::{
-    ConvertError, ConvertOptions, ExportError, ExportOptions, SandboxMode, ScanVerdict,
-};
-
-/// Exit code for content refused as unsafe (or unknown objects without --allow-objects).
-const REFUSED: u8 = 4;
+use tensorseal::{Classify, Compression, PublicKey, TrustPolicy, error_chain};
+use tensorseal_convert::{ConvertOptions, ExportOptions, SandboxMode};
 
 #[derive(Debug, Args)]
 pub(crate) struct SandboxArgs {
@@ -45,11 +40,11 @@ Examples:
   tensorseal convert checkpoint.ckpt out.tseal --allow-objects --json
 
 Inputs (recognised from content, never from the file name): torch zip checkpoints
-(torch >= 1.6), torch legacy files, plain pickles, numpy .npy/.npz, safetensors, and
-Hugging Face sharded checkpoints given by their *.index.json. Pickles are interpreted
-as data: known constructors become typed values, code-execution primitives make the
-file refused (exit 4), and unknown classes are refused (exit 4) unless --allow-objects
-keeps them as inert records. The process locks itself down (seccomp + Landlock) after
+(torch >= 1.6), torch legacy files and pre-0.1.10 tar checkpoints, plain pickles, numpy
+.npy/.npz, safetensors, and Hugging Face sharded checkpoints given by their *.index.json.
+Pickles are interpreted as data: known constructors become typed values, code-execution
+primitives make the file refused (exit 4), and unknown classes are refused (exit 4) unless
+--allow-objects keeps them as inert records. The process locks itself down (seccomp + Landlock) after
 opening its files; --require-sandbox fails if that is not possible, --no-sandbox skips it.
 
 The output is written to a temporary file and renamed only on success; the input is never
@@ -110,18 +105,6 @@ fn parse_pair(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
 }
 
-/// The exit code and machine-readable kind of a conversion error.
-fn classify(e: &ConvertError) -> (u8, &'static str) {
-    match e {
-        ConvertError::Unsafe { .. } => (REFUSED, "unsafe"),
-        ConvertError::UnknownObjects { .. } => (REFUSED, "unknown_objects"),
-        ConvertError::Io { .. } => (Failure::INVALID, "io"),
-        ConvertError::Unsupported { .. } => (Failure::INVALID, "unsupported"),
-        ConvertError::Sandbox(_) => (Failure::INVALID, "sandbox"),
-        _ => (Failure::INVALID, "invalid"),
-    }
-}
-
 pub(crate) fn convert(args: ConvertArgs) -> Result<(), Failure> {
     let mut keys = Vec::with_capacity(args.sign.len());
     for path in &args.sign {
@@ -175,30 +158,15 @@ pub(crate) fn convert(args: ConvertArgs) -> Result<(), Failure> {
                 crate::attest::write(&args.output, key, &input, out)?;
             }
             if args.json {
-                let v = json!({
+                let mut v = json!({
                     "input": args.input.display().to_string(),
                     "output": args.output.display().to_string(),
                     "ok": true,
                     "exit_code": 0,
-                    "source_format": report.source_format,
-                    "source_sha256": report.source_sha256,
-                    "manifest_sha256": hex::encode(report.output.manifest_sha256),
-                    "file_length": report.output.length,
-                    "tensors": report.stats.tensors,
-                    "blobs": report.stats.blobs,
-                    "bytes": report.stats.bytes,
-                    "shared": report.stats.shared,
-                    "signed_by": keys.iter().map(|k| k.public_key().key_id()).collect::<Vec<_>>(),
-                    "inert_objects": report.inert_objects,
-                    "notes": report.notes,
-                    "sandbox": {
-                        "fully_enforced": report.sandbox.fully_enforced(),
-                        "seccomp": report.sandbox.seccomp,
-                        "landlock": format!("{:?}", report.sandbox.landlock),
-                        "warnings": report.sandbox.warnings,
-                    },
-                    "error": Value::Null,
                 });
+                let report_json = report.to_json(args.sandbox.mode());
+                merge(&mut v, report_json);
+                v["error"] = Value::Null;
                 outln!(
                     "{}",
                     serde_json::to_string_pretty(&v).expect("JSON values serialize")
@@ -236,8 +204,8 @@ pub(crate) fn convert(args: ConvertArgs) -> Result<(), Failure> {
             Ok(())
         }
         Err(e) => {
-            let (code, kind) = classify(&e);
-            let message = format!("{}: {}", args.input.display(), failure::chain(&e));
+            let (code, kind) = (e.class().exit_code(), e.kind());
+            let message = format!("{}: {}", args.input.display(), error_chain(&e));
             if args.json {
                 let v = json!({
                     "input": args.input.display().to_string(),
@@ -256,20 +224,35 @@ pub(crate) fn convert(args: ConvertArgs) -> Result<(), Failure> {
     }
 }
 
-/// Report every global and call in a checkpoint's pickles, with the verdict.
+/// Adds the members of `more` (an object) to `v` (an object).
+fn merge(v: &mut Value, more: Value) {
+    if let (Value::Object(v), Value::Object(more)) = (v, more) {
+        v.extend(more);
+    }
+}
+
+/// Report every global and call in a checkpoint's pickles, and whether it converts.
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Examples:
   tensorseal scan model.pt
   tensorseal scan suspicious.bin --json | jq '.members[].findings[] | select(.verdict != \"allowed\")'
+  tensorseal scan checkpoint.ckpt --allow-objects   # would convert --allow-objects succeed?
 
-The verdict is safe (exit 0), unknown-objects or unsafe (exit 4), or invalid (exit 1: the
-file is malformed or unsupported and nothing refused was found before the problem). The
-most severe finding decides: a payload followed by garbage is still unsafe. scan uses the
-same readers and interpreter as convert, so the two never disagree.")]
+The verdict has two parts. Code safety: safe, unknown-objects or unsafe, from every pickle's
+findings (the most severe decides: a payload followed by garbage is still unsafe). And
+convertibility: scan runs the conversion itself to the end (containers, storages, tensor
+metadata, output bounds) without writing anything, so it reports what convert with the same
+options would refuse, naming the member, offset or tensor path. Exit 0 only when convert would
+succeed; 4 when a pickle is unsafe, or holds unknown classes and --allow-objects is not given;
+1 when the file is malformed or unsupported.")]
 pub(crate) struct ScanArgs {
     /// The file to scan.
     input: PathBuf,
+    /// Judge convertibility as `convert --allow-objects` would: unknown classes become inert
+    /// records instead of a refusal. Code-execution primitives are refused regardless.
+    #[arg(long)]
+    allow_objects: bool,
     /// Print the full report as JSON.
     #[arg(long)]
     json: bool,
@@ -278,33 +261,18 @@ pub(crate) struct ScanArgs {
 }
 
 pub(crate) fn scan(args: ScanArgs) -> Result<(), Failure> {
-    let outcome = tensorseal_convert::scan(
-        &args.input,
-        &tensorseal_convert::Limits::default(),
-        &tensorseal_pickle::Limits::default(),
-        args.sandbox.mode(),
-    )
-    .map_err(|e| {
-        Failure::new(
-            classify(&e).0,
-            format!("{}: {}", args.input.display(), failure::chain(&e)),
-        )
-    })?;
-    let verdict = outcome.verdict();
-    let code = match verdict {
-        ScanVerdict::Safe => 0,
-        ScanVerdict::Invalid => Failure::INVALID,
-        ScanVerdict::UnknownObjects | ScanVerdict::Unsafe => REFUSED,
+    let options = ConvertOptions {
+        allow_objects: args.allow_objects,
+        sandbox: args.sandbox.mode(),
+        ..ConvertOptions::default()
     };
+    let outcome = tensorseal_convert::scan(&args.input, &options)
+        .map_err(|e| Failure::of(&args.input, &e))?;
+    let verdict = outcome.verdict();
+    let code = outcome.exit_code();
     if args.json {
-        let v = json!({
-            "input": args.input.display().to_string(),
-            "format": outcome.format,
-            "verdict": verdict.name(),
-            "exit_code": code,
-            "problem": outcome.problem,
-            "members": outcome.members_json(),
-        });
+        let mut v = json!({"input": args.input.display().to_string()});
+        merge(&mut v, outcome.to_json());
         outln!(
             "{}",
             serde_json::to_string_pretty(&v).expect("JSON values serialize")
@@ -336,7 +304,21 @@ pub(crate) fn scan(args: ScanArgs) -> Result<(), Failure> {
                 outln!("    allowed: {}", list.join(", "));
             }
         }
-        if let Some(p) = &outcome.problem {
+        match &outcome.conversion {
+            Ok(c) => outln!(
+                "  converts: {} tensors, {} blobs, {} bytes{}",
+                c.stats.tensors,
+                c.stats.blobs,
+                c.stats.bytes,
+                if c.inert_objects.is_empty() {
+                    String::new()
+                } else {
+                    format!(", {} inert object(s)", c.inert_objects.len())
+                }
+            ),
+            Err(e) => outln!("  does not convert: {}", error_chain(e)),
+        }
+        if let Some(p) = outcome.problem.as_ref().filter(|_| outcome.convertible()) {
             outln!("  problem: {p}");
         }
     }
@@ -383,15 +365,12 @@ pub(crate) fn export(args: ExportArgs) -> Result<(), Failure> {
     } else if !args.trust.is_empty() {
         let mut keys = Vec::new();
         for path in &args.trust {
-            keys.push(PublicKey::read(path).map_err(|e| Failure::invalid(path, &e))?);
+            keys.push(PublicKey::read(path).map_err(|e| Failure::of(path, &e))?);
         }
         options.policy = TrustPolicy::trusting(keys);
     }
-    let report =
-        tensorseal_convert::export(&args.input, &args.output, &options).map_err(|e| match &e {
-            ExportError::Verify(v) => Failure::verify(&args.input, v),
-            _ => Failure::invalid(&args.input, &e),
-        })?;
+    let report = tensorseal_convert::export(&args.input, &args.output, &options)
+        .map_err(|e| Failure::of(&args.input, &e))?;
     eprintln!(
         "exported {} tensor(s), {} bytes, to {}",
         report.written.len(),

@@ -33,7 +33,7 @@ pub(crate) struct InspectArgs {
 
 pub(crate) fn run(args: InspectArgs) -> Result<(), Failure> {
     let ckpt = Checkpoint::open(&args.file, &Limits::default())
-        .map_err(|e| Failure::invalid(&args.file, &e))?;
+        .map_err(|e| Failure::of(&args.file, &e))?;
     let manifest = ckpt.manifest();
     let tensors = ckpt.root().tensors();
     // Hashes are computed once per tensor and looked up by identity when rendering the tree.
@@ -42,7 +42,7 @@ pub(crate) fn run(args: InspectArgs) -> Result<(), Failure> {
         for (_, t) in &tensors {
             let bytes = ckpt
                 .tensor_bytes(t)
-                .map_err(|e| Failure::invalid(&args.file, &e))?;
+                .map_err(|e| Failure::of(&args.file, &e))?;
             hashes.insert(*t as *const Tensor, hex::encode(sha256(&bytes)));
         }
     }

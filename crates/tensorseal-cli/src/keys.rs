@@ -22,10 +22,10 @@ pub(crate) struct KeygenArgs {
 }
 
 pub(crate) fn keygen(args: KeygenArgs) -> Result<(), Failure> {
-    let key = SecretKey::generate().map_err(|e| Failure::invalid(&args.out, &e))?;
+    let key = SecretKey::generate().map_err(|e| Failure::of(&args.out, &e))?;
     let (key_path, pub_path) = key
         .write_pair(&args.out)
-        .map_err(|e| Failure::invalid(&args.out, &e))?;
+        .map_err(|e| Failure::of(&args.out, &e))?;
     outln!("private key: {}", key_path.display());
     outln!("public key:  {}", pub_path.display());
     outln!("key id:      {}", key.public_key().key_id());
@@ -53,7 +53,7 @@ pub(crate) fn sign(args: SignArgs) -> Result<(), Failure> {
     let key = crate::keysource::secret_key(&args.key)?;
     let id = key.public_key().key_id();
     let added = tensorseal::add_signature(&args.file, &key, &Limits::default())
-        .map_err(|e| Failure::write(&args.file, &e))?;
+        .map_err(|e| Failure::of(&args.file, &e))?;
     if added {
         outln!("signed {} with key {id}", args.file.display());
     } else {

@@ -13,11 +13,11 @@ const MAX_KEY_TEXT: u64 = 64 * 1024;
 /// from inherited descriptor N, e.g. `--key fd:3 3<secret.pem`), or a file path.
 pub(crate) fn secret_key(spec: &Path) -> Result<SecretKey, Failure> {
     let text = spec.to_str().unwrap_or("");
-    let fail = |e: &dyn std::error::Error| Failure::invalid(spec, e);
+    let fail = |e: &dyn std::error::Error| crate::trust::invalid(spec, e);
     if let Some(var) = text.strip_prefix("env:") {
         let pem = std::env::var(var).map_err(|e| {
             Failure::new(
-                Failure::INVALID,
+                crate::trust::INVALID,
                 format!("{text}: environment variable {var}: {e}"),
             )
         })?;
@@ -71,14 +71,14 @@ pub(crate) fn run(args: KeyArgs) -> Result<(), Failure> {
             let public = if text.starts_with("env:") || text.starts_with("fd:") {
                 secret_key(&key)?.public_key()
             } else {
-                let bytes = std::fs::read(&key).map_err(|e| Failure::invalid(&key, &e))?;
+                let bytes = std::fs::read(&key).map_err(|e| crate::trust::invalid(&key, &e))?;
                 match PublicKey::from_any(&bytes) {
                     Ok(k) => k,
                     Err(public_err) => std::str::from_utf8(&bytes)
                         .ok()
                         .and_then(|pem| SecretKey::from_pem(pem).ok())
                         .map(|k| k.public_key())
-                        .ok_or_else(|| Failure::invalid(&key, &public_err))?,
+                        .ok_or_else(|| crate::trust::invalid(&key, &public_err))?,
                 }
             };
             outln!("{}", public.key_id());

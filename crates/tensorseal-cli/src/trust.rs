@@ -1,16 +1,17 @@
 //! Trust policy files on the command line (spec/POLICY.md), shared by every command that
 //! verifies.
 
-use crate::failure::{Failure, chain};
+use crate::failure::Failure;
 use serde_json::{Value, json};
 use std::path::Path;
+use tensorseal::error_chain as chain;
 use tensorseal::{SignerStatus, TrustPolicy};
 
 /// Reads `--policy`; an unreadable or invalid policy is invalid input (exit 1).
 pub(crate) fn read_policy(path: &Path) -> Result<TrustPolicy, Failure> {
     TrustPolicy::read_policy_file(path).map_err(|e| {
         Failure::new(
-            Failure::INVALID,
+            INVALID,
             format!("{}: invalid trust policy: {}", path.display(), chain(&e)),
         )
     })
@@ -25,4 +26,14 @@ pub(crate) fn signer_json(s: &SignerStatus) -> Value {
         "name": s.name,
         "refused": s.refused.as_ref().map(|r| r.kind()),
     })
+}
+
+/// Exit code of invalid input or an I/O error (`FailureClass::Invalid`).
+pub(crate) const INVALID: u8 = 1;
+/// Exit code of a failed verification (`FailureClass::Verification`).
+pub(crate) const VERIFICATION: u8 = 3;
+
+/// Invalid input or an I/O error about `path` (exit 1), for errors without a class of their own.
+pub(crate) fn invalid(path: &Path, e: &dyn std::error::Error) -> Failure {
+    Failure::new(INVALID, format!("{}: {}", path.display(), chain(e)))
 }

@@ -1,28 +1,34 @@
 //! `verify`: signatures against trusted keys, metadata expectations, every digest.
 
-use crate::failure::{self, Failure};
+use crate::failure::Failure;
 use clap::Args;
-use serde_json::json;
-use std::path::PathBuf;
-use tensorseal::{Checkpoint, Limits, PublicKey, TrustPolicy, VerifyReport};
+use rayon::prelude::*;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use tensorseal::{
+    Checkpoint, Classify, FailureClass, Limits, PublicKey, TrustPolicy, VerifyReport, error_chain,
+};
 
-/// Verify a file's signatures and every digest before it is used.
+/// Verify files' signatures and every digest before they are used.
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Examples:
   tensorseal verify model.tseal --trust ci-signer.pub
   tensorseal verify model.tseal --trust a.pub --trust b.pub --threshold 2 --json
   tensorseal verify model.tseal --trust ci.pub --expect run_id=run-42 --min-step 12000
-  tensorseal verify model.tseal --policy trust.toml  # spec/POLICY.md
   tensorseal verify model.tseal --digests-only     # integrity only, no authenticity
+  tensorseal verify checkpoints/ --trust ci.pub --json   # every *.tseal below, in parallel
 
 Without --trust, verify refuses (exit 3) unless --digests-only is given.
 --expect and --min-step check signed metadata, refusing a validly signed but wrong
 or older checkpoint (rollback). Exit 0 when verified, 3 when verification fails,
-1 when the file or a key cannot be read.")]
+1 when the file or a key cannot be read. Several files, or a directory (its *.tseal
+files, recursively, in path order), are verified in parallel: --json prints one array
+in the order given, and the exit code is the worst of them (3 over 1 over 0).")]
 pub(crate) struct VerifyArgs {
-    /// The file to verify.
-    file: PathBuf,
+    /// The files to verify; a directory stands for every *.tseal file below it.
+    #[arg(required = true, value_name = "FILE|DIR")]
+    files: Vec<PathBuf>,
     /// Trusted public key (PEM, DER or raw 32 bytes); repeatable.
     #[arg(long, value_name = "PUB")]
     trust: Vec<PathBuf>,
@@ -33,6 +39,10 @@ pub(crate) struct VerifyArgs {
     /// patterns, threshold, minimum step. Replaces --trust and --threshold.
     #[arg(long, value_name = "POLICY.toml", conflicts_with_all = ["trust", "threshold"])]
     policy: Option<PathBuf>,
+    /// Also check this in-toto attestation (DSSE envelope, `tensorseal attest`): signed by a
+    /// trusted key, about the file verified.
+    #[arg(long, value_name = "F.intoto.jsonl", conflicts_with = "digests_only")]
+    attestation: Option<PathBuf>,
     /// Check integrity only (digests, structure, validity of signatures present), not who signed.
     #[arg(long, conflicts_with_all = ["trust", "threshold", "policy"])]
     digests_only: bool,
@@ -42,14 +52,15 @@ pub(crate) struct VerifyArgs {
     /// Require the signed `step` metadata to be at least N.
     #[arg(long, value_name = "N")]
     min_step: Option<u64>,
-    /// Also check this in-toto attestation (DSSE envelope, `tensorseal attest`): signed by a
-    /// trusted key, about this file.
-    #[arg(long, value_name = "F.intoto.jsonl", conflicts_with = "digests_only")]
-    attestation: Option<PathBuf>,
-    /// Print a JSON report on stdout (also on failure).
+    /// Print a JSON report on stdout (also on failure): an object for one file, an array for
+    /// several or a directory.
     #[arg(long)]
     json: bool,
 }
+
+/// How deep `verify DIR` descends: far beyond any model repository's layout, and a bound on a
+/// directory tree made to exhaust the walk.
+const MAX_DIR_DEPTH: usize = 32;
 
 fn parse_expectation(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
@@ -58,28 +69,170 @@ fn parse_expectation(s: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("expected KEY=VALUE, got {s:?}"))
 }
 
+/// One file's outcome: its report, or the exit code, `--json` kind and message of its failure.
+struct Outcome {
+    file: PathBuf,
+    result: Result<VerifyReport, (u8, &'static str, String)>,
+}
+
+impl Outcome {
+    fn code(&self) -> u8 {
+        self.result
+            .as_ref()
+            .map_or_else(|(code, _, _)| *code, |_| 0)
+    }
+}
+
+/// The files a `verify` argument stands for: itself, or a directory's `*.tseal` files, recursively,
+/// in path order (symbolic links to directories are not followed).
+fn expand(arg: &Path, out: &mut Vec<PathBuf>) -> Result<(), Failure> {
+    let Ok(meta) = std::fs::metadata(arg) else {
+        // Missing or unreadable: verifying it reports the I/O error.
+        out.push(arg.to_path_buf());
+        return Ok(());
+    };
+    if !meta.is_dir() {
+        out.push(arg.to_path_buf());
+        return Ok(());
+    }
+    let before = out.len();
+    walk(arg, 0, out)?;
+    if out.len() == before {
+        return Err(Failure::new(
+            FailureClass::Invalid.exit_code(),
+            format!("{}: no *.tseal files in this directory", arg.display()),
+        ));
+    }
+    Ok(())
+}
+
+fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<(), Failure> {
+    if depth > MAX_DIR_DEPTH {
+        return Err(Failure::new(
+            FailureClass::Invalid.exit_code(),
+            format!(
+                "{}: directories nested more than {MAX_DIR_DEPTH} deep",
+                dir.display()
+            ),
+        ));
+    }
+    let io = |e: std::io::Error| Failure::of(dir, &tensorseal::ReadError::Io(e));
+    let mut entries = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        entries.push((entry.path(), entry.file_type().map_err(io)?));
+    }
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    for (path, kind) in entries {
+        if kind.is_dir() {
+            walk(&path, depth + 1, out)?;
+        } else if path.extension().is_some_and(|e| e == "tseal") {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn run(args: VerifyArgs) -> Result<(), Failure> {
+    let mut files = Vec::new();
+    for arg in &args.files {
+        expand(arg, &mut files)?;
+    }
+    let many = files.len() > 1 || args.files.iter().any(|f| f.is_dir());
+    let outcomes: Vec<Outcome> = match policy(&args) {
+        Ok(policy) => files
+            .par_iter()
+            .map(|file| Outcome {
+                file: file.clone(),
+                result: Checkpoint::open_verified(file, &policy, &Limits::default())
+                    .map(|(_, report)| report)
+                    .map_err(|e| (e.class().exit_code(), e.kind(), error_chain(&e)))
+                    .and_then(|report| match &args.attestation {
+                        Some(a) => crate::attest::check(a, file, policy.keys())
+                            .map(|()| report)
+                            .map_err(|(f, kind)| (f.code, kind, f.message)),
+                        None => Ok(report),
+                    }),
+            })
+            .collect(),
+        Err(PolicyError::NoTrust) => files
+            .iter()
+            .map(|file| Outcome {
+                file: file.clone(),
+                result: Err((
+                    FailureClass::Verification.exit_code(),
+                    "no_trust",
+                    "no trusted keys given: pass --trust PUB or --policy POLICY.toml, or --digests-only to check integrity without authenticity".to_string(),
+                )),
+            })
+            .collect(),
+        Err(PolicyError::Key(f)) => return Err(f),
+    };
+    if args.json {
+        let values: Vec<Value> = outcomes.iter().map(|o| to_json(&args, o)).collect();
+        let value = if many {
+            Value::Array(values)
+        } else {
+            values.into_iter().next().expect("one file")
+        };
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&value).expect("JSON values serialize")
+        );
+    } else {
+        for o in &outcomes {
+            if let Ok(report) = &o.result {
+                print_human(&o.file, report);
+            }
+        }
+    }
+    let failed: Vec<(&Path, u8, &str)> = outcomes
+        .iter()
+        .filter_map(|o| {
+            let (code, _, message) = o.result.as_ref().err()?;
+            Some((o.file.as_path(), *code, message.as_str()))
+        })
+        .collect();
+    let worst = failed.iter().map(|f| f.1).max().unwrap_or(0);
+    match failed.as_slice() {
+        [] => Ok(()),
+        [(file, code, message)] if !many => Err(Failure::new(
+            *code,
+            format!("{}: {message}", file.display()),
+        )),
+        _ => {
+            for (file, _, message) in &failed {
+                eprintln!("tensorseal: error: {}: {message}", file.display());
+            }
+            Err(Failure::new(
+                worst,
+                format!(
+                    "{} of {} files failed verification",
+                    failed.len(),
+                    outcomes.len()
+                ),
+            ))
+        }
+    }
+}
+
+enum PolicyError {
+    NoTrust,
+    Key(Failure),
+}
+
+fn policy(args: &VerifyArgs) -> Result<TrustPolicy, PolicyError> {
     let mut policy = if let Some(path) = &args.policy {
-        crate::trust::read_policy(path)?
+        crate::trust::read_policy(path).map_err(PolicyError::Key)?
     } else if args.digests_only {
         TrustPolicy::integrity_only()
     } else {
         if args.trust.is_empty() {
-            let f = Failure::new(
-                Failure::VERIFICATION,
-                format!(
-                    "{}: no trusted keys given: pass --trust PUB or --policy POLICY.toml, or --digests-only to check integrity without authenticity",
-                    args.file.display()
-                ),
-            );
-            if args.json {
-                print_json(&args, None, Some(("no_trust", f.message.as_str())), f.code);
-            }
-            return Err(f);
+            return Err(PolicyError::NoTrust);
         }
         let mut keys = Vec::with_capacity(args.trust.len());
         for path in &args.trust {
-            keys.push(PublicKey::read(path).map_err(|e| Failure::invalid(path, &e))?);
+            keys.push(PublicKey::read(path).map_err(|e| PolicyError::Key(Failure::of(path, &e)))?);
         }
         TrustPolicy::trusting(keys).threshold(args.threshold as usize)
     };
@@ -89,39 +242,10 @@ pub(crate) fn run(args: VerifyArgs) -> Result<(), Failure> {
     if let Some(min) = args.min_step {
         policy = policy.min_step(min);
     }
-    match Checkpoint::open_verified(&args.file, &policy, &Limits::default()) {
-        Ok((_, report)) => {
-            if let Some(a) = &args.attestation
-                && let Err((f, kind)) = crate::attest::check(a, &args.file, policy.keys())
-            {
-                if args.json {
-                    print_json(&args, None, Some((kind, &f.message)), f.code);
-                }
-                return Err(f);
-            }
-            if args.json {
-                print_json(&args, Some(&report), None, 0);
-            } else {
-                print_human(&args, &report);
-            }
-            Ok(())
-        }
-        Err(e) => {
-            let f = Failure::verify(&args.file, &e);
-            if args.json {
-                print_json(
-                    &args,
-                    None,
-                    Some((failure::verify_error_kind(&e), &failure::chain(&e))),
-                    f.code,
-                );
-            }
-            Err(f)
-        }
-    }
+    Ok(policy)
 }
 
-fn print_human(args: &VerifyArgs, r: &VerifyReport) {
+fn print_human(file: &Path, r: &VerifyReport) {
     let trusted: Vec<&str> = r
         .signers
         .iter()
@@ -131,13 +255,13 @@ fn print_human(args: &VerifyArgs, r: &VerifyReport) {
     if r.authenticated {
         outln!(
             "{}: OK, signed by trusted key(s) {}",
-            args.file.display(),
+            file.display(),
             trusted.join(", ")
         );
     } else {
         outln!(
             "{}: OK (integrity only: digests match; authenticity was NOT checked)",
-            args.file.display()
+            file.display()
         );
     }
     outln!(
@@ -150,17 +274,14 @@ fn print_human(args: &VerifyArgs, r: &VerifyReport) {
     );
 }
 
-/// The `--json` report. Its members are documented in README.md and stable.
-fn print_json(
-    args: &VerifyArgs,
-    report: Option<&VerifyReport>,
-    error: Option<(&str, &str)>,
-    exit_code: u8,
-) {
-    let value = json!({
-        "file": args.file.display().to_string(),
+/// One file's `--json` report. Its members are documented in README.md and stable.
+fn to_json(args: &VerifyArgs, o: &Outcome) -> Value {
+    let report = o.result.as_ref().ok();
+    let error = o.result.as_ref().err();
+    json!({
+        "file": o.file.display().to_string(),
         "ok": report.is_some(),
-        "exit_code": exit_code,
+        "exit_code": o.code(),
         "authenticity_checked": !args.digests_only,
         "manifest_sha256": report.map(|r| hex::encode(r.manifest_sha256)),
         "file_length": report.map(|r| r.file_length),
@@ -168,10 +289,6 @@ fn print_json(
         "blobs": report.map(|r| r.blobs),
         "chunks": report.map(|r| r.chunks),
         "bytes_hashed": report.map(|r| r.bytes_hashed),
-        "error": error.map(|(kind, message)| json!({"kind": kind, "message": message})),
-    });
-    outln!(
-        "{}",
-        serde_json::to_string_pretty(&value).expect("JSON values serialize")
-    );
+        "error": error.map(|(_, kind, message)| json!({"kind": kind, "message": message})),
+    })
 }

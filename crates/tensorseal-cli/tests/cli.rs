@@ -463,3 +463,92 @@ fn convert_scan_and_export_exit_codes() {
         );
     }
 }
+
+#[test]
+fn verify_many_files_and_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let key = vectors().join("test-key.pub");
+    let key = key.to_str().unwrap();
+    let repo = d.join("repo");
+    std::fs::create_dir_all(repo.join("sub")).unwrap();
+    let good = scratch_file(d, "simple.tseal");
+    std::fs::copy(&good, repo.join("a.tseal")).unwrap();
+    std::fs::copy(&good, repo.join("sub/b.tseal")).unwrap();
+    std::fs::write(repo.join("README.md"), b"not a checkpoint, not verified").unwrap();
+
+    // A directory: every *.tseal below it, in path order, one JSON array.
+    let o = run(&["verify", "repo", "--trust", key, "--json"], d);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let files: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["file"].as_str().unwrap())
+        .collect();
+    assert_eq!(files, ["repo/a.tseal", "repo/sub/b.tseal"]);
+    assert!(v.as_array().unwrap().iter().all(|r| r["ok"] == true));
+
+    // One tampered file: exit 3, the others still reported as verified, stderr names it.
+    let mut bytes = std::fs::read(repo.join("sub/b.tseal")).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 1;
+    std::fs::write(repo.join("sub/b.tseal"), &bytes).unwrap();
+    let o = run(&["verify", "repo", "--trust", key, "--json"], d);
+    assert_eq!(code(&o), 3);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[0]["ok"], true);
+    assert_eq!(
+        (v[1]["ok"].clone(), v[1]["exit_code"].clone()),
+        (false.into(), 3.into())
+    );
+    assert!(stderr(&o).contains("repo/sub/b.tseal"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("1 of 2 files failed"), "{}", stderr(&o));
+
+    // The worst exit code wins: a missing file (1) with a good one gives 1, with a tampered
+    // one 3; several files always print an array, in the order given.
+    let o = run(
+        &[
+            "verify",
+            "repo/a.tseal",
+            "missing.tseal",
+            "--trust",
+            key,
+            "--json",
+        ],
+        d,
+    );
+    assert_eq!(code(&o), 1);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[1]["file"], "missing.tseal");
+    assert_eq!(v[1]["error"]["kind"], "io");
+    assert_eq!(
+        code(&run(
+            &[
+                "verify",
+                "missing.tseal",
+                "repo/sub/b.tseal",
+                "--trust",
+                key
+            ],
+            d
+        )),
+        3
+    );
+    // Without keys every file is refused, as for one file.
+    let o = run(&["verify", "repo", "--json"], d);
+    assert_eq!(code(&o), 3);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["error"]["kind"] == "no_trust")
+    );
+    // A directory without checkpoints is a usage problem, not a pass.
+    std::fs::create_dir(d.join("empty")).unwrap();
+    let o = run(&["verify", "empty", "--trust", key], d);
+    assert_eq!(code(&o), 1);
+    assert!(stderr(&o).contains("no *.tseal files"), "{}", stderr(&o));
+}

@@ -83,6 +83,8 @@ pub struct ConvertReport {
     pub source_sha256: String,
     /// The written file.
     pub output: WrittenFile,
+    /// Key ids of the keys that signed it.
+    pub signed_by: Vec<String>,
     /// Tensors, blobs and bytes written.
     pub stats: TreeStats,
     /// Unknown globals kept as inert records (only with `allow_objects`).
@@ -91,6 +93,28 @@ pub struct ConvertReport {
     pub sandbox: SandboxReport,
     /// Notes for the user (e.g. a CRC-less zip, a big-endian source).
     pub notes: Vec<String>,
+}
+
+impl ConvertReport {
+    /// The report as the members `tensorseal convert --json` prints after `input`, `output`,
+    /// `ok` and `exit_code`, and the Python `convert` returns (documented in README.md): one
+    /// definition for both. `mode` is the sandbox mode that was asked for.
+    pub fn to_json(&self, mode: SandboxMode) -> serde_json::Value {
+        serde_json::json!({
+            "source_format": self.source_format,
+            "source_sha256": self.source_sha256,
+            "manifest_sha256": hex::encode(self.output.manifest_sha256),
+            "file_length": self.output.length,
+            "tensors": self.stats.tensors,
+            "blobs": self.stats.blobs,
+            "bytes": self.stats.bytes,
+            "shared": self.stats.shared,
+            "signed_by": self.signed_by,
+            "inert_objects": self.inert_objects,
+            "notes": self.notes,
+            "sandbox": self.sandbox.to_json(mode),
+        })
+    }
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ConvertError + '_ {
@@ -202,10 +226,95 @@ impl BlobSink for BudgetSink<'_, '_> {
 }
 
 /// The mapped inputs: the file itself and, for a sharded checkpoint, its shards.
-struct Inputs {
+pub(crate) struct Inputs {
     main: FileBytes,
     index: Option<HfIndex>,
     shards: Vec<FileBytes>,
+    /// The format recognised from the main file's content.
+    pub(crate) format: Format,
+    /// Every file read, for the sandbox policy.
+    pub(crate) read_paths: Vec<PathBuf>,
+    name: String,
+}
+
+impl Inputs {
+    /// Maps `input` (and, for a Hugging Face index, every shard it names) while the process may
+    /// still open files, and recognises its format.
+    pub(crate) fn open(input: &Path, limits: &Limits) -> Result<Inputs, ConvertError> {
+        let main = FileBytes::open(input, MapMode::Map).map_err(io(input))?;
+        let format = detect(&main, limits)?;
+        let mut inputs = Inputs {
+            main,
+            index: None,
+            shards: Vec::new(),
+            format,
+            read_paths: vec![input.to_path_buf()],
+            name: input.file_name().map_or_else(
+                || input.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            ),
+        };
+        if format == Format::HfIndex {
+            let dir = input.parent().unwrap_or(Path::new("."));
+            let index = HfIndex::parse(&inputs.main, dir, limits)?;
+            for shard in index.shards() {
+                inputs
+                    .shards
+                    .push(FileBytes::open(shard.path(), MapMode::Map).map_err(io(shard.path()))?);
+                inputs.read_paths.push(shard.path().to_path_buf());
+            }
+            inputs.index = Some(index);
+        }
+        Ok(inputs)
+    }
+
+    /// The total size of every input file.
+    pub(crate) fn len(&self) -> u64 {
+        self.main.len() as u64 + self.shards.iter().map(|s| s.len() as u64).sum::<u64>()
+    }
+
+    /// The inputs as a conversion reads them.
+    pub(crate) fn source(&self) -> Source<'_> {
+        Source {
+            bytes: &self.main,
+            name: self.name.clone(),
+            index: self.index.as_ref(),
+            shards: self.shards.iter().map(|s| &**s).collect(),
+        }
+    }
+}
+
+/// Refuses metadata that the converter sets itself or that the format does not allow.
+pub(crate) fn check_metadata(options: &ConvertOptions<'_>) -> Result<(), ConvertError> {
+    for key in RESERVED_METADATA {
+        if options.metadata.contains_key(key) {
+            return Err(ConvertError::Invalid {
+                member: "metadata".into(),
+                path: key.into(),
+                what: "set by the converter itself".into(),
+            });
+        }
+    }
+    for (k, v) in &options.metadata {
+        tensorseal::check_metadata_entry(k, v).map_err(|what| ConvertError::Invalid {
+            member: "metadata".into(),
+            path: k.clone(),
+            what,
+        })?;
+    }
+    Ok(())
+}
+
+/// The signed metadata of the output: the caller's, plus what the converter records.
+pub(crate) fn output_metadata(
+    options: &ConvertOptions<'_>,
+    conversion: &Conversion,
+) -> BTreeMap<String, String> {
+    let mut metadata = options.metadata.clone();
+    metadata.insert("producer".into(), PRODUCER.into());
+    metadata.insert("source_format".into(), conversion.source_format.into());
+    metadata.insert("source_sha256".into(), conversion.source_sha256.clone());
+    metadata
 }
 
 /// Converts `input` to a tensorseal file at `output`.
@@ -223,45 +332,10 @@ pub fn convert(
     output: &Path,
     options: &ConvertOptions<'_>,
 ) -> Result<ConvertReport, ConvertError> {
-    for key in RESERVED_METADATA {
-        if options.metadata.contains_key(key) {
-            return Err(ConvertError::Invalid {
-                member: "metadata".into(),
-                path: key.into(),
-                what: "set by the converter itself".into(),
-            });
-        }
-    }
-    for (k, v) in &options.metadata {
-        tensorseal::check_metadata_entry(k, v).map_err(|what| ConvertError::Invalid {
-            member: "metadata".into(),
-            path: k.clone(),
-            what,
-        })?;
-    }
+    check_metadata(options)?;
 
     // 1. Map every input while the process may still open files.
-    let main = FileBytes::open(input, MapMode::Map).map_err(io(input))?;
-    let format = detect(&main, &options.limits)?;
-    let mut inputs = Inputs {
-        main,
-        index: None,
-        shards: Vec::new(),
-    };
-    let mut read_paths: Vec<PathBuf> = vec![input.to_path_buf()];
-    if format == Format::HfIndex {
-        let dir = input.parent().unwrap_or(Path::new("."));
-        let index = HfIndex::parse(&inputs.main, dir, &options.limits)?;
-        for shard in index.shards() {
-            inputs
-                .shards
-                .push(FileBytes::open(shard.path(), MapMode::Map).map_err(io(shard.path()))?);
-            read_paths.push(shard.path().to_path_buf());
-        }
-        inputs.index = Some(index);
-    }
-    let input_len: u64 =
-        inputs.main.len() as u64 + inputs.shards.iter().map(|s| s.len() as u64).sum::<u64>();
+    let inputs = Inputs::open(input, &options.limits)?;
 
     // 2. The output's temporary file.
     let writer_options = WriteOptions {
@@ -278,33 +352,26 @@ pub fn convert(
 
     // 3. Lock down before parsing anything untrusted.
     let mut policy = SandboxPolicy::new(options.sandbox).write_dir_of(output);
-    for p in &read_paths {
+    for p in &inputs.read_paths {
         policy = policy.read(p);
     }
     let sandbox = policy.apply()?;
 
     // 4. Convert, hashing the source on the way.
-    let source = Source {
-        bytes: &inputs.main,
-        name: input.file_name().map_or_else(
-            || input.display().to_string(),
-            |n| n.to_string_lossy().into_owned(),
-        ),
-        index: inputs.index.as_ref(),
-        shards: inputs.shards.iter().map(|s| &**s).collect(),
-    };
-    let mut sink = BudgetSink::new(&mut writer, &options.limits, input_len, options.progress);
-    let conversion = convert_source(format, &source, options, &mut sink)?;
+    let mut sink = BudgetSink::new(&mut writer, &options.limits, inputs.len(), options.progress);
+    let conversion = convert_source(inputs.format, &inputs.source(), options, &mut sink)?;
 
-    let mut metadata = options.metadata.clone();
-    metadata.insert("producer".into(), PRODUCER.into());
-    metadata.insert("source_format".into(), conversion.source_format.into());
-    metadata.insert("source_sha256".into(), conversion.source_sha256.clone());
+    let metadata = output_metadata(options, &conversion);
     let written = writer.finish(conversion.root, metadata, &options.signers)?;
     Ok(ConvertReport {
         source_format: conversion.source_format,
         source_sha256: conversion.source_sha256,
         output: written,
+        signed_by: options
+            .signers
+            .iter()
+            .map(|k| k.public_key().key_id())
+            .collect(),
         stats: conversion.stats,
         inert_objects: conversion.inert_objects,
         sandbox,
@@ -480,15 +547,17 @@ fn convert_format(
             hf_tree(index, &source.shards, &ctx, options, sink)
                 .map(|(root, stats, inert)| (root, "hf-index", stats, inert))
         }
-        Format::TorchTar => Err(
-            crate::scan::tar_refusal(bytes, &name, &options.pickle_limits).unwrap_or(
-                ConvertError::Unsupported {
-                    member: name,
-                    path: "the file".into(),
-                    what: crate::scan::TAR_UNSUPPORTED.into(),
-                },
-            ),
-        ),
+        Format::TorchTar => {
+            // The manifest's well-known `source_format` values have no tar entry: the tar
+            // format is the legacy format's predecessor, read by the same torch function.
+            notes.push(
+                "torch's pre-0.1.10 tar format, recorded as source_format torch-legacy".into(),
+            );
+            pickled(
+                crate::torch_tar::tar_tree(bytes, &ctx, &options.limits, sink)?,
+                "torch-legacy",
+            )
+        }
         Format::Tensorseal => Err(ConvertError::Unsupported {
             member: name,
             path: "the file".into(),

@@ -2,6 +2,7 @@
 //! byte offset in the input file where the problem is.
 
 use crate::limits::LimitExceeded;
+use tensorseal::{Classify, FailureClass};
 
 /// A zip archive the strict reader refuses.
 #[derive(Debug, thiserror::Error)]
@@ -715,5 +716,60 @@ impl ConvertError {
             self,
             ConvertError::Unsafe { .. } | ConvertError::UnknownObjects { .. }
         )
+    }
+}
+
+impl Classify for ConvertError {
+    fn class(&self) -> FailureClass {
+        match self {
+            ConvertError::Unsafe { .. } => FailureClass::Unsafe,
+            ConvertError::UnknownObjects { .. } => FailureClass::UnknownObjects,
+            ConvertError::Sandbox(_) => FailureClass::Sandbox,
+            // A source the format cannot hold faithfully is bad input for `convert` (exit 1).
+            _ => FailureClass::Invalid,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            ConvertError::Unsafe { .. } => "unsafe",
+            ConvertError::UnknownObjects { .. } => "unknown_objects",
+            ConvertError::Io { .. } => "io",
+            ConvertError::Unsupported { .. } => "unsupported",
+            ConvertError::Sandbox(_) => "sandbox",
+            ConvertError::Write(tensorseal::WriteError::Io(_)) => "io",
+            ConvertError::Detect(_)
+            | ConvertError::Zip(_)
+            | ConvertError::TorchZip(_)
+            | ConvertError::Npy(_)
+            | ConvertError::Safetensors(_)
+            | ConvertError::HfIndex(_)
+            | ConvertError::Limit(_)
+            | ConvertError::Pickle { .. }
+            | ConvertError::Invalid { .. }
+            | ConvertError::Write(_) => "invalid",
+        }
+    }
+}
+
+impl Classify for ExportError {
+    fn class(&self) -> FailureClass {
+        match self {
+            ExportError::Verify(v) => v.class(),
+            ExportError::Read(_)
+            | ExportError::NameCollision { .. }
+            | ExportError::Header(_)
+            | ExportError::Io(_) => FailureClass::Invalid,
+        }
+    }
+
+    fn kind(&self) -> &'static str {
+        match self {
+            ExportError::Verify(v) => v.kind(),
+            ExportError::Read(tensorseal::ReadError::Io(_)) | ExportError::Io(_) => "io",
+            ExportError::Read(_) => "malformed",
+            ExportError::NameCollision { .. } => "name_collision",
+            ExportError::Header(_) => "invalid",
+        }
     }
 }

@@ -4,15 +4,15 @@
 //! Each takes arbitrary bytes, runs the parsers with small limits, and asserts the invariants
 //! of whatever they accept; a panic is a bug.
 
-use crate::convert::{BlobStore, BudgetSink, Source, convert_source};
-use crate::materialize::View;
+use crate::convert::Source;
+pub use crate::dry_run::ConvertedBytes;
+use crate::dry_run::dry_convert;
 use crate::{
-    ConvertError, ConvertOptions, Format, HfIndex, Limits, NpyArray, Npz, PRODUCER,
-    SafetensorsFile, TorchZip, TreeStats, ZipArchive, detect,
+    ConvertError, ConvertOptions, Format, HfIndex, Limits, NpyArray, Npz, SafetensorsFile,
+    TorchZip, ZipArchive, detect,
 };
-use std::collections::BTreeMap;
 use std::path::Path;
-use tensorseal::{BlobEntry, BlobId, BlobSource, CHUNK, DType, HEADER_LEN, Manifest};
+use tensorseal::Manifest;
 use tensorseal_pickle as pk;
 
 /// Limits small enough that a fuzzer cannot spend its time inflating.
@@ -87,17 +87,6 @@ pub fn check_safetensors(data: &[u8]) {
     }
 }
 
-/// What [`convert_bytes`] produced: the manifest the output file would hold, and the counts.
-#[derive(Debug)]
-pub struct ConvertedBytes {
-    /// The canonical manifest bytes, as [`tensorseal::Writer::finish`] would write them.
-    pub manifest: Vec<u8>,
-    /// Tensors, blobs and bytes.
-    pub stats: TreeStats,
-    /// The `source_format` metadata.
-    pub source_format: &'static str,
-}
-
 /// Options for fuzzing [`convert_bytes`]: small container and pickle limits, and an output
 /// budget of 4 times the input plus 1 MiB, so that one input cannot spend the fuzzer's time.
 pub fn small_convert_options(allow_objects: bool) -> ConvertOptions<'static> {
@@ -116,12 +105,9 @@ pub fn small_convert_options(allow_objects: bool) -> ConvertOptions<'static> {
     }
 }
 
-/// [`crate::convert`] over bytes in memory: format detection, the strict containers, the pickle
-/// interpreter under the policy, the tree, tensor materialization under the output budget, the
-/// source's SHA-256 with the zip CRCs checked in the same pass, and the manifest, by the same
-/// code. The only differences: blobs are hashed into manifest entries instead of being written
-/// (nothing touches the file system), the sandbox is not applied, and a Hugging Face index is
-/// only parsed, since its shards are other files.
+/// [`crate::convert`] over bytes in memory, as `scan` runs it ([`dry_convert`]): everything but
+/// writing, with no sandbox, and a Hugging Face index only parsed, since its shards are other
+/// files.
 ///
 /// # Errors
 /// What [`crate::convert`] would report for a file holding `data`.
@@ -144,72 +130,7 @@ pub fn convert_bytes(
         index: None,
         shards: Vec::new(),
     };
-    let mut store = DigestStore::default();
-    let mut sink = BudgetSink::new(&mut store, &options.limits, data.len() as u64, None);
-    let conversion = convert_source(format, &source, options, &mut sink)?;
-    let mut metadata = options.metadata.clone();
-    metadata.insert("producer".into(), PRODUCER.into());
-    metadata.insert("source_format".into(), conversion.source_format.into());
-    metadata.insert("source_sha256".into(), conversion.source_sha256);
-    let manifest = Manifest {
-        root: conversion.root,
-        blobs: store.blobs,
-        metadata,
-        ext: BTreeMap::new(),
-    }
-    .to_bytes(&options.format_limits)?;
-    Ok(ConvertedBytes {
-        manifest,
-        stats: conversion.stats,
-        source_format: conversion.source_format,
-    })
-}
-
-/// Lays blobs out as [`tensorseal::Writer`] does and keeps only their manifest entries.
-#[derive(Default)]
-struct DigestStore {
-    blobs: Vec<BlobEntry>,
-}
-
-impl DigestStore {
-    fn push(&mut self, length: u64, sha256: Vec<tensorseal::Digest>) -> BlobId {
-        assert!(length > 0, "the converter never stores an empty blob");
-        let offset = self.blobs.last().map_or(HEADER_LEN, |b| {
-            (b.offset + b.length).next_multiple_of(tensorseal::ALIGN)
-        });
-        self.blobs.push(BlobEntry {
-            offset,
-            length,
-            sha256,
-            codec: None,
-        });
-        self.blobs.len() - 1
-    }
-}
-
-impl BlobStore for DigestStore {
-    fn store_slice(&mut self, data: &[u8], _dtype: DType) -> Result<BlobId, ConvertError> {
-        Ok(self.push(data.len() as u64, tensorseal::chunk_digests(data)))
-    }
-
-    fn store_view(
-        &mut self,
-        view: &mut View<'_>,
-        len: u64,
-        _dtype: DType,
-    ) -> Result<BlobId, ConvertError> {
-        // Chunk by chunk, as the writer asks for them.
-        let mut sha256 = Vec::new();
-        let mut offset = 0;
-        while offset < len {
-            let mut buf = vec![0u8; CHUNK.min(len - offset) as usize];
-            view.read_at(offset, &mut buf)
-                .map_err(tensorseal::WriteError::Io)?;
-            sha256.push(tensorseal::sha256(&buf));
-            offset += buf.len() as u64;
-        }
-        Ok(self.push(len, sha256))
-    }
+    dry_convert(format, &source, data.len() as u64, options)
 }
 
 /// The torch loader and every other input path of the converter, on arbitrary bytes: never a

@@ -4,6 +4,7 @@
 mod byte_order;
 mod convert;
 mod detect;
+mod dry_run;
 mod error;
 mod export;
 #[doc(hidden)]
@@ -20,6 +21,7 @@ mod sandbox;
 mod scan;
 mod tar;
 mod torch;
+mod torch_tar;
 mod torch_zip;
 mod zip;
 #[doc(hidden)]

@@ -35,8 +35,8 @@ pub struct Limits {
     /// Largest `.npy` header (the dict literal), in bytes. Default 16 KiB; numpy itself refuses
     /// headers over 10,000 bytes unless told otherwise.
     pub max_npy_header: u64,
-    /// Most dimensions of one array or tensor. Default 64 (numpy's `NPY_MAXDIMS`, and the format's
-    /// `max_rank`).
+    /// Most dimensions of one array or tensor (a tar checkpoint's `ndim` too). Default 64
+    /// (numpy's `NPY_MAXDIMS`, and the format's `max_rank`).
     pub max_rank: u64,
     /// Largest safetensors JSON header, in bytes. Default 100,000,000 (the safetensors crate's
     /// own bound).
@@ -44,7 +44,8 @@ pub struct Limits {
     /// Deepest nesting of JSON arrays and objects in a safetensors header or an HF index.
     /// Default 64 (real headers nest 3 deep).
     pub max_json_depth: u64,
-    /// Most tensors in one safetensors file, `.npz` archive or HF index. Default 1,000,000.
+    /// Most tensors in one safetensors file, `.npz` archive or HF index, and most storage or
+    /// tensor records in a torch tar checkpoint. Default 1,000,000.
     pub max_tensors: u64,
     /// Most shard files an HF index may name. Default 10,000.
     pub max_shards: u64,

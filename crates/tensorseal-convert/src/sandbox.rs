@@ -40,6 +40,17 @@ pub enum SandboxMode {
     Disabled,
 }
 
+impl SandboxMode {
+    /// The name the CLI flags and the Python `sandbox=` argument use.
+    pub fn name(self) -> &'static str {
+        match self {
+            SandboxMode::BestEffort => "best-effort",
+            SandboxMode::Required => "required",
+            SandboxMode::Disabled => "off",
+        }
+    }
+}
+
 /// What to allow once locked down.
 ///
 /// # Example
@@ -103,6 +114,20 @@ pub struct SandboxReport {
 }
 
 impl SandboxReport {
+    /// The report as the `sandbox` member of `convert --json` and the Python report.
+    pub fn to_json(&self, mode: SandboxMode) -> serde_json::Value {
+        serde_json::json!({
+            "mode": mode.name(),
+            "fully_enforced": self.fully_enforced(),
+            "seccomp": self.seccomp,
+            "landlock": format!("{:?}", self.landlock),
+            "landlock_all_threads": self.landlock_all_threads,
+            "no_new_privs": self.no_new_privs,
+            "threads": self.threads,
+            "warnings": self.warnings,
+        })
+    }
+
     fn disabled() -> SandboxReport {
         SandboxReport {
             landlock: LandlockOutcome::NotApplied {

@@ -1,19 +1,18 @@
 //! `scan`: every global and call in every pickle a file holds, with offsets, verdicts and
-//! reasons, found by the same code paths `convert` uses.
+//! reasons, found by the same code paths `convert` uses; and whether `convert` with the same
+//! options would succeed, found by running it to the end without writing
+//! ([`crate::dry_run`]).
 
+use crate::convert::{ConvertOptions, Inputs};
+use crate::dry_run::{ConvertedBytes, dry_convert};
 use crate::error::ConvertError;
-use crate::hf_index::HfIndex;
 use crate::limits::Limits;
 use crate::pickles::{self, MemberScan};
-use crate::sandbox::{SandboxMode, SandboxPolicy};
+use crate::sandbox::SandboxPolicy;
 use crate::{Format, TorchZip, ZipArchive, ZipKind, detect, zip_kind};
 use std::path::Path;
-use tensorseal::{FileBytes, MapMode};
+use tensorseal::{Classify, FailureClass};
 use tensorseal_pickle as pk;
-
-/// Why tar checkpoints are not converted.
-pub(crate) const TAR_UNSUPPORTED: &str = "torch's pre-0.1.10 tar format is not converted (its pickles are scanned): \
-     load it with a trusted old torch and save it again";
 
 /// The overall verdict of a scan, most severe first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -48,14 +47,18 @@ pub struct ScanOutcome {
     pub format: &'static str,
     /// One report per pickle, in file order.
     pub members: Vec<MemberScan>,
-    /// A problem that stopped the scan or would stop a conversion (malformed container,
-    /// unsupported content, parse error).
+    /// A problem the container pass met while looking for pickles (malformed container,
+    /// unsupported content); the conversion's own verdict is [`ScanOutcome::conversion`].
     pub problem: Option<String>,
+    /// What `convert` with the same options does: the manifest it would write, or the error
+    /// it would stop with (member, offset, tensor path and what is wrong are in the message).
+    pub conversion: Result<ConvertedBytes, ConvertError>,
 }
 
 impl ScanOutcome {
-    /// The most severe verdict: unsafe findings first, then unknown classes, then problems.
-    pub fn verdict(&self) -> ScanVerdict {
+    /// Code safety alone, from the pickles' findings: [`ScanVerdict::Unsafe`],
+    /// [`ScanVerdict::UnknownObjects`] or [`ScanVerdict::Safe`].
+    pub fn safety(&self) -> ScanVerdict {
         let worst = self
             .members
             .iter()
@@ -65,15 +68,61 @@ impl ScanOutcome {
         match worst {
             pk::Verdict::Unsafe => ScanVerdict::Unsafe,
             pk::Verdict::Unknown => ScanVerdict::UnknownObjects,
-            pk::Verdict::Allowed => {
-                let parse_error = self.members.iter().any(|m| m.report.error().is_some());
-                if parse_error || self.problem.is_some() {
-                    ScanVerdict::Invalid
-                } else {
-                    ScanVerdict::Safe
-                }
-            }
+            pk::Verdict::Allowed => ScanVerdict::Safe,
         }
+    }
+
+    /// Whether `convert` with the same options would succeed.
+    pub fn convertible(&self) -> bool {
+        self.conversion.is_ok()
+    }
+
+    /// The most severe verdict: unsafe findings first, then unknown classes, then a file that
+    /// would not convert.
+    pub fn verdict(&self) -> ScanVerdict {
+        match self.safety() {
+            ScanVerdict::Safe if !self.convertible() => ScanVerdict::Invalid,
+            safety => safety,
+        }
+    }
+
+    /// The exit code of `tensorseal scan`: 4 when a pickle is unsafe, otherwise the exit code
+    /// `convert` with the same options has (0 converted, 1 malformed or unsupported, 4 unknown
+    /// classes without inert records allowed).
+    pub fn exit_code(&self) -> u8 {
+        if self.safety() == ScanVerdict::Unsafe {
+            return FailureClass::Unsafe.exit_code();
+        }
+        match &self.conversion {
+            Ok(_) => 0,
+            Err(e) => e.class().exit_code(),
+        }
+    }
+
+    /// The scan as the JSON object `tensorseal scan --json` prints (less `input`) and the
+    /// Python `tensorseal.scan` reads (documented in README.md).
+    pub fn to_json(&self) -> serde_json::Value {
+        let (problem, conversion_error) = match &self.conversion {
+            Ok(_) => (self.problem.clone(), serde_json::Value::Null),
+            Err(e) => {
+                let message = tensorseal::error_chain(e);
+                (
+                    Some(message.clone()),
+                    serde_json::json!({"kind": e.kind(), "message": message}),
+                )
+            }
+        };
+        serde_json::json!({
+            "format": self.format,
+            "verdict": self.verdict().name(),
+            "safety": self.safety().name(),
+            "convertible": self.convertible(),
+            "exit_code": self.exit_code(),
+            "problem": problem,
+            "conversion_error": conversion_error,
+            "inert_objects": self.conversion.as_ref().map_or(&[][..], |c| &c.inert_objects[..]),
+            "members": self.members_json(),
+        })
     }
 
     /// Every member's report as the JSON that `tensorseal scan --json` and the Python
@@ -104,76 +153,69 @@ impl ScanOutcome {
     }
 }
 
+/// What the container pass found: the format, the pickles and their reports, a problem.
+#[derive(Default)]
+struct Pass {
+    format: &'static str,
+    members: Vec<MemberScan>,
+    problem: Option<String>,
+}
+
 /// Scans `input`: recognises its format from content, reads the container with the converter's
-/// strict readers, and interprets every pickle without stopping at refusals.
+/// strict readers, interprets every pickle without stopping at refusals, and runs the conversion
+/// `options` describe to the end without writing anything, so that the outcome says what
+/// `convert` would do. `options.sandbox` locks the process down (read-only) before parsing.
 ///
 /// # Errors
-/// Only when the file cannot be opened; everything else is reported in the outcome.
-pub fn scan(
-    input: &Path,
-    limits: &Limits,
-    pickle_limits: &pk::Limits,
-    sandbox: SandboxMode,
-) -> Result<ScanOutcome, ConvertError> {
-    let bytes = FileBytes::open(input, MapMode::Map).map_err(|source| ConvertError::Io {
-        path: input.to_path_buf(),
-        source,
-    })?;
-    let mut shards = Vec::new();
-    let format = detect(&bytes, limits);
-    if let Ok(Format::HfIndex) = format {
-        let dir = input.parent().unwrap_or(Path::new("."));
-        if let Ok(index) = HfIndex::parse(&bytes, dir, limits) {
-            for shard in index.shards() {
-                let mapped = FileBytes::open(shard.path(), MapMode::Map).map_err(|source| {
-                    ConvertError::Io {
-                        path: shard.path().to_path_buf(),
-                        source,
-                    }
-                })?;
-                shards.push((shard.file_name().to_string(), mapped));
-            }
+/// Only when an input file cannot be opened, or the sandbox is required and unavailable;
+/// everything else is reported in the outcome.
+pub fn scan(input: &Path, options: &ConvertOptions<'_>) -> Result<ScanOutcome, ConvertError> {
+    let inputs = match Inputs::open(input, &options.limits) {
+        Ok(inputs) => inputs,
+        Err(e @ ConvertError::Io { .. }) => return Err(e),
+        Err(e) => {
+            return Ok(ScanOutcome {
+                format: "unknown",
+                members: Vec::new(),
+                problem: None,
+                conversion: Err(e),
+            });
         }
-    }
-    let mut policy = SandboxPolicy::new(sandbox).read(input);
-    for (name, _) in &shards {
-        policy = policy.read(input.parent().unwrap_or(Path::new(".")).join(name));
+    };
+    let mut policy = SandboxPolicy::new(options.sandbox);
+    for p in &inputs.read_paths {
+        policy = policy.read(p);
     }
     policy.apply()?;
 
-    let name = input.file_name().map_or_else(
-        || input.display().to_string(),
-        |n| n.to_string_lossy().into_owned(),
-    );
-    let mut outcome = ScanOutcome {
+    let source = inputs.source();
+    let conversion = dry_convert(inputs.format, &source, inputs.len(), options);
+    let mut pass = Pass {
         format: "unknown",
-        members: Vec::new(),
-        problem: None,
+        ..Pass::default()
     };
-    match format {
-        Err(e) => outcome.problem = Some(e.to_string()),
-        Ok(Format::HfIndex) => {
-            outcome.format = "hf-index";
-            if let Err(e) = HfIndex::parse(&bytes, input.parent().unwrap_or(Path::new(".")), limits)
-            {
-                outcome.problem = Some(e.to_string());
-            }
-            for (shard, data) in &shards {
-                let mut inner = ScanOutcome {
-                    format: "",
-                    members: Vec::new(),
-                    problem: None,
-                };
-                scan_bytes(data, shard, limits, pickle_limits, &mut inner);
-                outcome.members.extend(inner.members);
+    let (limits, pickle_limits) = (&options.limits, &options.pickle_limits);
+    match (inputs.format, source.index) {
+        (Format::HfIndex, Some(index)) => {
+            pass.format = "hf-index";
+            for (shard, data) in index.shards().iter().zip(&source.shards) {
+                let mut inner = Pass::default();
+                let name = shard.file_name();
+                scan_bytes(data, name, limits, pickle_limits, &mut inner);
+                pass.members.extend(inner.members);
                 if let Some(p) = inner.problem {
-                    outcome.problem.get_or_insert(format!("{shard}: {p}"));
+                    pass.problem.get_or_insert(format!("{name}: {p}"));
                 }
             }
         }
-        Ok(_) => scan_bytes(&bytes, &name, limits, pickle_limits, &mut outcome),
+        _ => scan_bytes(source.bytes, &source.name, limits, pickle_limits, &mut pass),
     }
-    Ok(outcome)
+    Ok(ScanOutcome {
+        format: pass.format,
+        members: pass.members,
+        problem: pass.problem,
+        conversion,
+    })
 }
 
 fn scan_bytes(
@@ -181,7 +223,7 @@ fn scan_bytes(
     name: &str,
     limits: &Limits,
     pickle_limits: &pk::Limits,
-    out: &mut ScanOutcome,
+    out: &mut Pass,
 ) {
     let format = match detect(bytes, limits) {
         Ok(f) => f,
@@ -290,27 +332,9 @@ fn scan_bytes(
             out.problem = Some("a sharded-checkpoint index inside another index".into())
         }
         Format::TorchTar => {
-            out.problem = Some(TAR_UNSUPPORTED.into());
-            match crate::tar::members(bytes) {
-                Ok(members) => {
-                    for m in members {
-                        // `pickle` and `sys_info` are pickles; `storages` and `tensors` start with
-                        // one (their counts), followed by records this reader does not walk.
-                        let trailing = matches!(m.name.as_str(), "storages" | "tensors");
-                        let start = m.offset as usize;
-                        let end = start + m.data.len();
-                        let member = format!("{name}: {}", m.name);
-                        out.members.push(pickles::scan_member(
-                            &bytes[..end],
-                            start,
-                            member,
-                            pickle_limits,
-                            trailing,
-                        ));
-                    }
-                }
-                Err(e) => out.problem = Some(e.to_string()),
-            }
+            let (members, problem) = crate::torch_tar::scan(bytes, name, limits, pickle_limits);
+            out.members.extend(members);
+            out.problem = problem;
         }
         Format::Tensorseal => {}
     }
@@ -318,7 +342,7 @@ fn scan_bytes(
 
 /// A `.npy` file: numeric arrays hold no pickle; an object array's data is one, scanned so its
 /// globals are reported.
-fn scan_npy(bytes: &[u8], name: &str, pickle_limits: &pk::Limits, out: &mut ScanOutcome) {
+fn scan_npy(bytes: &[u8], name: &str, pickle_limits: &pk::Limits, out: &mut Pass) {
     match crate::NpyArray::parse(bytes, &Limits::default()) {
         Ok(_) => {}
         Err(crate::NpyError::ObjectArray { .. }) => {
@@ -343,20 +367,6 @@ fn scan_npy(bytes: &[u8], name: &str, pickle_limits: &pk::Limits, out: &mut Scan
 
 /// The refusal an object `.npy` file's embedded pickle implies (unsafe or unknown globals), if
 /// any; the caller reports a benign object array as unsupported.
-/// The refusal the pickles of a tar checkpoint imply, if any.
-pub(crate) fn tar_refusal(bytes: &[u8], name: &str, limits: &pk::Limits) -> Option<ConvertError> {
-    let mut outcome = ScanOutcome {
-        format: "torch-tar",
-        members: Vec::new(),
-        problem: None,
-    };
-    scan_bytes(bytes, name, &Limits::default(), limits, &mut outcome);
-    outcome
-        .members
-        .iter()
-        .find_map(|m| pickles::refusal(&m.member, &m.report, false))
-}
-
 pub(crate) fn npy_object_refusal(
     bytes: &[u8],
     name: &str,

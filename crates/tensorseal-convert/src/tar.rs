@@ -1,5 +1,5 @@
-//! A strict reader for torch's pre-0.1.10 tar checkpoints: enough to find and judge the pickles
-//! they hold. Converting them is not supported; scanning them is.
+//! A strict reader for the POSIX tar archives torch's pre-0.1.10 checkpoints are: the members
+//! `torch_tar` then reads.
 
 use crate::error::ConvertError;
 
@@ -29,6 +29,38 @@ fn octal(field: &[u8], offset: usize, what: &str) -> Result<u64, ConvertError> {
     }
     u64::from_str_radix(text, 8)
         .map_err(|_| invalid(offset, format!("{what} {text:?} is not an octal number")))
+}
+
+/// Checks a PAX extended header's `"<len> <key>=<value>\n"` records: well formed, and none of
+/// the keys that change which bytes a member is or what it is called.
+fn pax_records(data: &[u8], offset: usize) -> Result<(), ConvertError> {
+    let mut at = 0usize;
+    while at < data.len() {
+        let rest = &data[at..];
+        let space = rest
+            .iter()
+            .position(|&b| b == b' ')
+            .ok_or_else(|| invalid(offset + at, "malformed PAX record"))?;
+        let len: usize = std::str::from_utf8(&rest[..space])
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .filter(|&l| l > space + 1 && l <= rest.len())
+            .ok_or_else(|| invalid(offset + at, "malformed PAX record length"))?;
+        let record = &rest[space + 1..len];
+        let (Some(b'\n'), Some(eq)) = (record.last(), record.iter().position(|&b| b == b'='))
+        else {
+            return Err(invalid(offset + at, "malformed PAX record"));
+        };
+        let key = String::from_utf8_lossy(&record[..eq]);
+        if matches!(key.as_ref(), "path" | "linkpath" | "size") || key.starts_with("GNU.sparse") {
+            return Err(invalid(
+                offset + at,
+                format!("PAX record {key:?} is refused (it would change what a member is)"),
+            ));
+        }
+        at += len;
+    }
+    Ok(())
 }
 
 /// The members of a POSIX (ustar) archive: regular files and PAX headers only, checksums valid,
@@ -95,8 +127,10 @@ pub(crate) fn members(bytes: &[u8]) -> Result<Vec<TarMember<'_>>, ConvertError> 
                 offset: data_start as u64,
                 data: &bytes[data_start..data_end],
             }),
-            // PAX extended headers carry metadata only.
-            b'x' | b'g' => {}
+            // PAX extended headers: metadata only. Records that would rename a member or change
+            // its size are refused, as Python's tarfile (torch's reader) would obey them and
+            // see other members than this reader does.
+            b'x' | b'g' => pax_records(&bytes[data_start..data_end], data_start)?,
             other => {
                 return Err(invalid(
                     at,
@@ -157,6 +191,23 @@ mod tests {
                 .contains("after the end")
         );
         assert!(members(&archive(&[("../x", b"")])).is_err());
+        // PAX metadata is fine; renaming or resizing a member through PAX is not.
+        let pax = |rec: &[u8]| {
+            let mut v = header("././@PaxHeader", rec.len(), b'x');
+            v.extend_from_slice(rec);
+            v.resize(1024, 0);
+            v.extend(archive(&[("pickle", b"abc")]));
+            v
+        };
+        assert_eq!(members(&pax(b"11 mtime=0\n")).unwrap().len(), 1);
+        for rec in [
+            &b"16 path=tensors\n"[..],
+            b"11 size=99\n",
+            b"9 mtime=0",
+            b"99 x=1\n",
+        ] {
+            assert!(members(&pax(rec)).is_err(), "{rec:?}");
+        }
         assert!(members(&a[..600]).is_err());
     }
 }

@@ -26,7 +26,7 @@ pub(crate) struct PickleOutcome {
     pub(crate) inert: Vec<String>,
 }
 
-fn build(
+pub(crate) fn build(
     graph: &pk::Graph<'_>,
     storages: &dyn StorageBytes,
     member: &str,

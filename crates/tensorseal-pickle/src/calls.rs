@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::dtype::{ByteOrder, NumpyDtype, NumpyElement};
 use crate::error::PickleError;
 use crate::int::PyInt;
+use crate::keyed::TensorTable;
 use crate::policy::Known;
 use crate::report::{FindingKind, GlobalName, Verdict};
 use crate::storage::{StorageKind, StorageRequest, StorageView};
@@ -52,6 +53,57 @@ struct StorageFacts {
     kind: StorageKind,
     nbytes: u64,
     view: Option<(u64, u64)>,
+}
+
+/// Why a tensor view does not fit its storage.
+enum ViewError {
+    Overflow,
+    Outside { end: u64, available: u64 },
+}
+
+/// The byte range of the storage record a view of `size`/`stride` elements at `offset` touches:
+/// inside the legacy view of the storage when there is one, else inside the record.
+fn view_range(
+    storage: &StorageFacts,
+    offset: u64,
+    size: &[u64],
+    stride: &[u64],
+    itemsize: u64,
+) -> std::result::Result<std::ops::Range<u64>, ViewError> {
+    let overflow = || ViewError::Overflow;
+    let unit = storage.kind.unit_size().unwrap_or(1);
+    let (base, available) = match storage.view {
+        Some((offset, size)) => (
+            offset.checked_mul(unit).ok_or_else(overflow)?,
+            size.checked_mul(unit).ok_or_else(overflow)?,
+        ),
+        None => (0, storage.nbytes),
+    };
+    let first = offset.checked_mul(itemsize).ok_or_else(overflow)?;
+    if size.contains(&0) {
+        let at = base
+            .checked_add(first.min(available))
+            .ok_or_else(overflow)?;
+        return Ok(at..at);
+    }
+    let mut last = offset;
+    for (&s, &st) in size.iter().zip(stride) {
+        last = (s - 1)
+            .checked_mul(st)
+            .and_then(|x| last.checked_add(x))
+            .ok_or_else(overflow)?;
+    }
+    let end = last
+        .checked_add(1)
+        .and_then(|x| x.checked_mul(itemsize))
+        .ok_or_else(overflow)?;
+    if end > available {
+        return Err(ViewError::Outside { end, available });
+    }
+    Ok(
+        base.checked_add(first).ok_or_else(overflow)?
+            ..base.checked_add(end).ok_or_else(overflow)?,
+    )
 }
 
 /// Which tensor rebuild function.
@@ -866,48 +918,21 @@ impl Machine<'_, '_> {
         stride: &[u64],
         itemsize: u64,
     ) -> Result<std::ops::Range<u64>> {
-        let overflow = || self.bad(gid, "tensor view arithmetic overflows");
-        // The bytes the tensor may address: the view of a legacy storage, or the record.
-        let unit = storage.kind.unit_size().unwrap_or(1);
-        let (base, available) = match storage.view {
-            Some((offset, size)) => (
-                offset.checked_mul(unit).ok_or_else(overflow)?,
-                size.checked_mul(unit).ok_or_else(overflow)?,
-            ),
-            None => (0, storage.nbytes),
-        };
-        let first = offset.checked_mul(itemsize).ok_or_else(overflow)?;
-        if size.contains(&0) {
-            let at = base
-                .checked_add(first.min(available))
-                .ok_or_else(overflow)?;
-            return Ok(at..at);
-        }
-        let mut last = offset;
-        for (&s, &st) in size.iter().zip(stride) {
-            last = (s - 1)
-                .checked_mul(st)
-                .and_then(|x| last.checked_add(x))
-                .ok_or_else(overflow)?;
-        }
-        let end = last
-            .checked_add(1)
-            .and_then(|x| x.checked_mul(itemsize))
-            .ok_or_else(overflow)?;
-        if end > available {
-            return Err(self.bad(
+        view_range(storage, offset, size, stride, itemsize).map_err(|what| {
+            self.bad(
                 gid,
-                format!(
-                    "tensor view needs bytes up to {end} of its storage {:?}, which has {available}",
-                    match self.node(storage.node) {
-                        Node::Storage(s) => s.key(),
-                        _ => "",
-                    }
-                ),
-            ));
-        }
-        Ok(base.checked_add(first).ok_or_else(overflow)?
-            ..base.checked_add(end).ok_or_else(overflow)?)
+                match what {
+                    ViewError::Overflow => "tensor view arithmetic overflows".to_string(),
+                    ViewError::Outside { end, available } => format!(
+                        "tensor view needs bytes up to {end} of its storage {:?}, which has {available}",
+                        match self.node(storage.node) {
+                            Node::Storage(s) => s.key(),
+                            _ => "",
+                        }
+                    ),
+                },
+            )
+        })
     }
 
     fn attributes_node(&mut self, gid: GlobalId, state: NodeId) -> Result<Option<NodeId>> {
@@ -1028,6 +1053,12 @@ impl Machine<'_, '_> {
     /// BINPERSID: `('storage', class, key, location, numel[, view])` or
     /// `('module', class, source_file, source)`.
     pub(crate) fn persistent_load(&mut self, pid: NodeId) -> Result<NodeId> {
+        let opts = self.opts;
+        if let Some(table) = opts.tensor_table.as_deref()
+            && matches!(self.node(pid), Node::Int(_) | Node::Str(_))
+        {
+            return self.keyed_tensor(table, pid);
+        }
         let Some((buf, len)) = self
             .small_args(pid)
             .filter(|_| matches!(self.node(pid), Node::Tuple(_)))
@@ -1046,6 +1077,12 @@ impl Machine<'_, '_> {
                     Node::Global(_) | Node::Refused => Ok(items[1]),
                     _ => Err(bad(self, "('module', ...) must carry a class")),
                 };
+            }
+            Some("storage") if self.opts.tensor_table.is_some() => {
+                return Err(self.invalid(
+                    "a ('storage', ...) persistent id in a tar checkpoint's object pickle \
+                     (torch's tar reader names tensors by key there)",
+                ));
             }
             Some("storage") if items.len() == 5 || items.len() == 6 => {}
             _ => return Err(bad(self, "not a ('storage', ...) tuple")),
@@ -1178,6 +1215,143 @@ impl Machine<'_, '_> {
                 entry.views.insert(v, node);
             }
         }
+        Ok(node)
+    }
+
+    /// BINPERSID with a bare key (a tar checkpoint's object pickle): the tensor of that key in
+    /// the caller's table, checked against its storage like a rebuild call's arguments.
+    fn keyed_tensor(&mut self, table: &TensorTable, pid: NodeId) -> Result<NodeId> {
+        // torch looks the id up as `int(saved_id)`; only plain decimal text is accepted here.
+        let key = match self.node(pid) {
+            Node::Str(s) => s.parse::<i64>().ok(),
+            _ => self.int_i64(pid),
+        }
+        .ok_or_else(|| {
+            self.invalid(format!(
+                "persistent id {} is not a tensor key (an int or a decimal str)",
+                match self.node(pid) {
+                    Node::Str(s) => format!("{s:?}"),
+                    other => other.type_name().to_string(),
+                }
+            ))
+        })?;
+        if let Some(&node) = self.keyed_tensors.get(&key) {
+            return Ok(node);
+        }
+        let tensor = table.get(key).ok_or_else(|| {
+            self.invalid(format!(
+                "persistent id {key}: no tensor has this key in the tar checkpoint's `tensors` member"
+            ))
+        })?;
+        let what = |m: &Self, reason: String| m.invalid(format!("tensor key {key}: {reason}"));
+        let dtype = tensor.dtype();
+        let Some(itemsize) = dtype.itemsize().filter(|_| dtype.is_supported()) else {
+            return Err(what(
+                self,
+                format!("dtype {dtype} has no dense bit-exact representation"),
+            ));
+        };
+        let (size, stride) = (tensor.size(), tensor.stride());
+        self.limit("max_rank", size.len() as u64, self.limits.max_rank as u64)?;
+        size.iter()
+            .try_fold(1u64, |acc, &s| acc.checked_mul(s))
+            .ok_or_else(|| what(self, "element count overflows".into()))?;
+        let kind = StorageKind::Typed(dtype);
+        let numel = tensor.storage_numel();
+        let nbytes = numel
+            .checked_mul(itemsize)
+            .ok_or_else(|| what(self, "the storage size overflows".into()))?;
+        let storage_key = tensor.storage_key();
+        let existing = match self.storages_by_key.get(storage_key) {
+            Some(e) if e.kind != kind || e.numel != numel => {
+                return Err(what(
+                    self,
+                    format!("storage {storage_key:?} is declared with a different type or size"),
+                ));
+            }
+            Some(e) => e.plain,
+            None => None,
+        };
+        let storage = match existing {
+            Some(node) => node,
+            None => {
+                let request = StorageRequest {
+                    key: storage_key,
+                    kind,
+                    numel,
+                    nbytes,
+                    location: tensor.location(),
+                    view: None,
+                    offset: self.op_offset,
+                };
+                let confirmed =
+                    self.storages
+                        .resolve(&request)
+                        .map_err(|source| PickleError::Storage {
+                            offset: self.op_offset,
+                            opcode: self.op,
+                            key: storage_key.to_string(),
+                            source,
+                        })?;
+                if confirmed != nbytes {
+                    return Err(what(
+                        self,
+                        format!(
+                            "storage {storage_key:?} declares {nbytes} bytes, the container has {confirmed}"
+                        ),
+                    ));
+                }
+                let shared: Arc<str> = storage_key.into();
+                let node = self.new_node(Node::Storage(Box::new(Storage {
+                    key: shared.clone(),
+                    kind,
+                    numel,
+                    nbytes,
+                    location: tensor.location().into(),
+                    view: None,
+                })))?;
+                self.storages_by_key
+                    .get_or_insert_with(shared, || StorageEntry {
+                        kind,
+                        numel,
+                        plain: None,
+                        views: crate::vm::Map::default(),
+                    })
+                    .plain = Some(node);
+                node
+            }
+        };
+        let facts = StorageFacts {
+            node: storage,
+            kind,
+            nbytes,
+            view: None,
+        };
+        let offset = tensor.storage_offset();
+        let byte_range = view_range(&facts, offset, size, stride, itemsize).map_err(|e| {
+            what(
+                self,
+                match e {
+                    ViewError::Overflow => "tensor view arithmetic overflows".into(),
+                    ViewError::Outside { end, available } => format!(
+                        "the tensor needs bytes up to {end} of storage {storage_key:?}, which has {available}"
+                    ),
+                },
+            )
+        })?;
+        let node = self.new_tensor(Tensor {
+            storage,
+            dtype,
+            storage_offset: offset,
+            dims: tensor.dims().into(),
+            requires_grad: false,
+            conj: false,
+            neg: false,
+            flavour: TensorFlavour::Tensor,
+            attributes: None,
+            byte_range,
+        })?;
+        self.keyed_tensors.insert(key, node);
         Ok(node)
     }
 

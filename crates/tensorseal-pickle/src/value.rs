@@ -545,6 +545,27 @@ impl GlobalRef {
     pub fn reason(&self) -> &'static str {
         self.reason
     }
+    /// The element type when this is a torch storage class (`torch.FloatStorage`,
+    /// `torch.storage.UntypedStorage`, ...): what a tar checkpoint's `storages` records name.
+    pub fn storage_kind(&self) -> Option<crate::storage::StorageKind> {
+        match self.known {
+            Some(crate::policy::Known::StorageClass(Some(d))) => {
+                Some(crate::storage::StorageKind::Typed(d))
+            }
+            Some(crate::policy::Known::StorageClass(None)) => {
+                Some(crate::storage::StorageKind::Untyped)
+            }
+            _ => None,
+        }
+    }
+    /// Whether this is a torch tensor class (`torch.Tensor`, `torch.FloatTensor`, ...): what a
+    /// tar checkpoint's `tensors` records name.
+    pub fn is_tensor_class(&self) -> bool {
+        matches!(
+            self.known,
+            Some(crate::policy::Known::TensorClass | crate::policy::Known::LegacyTensorClass)
+        )
+    }
 }
 
 /// The result of interpreting one pickle: the value graph, its root, where the pickle ended, and

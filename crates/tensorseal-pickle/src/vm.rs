@@ -59,6 +59,11 @@ pub struct Options {
     /// The copyreg extension registry the writer used, as `(code, module, name)`: EXT1/2/4 codes
     /// found here are resolved and judged like any global; others are refused as unsafe.
     pub extension_registry: Vec<(i32, String, String)>,
+    /// The tensors of a pre-0.1.10 tar checkpoint, for its object pickle only: a BINPERSID
+    /// whose id is an int or a decimal str is looked up here and becomes that tensor
+    /// (bounds-checked like a rebuild call), and `('storage', ...)` ids are refused, as they
+    /// mean something else to torch's tar reader. Unset (the default), bare-key ids are refused.
+    pub tensor_table: Option<Arc<crate::keyed::TensorTable>>,
 }
 
 impl Options {
@@ -321,6 +326,9 @@ pub(crate) struct Machine<'a, 'o> {
     pub(crate) globals: Vec<GlobalRef>,
     global_index: Map<(Box<str>, Box<str>), GlobalId>,
     pub(crate) storages_by_key: StrMap<StorageEntry>,
+    /// Tensor nodes made from [`Options::tensor_table`], by key: one node per key, as torch
+    /// returns the same tensor object for every reference.
+    pub(crate) keyed_tensors: Map<i64, NodeId>,
     /// The undecoded bytes of strs read from Python 2 string opcodes.
     pub(crate) py2_raw: Map<u32, ByteData>,
     pub(crate) report: ScanReport,
@@ -375,6 +383,7 @@ impl<'a, 'o> Machine<'a, 'o> {
             globals: Vec::new(),
             global_index: Map::default(),
             storages_by_key: StrMap::default(),
+            keyed_tensors: Map::default(),
             py2_raw: Map::default(),
             report: ScanReport {
                 start,
@@ -1660,7 +1669,20 @@ impl<'a, 'o> Machine<'a, 'o> {
                 self.push(result)?;
             }
             Opcode::PersId => {
-                self.line("PERSID argument")?;
+                let line = self.line("PERSID argument")?;
+                if self.opts.tensor_table.is_some() {
+                    // Python's pickle passes the line as an ASCII str: a tar checkpoint pickled
+                    // with protocol 0 or 1 names its tensors this way.
+                    let text = std::str::from_utf8(line)
+                        .ok()
+                        .filter(|t| t.is_ascii())
+                        .ok_or_else(|| self.invalid("PERSID argument is not ASCII"))?;
+                    self.materialize(text.len() as u64)?;
+                    let pid = self.new_node(Node::Str(text.into()))?;
+                    let value = self.persistent_load(pid)?;
+                    self.push(value)?;
+                    return Ok(None);
+                }
                 // torch's protocol-0 files write the repr of the id tuple here, which torch
                 // itself cannot load: unreadable input, not a policy question.
                 return Err(PickleError::InvalidArgument {

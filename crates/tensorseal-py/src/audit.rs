@@ -45,7 +45,11 @@ pub(crate) fn audit_append(
     .map_err(|e| {
         errors::invalid(
             py,
-            format!("{}: audit log: {}", log.display(), errors::chain(&e)),
+            format!(
+                "{}: audit log: {}",
+                log.display(),
+                tensorseal::error_chain(&e)
+            ),
         )
     })
 }

@@ -14,12 +14,11 @@
 use crate::errors;
 use crate::keys;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tensorseal::Compression;
-use tensorseal_convert::{ConvertError, ConvertOptions, SandboxMode, SandboxReport};
+use tensorseal_convert::{ConvertError, ConvertOptions, SandboxMode};
 
 /// The sandbox mode named by the Python argument. A mode that locks the process down is only
 /// accepted with `lock_down_this_process`: the lock-down is irreversible and process-wide, so
@@ -48,74 +47,16 @@ fn sandbox_mode(py: Python<'_>, name: &str, lock_down_this_process: bool) -> PyR
     Ok(mode)
 }
 
-fn mode_name(mode: SandboxMode) -> &'static str {
-    match mode {
-        SandboxMode::BestEffort => "best-effort",
-        SandboxMode::Required => "required",
-        SandboxMode::Disabled => "off",
-    }
-}
-
-/// Raises `tensorseal._errors.<class>(message, kind=kind, **refusal)`, where `refusal` is the
-/// member and findings of a refused pickle.
-fn raise(
-    py: Python<'_>,
-    class: &str,
-    message: String,
-    kind: &str,
-    refusal: Option<(&str, &[String])>,
-) -> PyErr {
-    let made = (|| -> PyResult<PyErr> {
-        let cls = py.import("tensorseal._errors")?.getattr(class)?;
-        let kw = PyDict::new(py);
-        kw.set_item("kind", kind)?;
-        if let Some((member, findings)) = refusal {
-            kw.set_item("member", member)?;
-            kw.set_item("findings", findings)?;
-        }
-        Ok(PyErr::from_value(cls.call((message,), Some(&kw))?))
-    })();
-    made.unwrap_or_else(|e| e)
-}
-
-/// The exception of a conversion or scan error about `input`, with the CLI's message and kind.
+/// The exception of a conversion or scan error about `input`, with the CLI's message and kind;
+/// a refused pickle's exception also carries its member and findings.
 fn convert_error(py: Python<'_>, input: &Path, e: &ConvertError) -> PyErr {
-    let message = format!("{}: {}", input.display(), errors::chain(e));
     match e {
-        ConvertError::Unsafe { member, findings } => raise(
-            py,
-            "UnsafeError",
-            message,
-            "unsafe",
-            Some((member, findings)),
-        ),
-        ConvertError::UnknownObjects { member, findings } => raise(
-            py,
-            "UnknownObjectError",
-            message,
-            "unknown_objects",
-            Some((member, findings)),
-        ),
-        ConvertError::Sandbox(_) => raise(py, "SandboxError", message, "sandbox", None),
-        ConvertError::Io { .. } => raise(py, "InvalidInputError", message, "io", None),
-        ConvertError::Unsupported { .. } => {
-            raise(py, "InvalidInputError", message, "unsupported", None)
+        ConvertError::Unsafe { member, findings }
+        | ConvertError::UnknownObjects { member, findings } => {
+            errors::refusal(py, &input.display(), e, member, findings)
         }
-        _ => raise(py, "InvalidInputError", message, "invalid", None),
+        _ => errors::failure(py, &input.display(), e),
     }
-}
-
-fn sandbox_json(mode: SandboxMode, report: &SandboxReport) -> Value {
-    json!({
-        "mode": mode_name(mode),
-        "fully_enforced": report.fully_enforced(),
-        "seccomp": report.seccomp,
-        "landlock": format!("{:?}", report.landlock),
-        "landlock_all_threads": report.landlock_all_threads,
-        "no_new_privs": report.no_new_privs,
-        "threads": report.threads,
-        "warnings": report.warnings,
-    })
 }
 
 /// Converts `input` to a tensorseal file at `output`, as `tensorseal convert` does, and returns
@@ -149,49 +90,31 @@ pub(crate) fn convert(
     };
     let result = py.detach(|| tensorseal_convert::convert(&input, &output, &options));
     let report = result.map_err(|e| convert_error(py, &input, &e))?;
-    let v = json!({
-        "source_format": report.source_format,
-        "source_sha256": report.source_sha256,
-        "manifest_sha256": hex::encode(report.output.manifest_sha256),
-        "file_length": report.output.length,
-        "tensors": report.stats.tensors,
-        "blobs": report.stats.blobs,
-        "bytes": report.stats.bytes,
-        "shared": report.stats.shared,
-        "signed_by": keys.iter().map(|k| k.public_key().key_id()).collect::<Vec<_>>(),
-        "inert_objects": report.inert_objects,
-        "notes": report.notes,
-        "sandbox": sandbox_json(mode, &report.sandbox),
-    });
+    let v = report.to_json(mode);
     Ok(v.to_string())
 }
 
-/// Scans `input` as `tensorseal scan` does and returns the report as JSON: `format`,
-/// `verdict`, `problem` and `members` with every finding. `sandbox` as for [`convert`].
+/// Scans `input` as `tensorseal scan` does and returns the report as JSON: the members
+/// `tensorseal scan --json` prints (less `input`) and `sandbox`. `allow_objects` judges
+/// convertibility as `convert(allow_objects=True)` would; `sandbox` as for [`convert`].
 #[pyfunction]
-#[pyo3(signature = (input, sandbox, lock_down_this_process=false))]
+#[pyo3(signature = (input, sandbox, lock_down_this_process=false, allow_objects=false))]
 pub(crate) fn scan(
     py: Python<'_>,
     input: PathBuf,
     sandbox: &str,
     lock_down_this_process: bool,
+    allow_objects: bool,
 ) -> PyResult<String> {
     let mode = sandbox_mode(py, sandbox, lock_down_this_process)?;
-    let result = py.detach(|| {
-        tensorseal_convert::scan(
-            &input,
-            &tensorseal_convert::Limits::default(),
-            &tensorseal_pickle::Limits::default(),
-            mode,
-        )
-    });
+    let options = ConvertOptions {
+        allow_objects,
+        sandbox: mode,
+        ..ConvertOptions::default()
+    };
+    let result = py.detach(|| tensorseal_convert::scan(&input, &options));
     let outcome = result.map_err(|e| convert_error(py, &input, &e))?;
-    let v = json!({
-        "format": outcome.format,
-        "verdict": outcome.verdict().name(),
-        "problem": outcome.problem,
-        "members": outcome.members_json(),
-        "sandbox": mode_name(mode),
-    });
+    let mut v = outcome.to_json();
+    v["sandbox"] = json!(mode.name());
     Ok(v.to_string())
 }

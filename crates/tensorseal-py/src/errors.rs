@@ -1,93 +1,80 @@
 //! Python exceptions for each failure class. The classes are defined in Python
 //! (`tensorseal/_errors.py`) so they can inherit from several bases; Rust raises them by name.
+//! Which class an error belongs to, and its `kind`, is the library's decision
+//! ([`tensorseal::Classify`]), the one the CLI turns into exit codes.
 
 use pyo3::prelude::*;
-use std::error::Error;
-use std::path::Path;
-use tensorseal::{KeyError, ReadError, VerifyError, WriteError};
+use pyo3::types::PyDict;
+use std::fmt::Display;
+use tensorseal::{Classify, FailureClass, error_chain};
 
-fn raise(py: Python<'_>, class: &str, args: (String, Option<&str>)) -> PyErr {
+/// The name of the `tensorseal._errors` class for a failure class.
+fn exception_class(class: FailureClass) -> &'static str {
+    match class {
+        FailureClass::Invalid => "InvalidInputError",
+        FailureClass::Unsupported => "UnsupportedError",
+        FailureClass::Sandbox => "SandboxError",
+        FailureClass::Verification => "VerificationError",
+        FailureClass::Unsafe => "UnsafeError",
+        FailureClass::UnknownObjects => "UnknownObjectError",
+    }
+}
+
+/// Raises `tensorseal._errors.<class>(message, kind=kind, **refusal)`, where `refusal` is the
+/// member and findings of a refused pickle.
+fn raise(
+    py: Python<'_>,
+    class: FailureClass,
+    message: String,
+    kind: Option<&str>,
+    refusal: Option<(&str, &[String])>,
+) -> PyErr {
     let made = (|| -> PyResult<PyErr> {
-        let cls = py.import("tensorseal._errors")?.getattr(class)?;
-        let exc = match args.1 {
-            Some(kind) => cls.call1((args.0, kind))?,
-            None => cls.call1((args.0,))?,
-        };
-        Ok(PyErr::from_value(exc))
+        let cls = py
+            .import("tensorseal._errors")?
+            .getattr(exception_class(class))?;
+        let kw = PyDict::new(py);
+        kw.set_item("kind", kind)?;
+        if let Some((member, findings)) = refusal {
+            kw.set_item("member", member)?;
+            kw.set_item("findings", findings)?;
+        }
+        Ok(PyErr::from_value(cls.call((message,), Some(&kw))?))
     })();
     made.unwrap_or_else(|e| e)
 }
 
 /// `tensorseal.InvalidInputError`: unreadable file, not a file, bad key or argument.
 pub(crate) fn invalid(py: Python<'_>, message: String) -> PyErr {
-    raise(py, "InvalidInputError", (message, None))
+    raise(py, FailureClass::Invalid, message, None, None)
 }
 
 /// `tensorseal.UnsupportedError`: a value the format or this environment cannot represent.
 pub(crate) fn unsupported(py: Python<'_>, message: String) -> PyErr {
-    raise(py, "UnsupportedError", (message, None))
+    raise(py, FailureClass::Unsupported, message, None, None)
 }
 
-/// `tensorseal.VerificationError` with a machine-readable kind (the CLI's `--json` kinds).
-pub(crate) fn verification(py: Python<'_>, message: String, kind: &str) -> PyErr {
-    raise(py, "VerificationError", (message, Some(kind)))
+/// The exception of a library error about `about` (a file, or the argument it came from), with
+/// the CLI's message (`ABOUT: what is wrong`) and `--json` kind.
+pub(crate) fn failure(py: Python<'_>, about: &dyn Display, e: &dyn Classify) -> PyErr {
+    let message = format!("{about}: {}", error_chain(e));
+    raise(py, e.class(), message, Some(e.kind()), None)
 }
 
-/// An error and its sources, joined with `: ` (as the CLI prints them).
-pub(crate) fn chain(e: &dyn Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !s.ends_with(&text) {
-            s.push_str(": ");
-            s.push_str(&text);
-        }
-        source = cause.source();
-    }
-    s
-}
-
-/// The kind of a verification failure, the same strings as `tensorseal verify --json`.
-pub(crate) fn verify_kind(e: &VerifyError) -> &'static str {
-    match e {
-        VerifyError::Malformed(ReadError::Io(_)) => "io",
-        VerifyError::Malformed(_) => "malformed",
-        VerifyError::BadSignature { .. } => "bad_signature",
-        VerifyError::Untrusted { signers, .. } if signers.is_empty() => "unsigned",
-        VerifyError::Untrusted { .. } => "untrusted",
-        VerifyError::DigestMismatch { .. } => "digest_mismatch",
-        VerifyError::MetadataMismatch { .. } => "metadata_mismatch",
-        VerifyError::StepTooOld { .. } => "step_too_old",
-        VerifyError::StepMissing => "step_missing",
-        VerifyError::KeyRefused { reason, .. } => reason.kind(),
-        _ => "other",
-    }
-}
-
-/// Maps a failure to open or verify `path`: I/O errors (missing file, a directory, permissions)
-/// are invalid input, everything else a verification failure.
-pub(crate) fn verify_error(py: Python<'_>, path: &Path, e: &VerifyError) -> PyErr {
-    let message = format!("{}: {}", path.display(), chain(e));
-    match e {
-        VerifyError::Malformed(ReadError::Io(_)) => invalid(py, message),
-        _ => verification(py, message, verify_kind(e)),
-    }
-}
-
-/// Maps a failure to write `path`.
-pub(crate) fn write_error(py: Python<'_>, path: &Path, e: &WriteError) -> PyErr {
-    let message = format!("{}: {}", path.display(), chain(e));
-    match e {
-        WriteError::Invalid {
-            what: "metadata", ..
-        }
-        | WriteError::Io(_) => invalid(py, message),
-        _ => unsupported(py, message),
-    }
-}
-
-/// Maps a key that cannot be read or parsed; `label` says which argument it came from.
-pub(crate) fn key_error(py: Python<'_>, label: &str, e: &KeyError) -> PyErr {
-    invalid(py, format!("{label}: {}", chain(e)))
+/// As [`failure`], for a refused pickle: the exception also carries its member and findings.
+pub(crate) fn refusal(
+    py: Python<'_>,
+    about: &dyn Display,
+    e: &dyn Classify,
+    member: &str,
+    findings: &[String],
+) -> PyErr {
+    let message = format!("{about}: {}", error_chain(e));
+    raise(
+        py,
+        e.class(),
+        message,
+        Some(e.kind()),
+        Some((member, findings)),
+    )
 }

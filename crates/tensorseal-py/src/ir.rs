@@ -248,7 +248,7 @@ impl FromPython {
                 for_each_tensor_mut(&mut masked, &mut |t| t.blob = None);
                 let key = masked
                     .canonical_bytes(&self.limits)
-                    .map_err(|e| errors::unsupported(obj.py(), errors::chain(&e)))?;
+                    .map_err(|e| errors::unsupported(obj.py(), tensorseal::error_chain(&e)))?;
                 Ok((key, n))
             })
             .collect::<PyResult<Vec<_>>>()?;

@@ -10,7 +10,7 @@ use tensorseal::{PublicKey, SecretKey};
 pub(crate) fn public_keys(py: Python<'_>, keys: &[(String, Vec<u8>)]) -> PyResult<Vec<PublicKey>> {
     keys.iter()
         .map(|(label, bytes)| {
-            PublicKey::from_any(bytes).map_err(|e| errors::key_error(py, label, &e))
+            PublicKey::from_any(bytes).map_err(|e| errors::failure(py, &label, &e))
         })
         .collect()
 }
@@ -25,7 +25,7 @@ pub(crate) fn secret_keys(py: Python<'_>, keys: &[(String, Vec<u8>)]) -> PyResul
                     format!("{label}: not a PEM private key (PKCS#8, -----BEGIN PRIVATE KEY-----)"),
                 )
             })?;
-            SecretKey::from_pem(pem).map_err(|e| errors::key_error(py, label, &e))
+            SecretKey::from_pem(pem).map_err(|e| errors::failure(py, &label, &e))
         })
         .collect()
 }
@@ -34,14 +34,14 @@ pub(crate) fn secret_keys(py: Python<'_>, keys: &[(String, Vec<u8>)]) -> PyResul
 /// writes.
 #[pyfunction]
 pub(crate) fn generate_key(py: Python<'_>) -> PyResult<(Py<PyBytes>, Py<PyBytes>)> {
-    let key = SecretKey::generate().map_err(|e| errors::key_error(py, "generate_key", &e))?;
+    let key = SecretKey::generate().map_err(|e| errors::failure(py, &"generate_key", &e))?;
     let private = key
         .to_pem()
-        .map_err(|e| errors::key_error(py, "generate_key", &e))?;
+        .map_err(|e| errors::failure(py, &"generate_key", &e))?;
     let public = key
         .public_key()
         .to_pem()
-        .map_err(|e| errors::key_error(py, "generate_key", &e))?;
+        .map_err(|e| errors::failure(py, &"generate_key", &e))?;
     Ok((
         PyBytes::new(py, private.as_bytes()).unbind(),
         PyBytes::new(py, public.as_bytes()).unbind(),

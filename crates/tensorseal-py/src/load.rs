@@ -30,7 +30,7 @@ fn policy(
                 format!(
                     "{}: invalid trust policy: {}",
                     file.display(),
-                    errors::chain(&e)
+                    tensorseal::error_chain(&e)
                 ),
             )
         })?
@@ -155,7 +155,7 @@ pub(crate) fn open(
             path,
             mapped,
         }),
-        Err(e) => Err(errors::verify_error(py, &path, &e)),
+        Err(e) => Err(errors::failure(py, &path.display(), &e)),
     }
 }
 
@@ -255,7 +255,7 @@ impl PyLoader {
             jobs.par_iter_mut()
                 .try_for_each(|(blob, dst)| opened.read_blob_into(*blob, dst))
         });
-        result.map_err(|e| errors::verify_error(py, &self.path, &e))
+        result.map_err(|e| errors::failure(py, &self.path.display(), &e))
     }
 
     /// `mmap` mode: verifies the raw `blobs` in place (every chunk of all of them in parallel,
@@ -278,7 +278,7 @@ impl PyLoader {
             ));
         }
         py.detach(|| loader.verify_blobs(&blobs))
-            .map_err(|e| errors::verify_error(py, &self.path, &e))?;
+            .map_err(|e| errors::failure(py, &self.path.display(), &e))?;
         blobs
             .iter()
             .map(|&b| {
@@ -327,7 +327,7 @@ pub(crate) fn verify<'py>(
     let verified = py.detach(|| Checkpoint::open_verified(&path, &policy, &Limits::default()));
     let report = match verified {
         Ok((_, report)) => report,
-        Err(e) => return Err(errors::verify_error(py, &path, &e)),
+        Err(e) => return Err(errors::failure(py, &path.display(), &e)),
     };
     let d = PyDict::new(py);
     d.set_item("manifest_sha256", hex::encode(report.manifest_sha256))?;

@@ -74,6 +74,6 @@ pub(crate) fn save(
     });
     match written {
         Ok(w) => Ok((w.length, hex::encode(w.manifest_sha256))),
-        Err(e) => Err(errors::write_error(py, &path, &e)),
+        Err(e) => Err(errors::failure(py, &path.display(), &e)),
     }
 }

@@ -31,7 +31,7 @@ OUTCOMES = [
     (T / "zip_unknown_objects.pt", tensorseal.UnknownObjectError),
     (H / "z_bad_crc.pt", tensorseal.InvalidInputError),
     (T / "zip_quantized.pt", tensorseal.InvalidInputError),
-    (T / "tar_format.pt", tensorseal.InvalidInputError),
+    (T / "tar_format.pt", None),
     (FIXTURES / "no-such-file.pt", tensorseal.InvalidInputError),
 ]
 IDS = [p.name for p, _ in OUTCOMES]
@@ -282,8 +282,18 @@ def test_scan_reports_every_finding(tmp):
 
     unknown = tensorseal.scan(T / "zip_whole_module.pt")
     assert unknown.verdict == "unknown-objects" and unknown.exit_code == 4
+    assert unknown.conversion_error["kind"] == "unknown_objects" and not unknown.convertible
+    inert = tensorseal.scan(T / "zip_whole_module.pt", allow_objects=True)
+    assert (inert.safety, inert.convertible, inert.exit_code) == ("unknown-objects", True, 0)
+    assert inert.inert_objects and inert.conversion_error is None
+
+    # Code-safe but not convertible: scan runs the conversion's structural checks too.
+    missing = tensorseal.scan(H / "t_missing_record.pt", sandbox="off")
+    assert (missing.safety, missing.verdict, missing.convertible) == ("safe", "invalid", False)
+    assert missing.conversion_error["kind"] == "invalid" and missing.exit_code == 1
+    assert "no record archive/data/7" in missing.conversion_error["message"]
     tar = tensorseal.scan(T / "tar_format.pt")
-    assert tar.verdict == "invalid" and "tar format" in tar.problem and tar.exit_code == 1
+    assert (tar.verdict, tar.exit_code, tar.problem) == ("safe", 0, None)  # converted since issue 11
     garbage = tmp / "garbage.bin"
     garbage.write_bytes(b"\x00garbage")
     assert tensorseal.scan(garbage).verdict == "invalid"

@@ -3,6 +3,7 @@ mod cbor;
 mod codec;
 mod dtype;
 mod error;
+mod failure;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod json;
@@ -23,6 +24,7 @@ mod writer;
 pub use codec::{chunk_digests, group, sha256, ungroup};
 pub use dtype::{DType, TORCH_DTYPE_EXTRA_NAMES, is_torch_dtype_name};
 pub use error::{KeyError, PolicyError, ReadError, VerifyError, WriteError};
+pub use failure::{Classify, FailureClass, error_chain};
 pub use keys::{PublicKey, SecretKey};
 pub use layout::{
     END_MAGIC, FOOTER_LEN, Footer, HEADER_LEN, MAGIC, SIGNATURE_DOMAIN, SignatureEntry,

@@ -120,16 +120,7 @@ fn first_difference(got: &Value, want: &Value, path: &str) -> String {
 
 /// Files torch loads that tensorseal deliberately does not convert, with the reason; they must
 /// be refused as unsupported (exit 1), after their pickles were judged.
-const NOT_CONVERTED: &[(&str, &str)] = &[
-    (
-        "torch/tar_format.pt",
-        "torch's pre-0.1.10 tar format is scanned, not converted",
-    ),
-    (
-        "hostile/r_tar_hand_built_ok.pt",
-        "torch's pre-0.1.10 tar format is scanned, not converted",
-    ),
-];
+const NOT_CONVERTED: &[(&str, &str)] = &[];
 
 #[test]
 fn every_fixture_converts_as_torch_and_numpy_load_it() {

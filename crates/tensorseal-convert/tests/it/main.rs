@@ -9,6 +9,8 @@ mod export;
 mod formats;
 mod npy;
 mod props;
+mod scan_agrees;
+mod tar;
 
 use std::path::{Path, PathBuf};
 

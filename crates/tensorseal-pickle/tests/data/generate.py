@@ -10,7 +10,9 @@ nested values (fixed seed) with shared references, one protocol each. The hand-b
 fixtures in OPCODE_CASES are assembled byte by byte (to reach opcodes CPython's pickler never
 writes: DICT/LIST/TUPLE with MARK, POP, POP_MARK, DUP, text GET/PUT, BINBYTES8, LONG4 of a
 small int, STRING escapes, INST, OBJ, ...), then loaded by CPython for their expected tree.
-Nothing here loads anything but these files. Running it twice gives the same bytes.
+Nothing here loads anything but these files. Running it twice gives the same bytes: sets and
+frozensets of strings iterate in an order that depends on the hash seed, so the script re-runs
+itself under PYTHONHASHSEED=0 when started with any other seed.
 """
 
 import argparse
@@ -215,6 +217,10 @@ def write_json(path, value):
 
 
 def main():
+    if os.environ.get("PYTHONHASHSEED") != "0":
+        # Sets of strings pickle in hash order: fix the seed so fixtures do not churn.
+        env = dict(os.environ, PYTHONHASHSEED="0")
+        os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *sys.argv[1:]], env)
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default=os.path.join(HERE, "cpython"))
     args = ap.parse_args()

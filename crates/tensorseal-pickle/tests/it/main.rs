@@ -5,6 +5,7 @@ mod corpus;
 mod corpus_hostile;
 mod fixtures;
 mod hostile;
+mod keyed;
 mod props;
 mod tree;
 mod typed;

@@ -39,9 +39,12 @@ class SandboxReport:
     child_process: bool  # whether the conversion ran in a child process (sandbox != "off")
 
     def to_dict(self) -> dict:
-        """The ``sandbox`` member of ``tensorseal convert --json``."""
-        return {"fully_enforced": self.fully_enforced, "seccomp": self.seccomp,
-                "landlock": self.landlock, "warnings": list(self.warnings)}
+        """The ``sandbox`` member of ``tensorseal convert --json`` (all but ``child_process``,
+        which only the Python API has)."""
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        del d["child_process"]
+        d["warnings"] = list(self.warnings)
+        return d
 
 
 @dataclasses.dataclass(frozen=True)

@@ -120,7 +120,8 @@ def _serve(request):
             request["allow_objects"], request["metadata"], request["sandbox"],
             lock_down_this_process=True)
     if request["op"] == "scan":
-        return _native.scan(request["src"], request["sandbox"], lock_down_this_process=True)
+        return _native.scan(request["src"], request["sandbox"], lock_down_this_process=True,
+                            allow_objects=request.get("allow_objects", False))
     raise ValueError(f"unknown request {request['op']!r}")
 
 

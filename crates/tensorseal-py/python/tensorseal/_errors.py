@@ -35,7 +35,12 @@ class UnsupportedError(Error, TypeError):
     """A value cannot be represented: saving an object the format has no kind for (the message
     names where it is in the object), or loading a valid file into an environment that lacks
     something it needs (e.g. ``framework="numpy"`` for a bfloat16 tensor without ``ml_dtypes``).
+    ``kind`` is ``unsupported`` when the library raised it, ``None`` otherwise.
     """
+
+    def __init__(self, message, kind=None):
+        super().__init__(message)
+        self.kind = kind
 
 
 class RefusedError(Error):

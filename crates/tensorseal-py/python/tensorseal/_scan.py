@@ -46,15 +46,23 @@ class ScanMember:
 
 @dataclasses.dataclass(frozen=True)
 class ScanReport:
-    """What :func:`scan` found. ``verdict`` is the most severe of the findings: ``unsafe``
-    (code execution or I/O: :func:`convert` always refuses), ``unknown-objects`` (refused
-    unless ``allow_objects``), ``invalid`` (malformed or unsupported, nothing refused seen
-    before the problem) or ``safe``."""
+    """What :func:`scan` found, in two parts. Code safety (``safety``): ``unsafe`` (code
+    execution or I/O: :func:`convert` always refuses), ``unknown-objects`` (refused unless
+    ``allow_objects``) or ``safe``, from every pickle's findings. Convertibility
+    (``convertible``, ``conversion_error``): whether :func:`convert` with the same
+    ``allow_objects`` succeeds, found by running the conversion to the end without writing.
+    ``verdict`` combines them, the most severe first: ``unsafe``, ``unknown-objects``,
+    ``invalid`` (would not convert), ``safe``."""
 
     input: str
     format: str  # torch-zip, torch-legacy, torch-tar, pickle, npy, npz, safetensors, ...
     verdict: str
-    problem: str | None  # what stopped the scan or would stop a conversion
+    safety: str  # safe, unknown-objects or unsafe
+    convertible: bool
+    conversion_error: dict | None  # {"kind", "message"}: what convert would stop with
+    exit_code: int  # what ``tensorseal scan`` exits with: 0 only when convert would succeed
+    problem: str | None  # what stops a conversion (or a container problem met while scanning)
+    inert_objects: list  # unknown globals convert would keep as inert records (allow_objects)
     members: list  # [ScanMember], one per pickle in file order
     sandbox: str  # the sandbox mode the scan ran under
 
@@ -67,15 +75,12 @@ class ScanReport:
         """Every finding of every member, in file order."""
         return [f for m in self.members for f in m.findings]
 
-    @property
-    def exit_code(self) -> int:
-        """What ``tensorseal scan`` exits with: 0 safe, 1 invalid, 4 otherwise."""
-        return {"safe": 0, "invalid": 1}.get(self.verdict, 4)
-
     def to_dict(self) -> dict:
         """The JSON object ``tensorseal scan --json`` prints for this file."""
         return {
             "input": self.input, "format": self.format, "verdict": self.verdict,
+            "safety": self.safety, "convertible": self.convertible,
+            "conversion_error": self.conversion_error, "inert_objects": self.inert_objects,
             "exit_code": self.exit_code, "problem": self.problem,
             "members": [{
                 "member": m.member, "status": m.status, "protocol": m.protocol,
@@ -97,12 +102,13 @@ class ScanReport:
         return "\n".join(lines)
 
 
-def scan(path, *, sandbox="best-effort") -> ScanReport:
+def scan(path, *, allow_objects=False, sandbox="best-effort") -> ScanReport:
     """Scans a checkpoint without executing it, as ``tensorseal scan``: recognises the format
     from the content, reads the container with the converter's strict readers and interprets
     every pickle, going on past refusals, so the report lists every finding with its member,
-    byte offset, opcode, global, verdict and reason. A file converts exactly when its verdict
-    is ``safe`` (or ``unknown-objects`` with ``allow_objects=True``).
+    byte offset, opcode, global, verdict and reason; then runs the conversion to the end
+    without writing, so ``convertible`` says whether :func:`convert` with the same
+    ``allow_objects`` succeeds and ``conversion_error`` what it would stop with.
 
     Returns the report whatever the verdict; raises :class:`InvalidInputError` only when the
     file cannot be opened. ``sandbox`` as for :func:`convert`: by default the scan runs in a
@@ -110,10 +116,12 @@ def scan(path, *, sandbox="best-effort") -> ScanReport:
     """
     path = _path(path)
     sandbox = sandbox_arg(sandbox)
+    allow_objects = bool(allow_objects)
     if sandbox == "off":
-        report = _native.scan(path, "off")
+        report = _native.scan(path, "off", allow_objects=allow_objects)
     else:
-        report = _convert_child.run({"op": "scan", "src": path, "sandbox": sandbox})
+        report = _convert_child.run({"op": "scan", "src": path, "sandbox": sandbox,
+                                     "allow_objects": allow_objects})
     r = json.loads(report)
     members = [ScanMember(
         member=m["member"], status=m["status"], protocol=m["protocol"], opcodes=m["opcodes"],
@@ -122,5 +130,7 @@ def scan(path, *, sandbox="best-effort") -> ScanReport:
                           what=f["what"], global_=f["global"], verdict=f["verdict"],
                           reason=f["reason"]) for f in m["findings"]],
     ) for m in r["members"]]
-    return ScanReport(input=path, format=r["format"], verdict=r["verdict"],
-                      problem=r["problem"], members=members, sandbox=r["sandbox"])
+    return ScanReport(input=path, format=r["format"], verdict=r["verdict"], safety=r["safety"],
+                      convertible=r["convertible"], conversion_error=r["conversion_error"],
+                      exit_code=r["exit_code"], problem=r["problem"],
+                      inert_objects=r["inert_objects"], members=members, sandbox=r["sandbox"])
