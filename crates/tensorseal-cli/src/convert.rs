@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use tensorseal::{Classify, Compression, PublicKey, SecretKey, TrustPolicy, error_chain};
+use tensorseal::{Classify, Compression, PublicKey, TrustPolicy, error_chain};
 use tensorseal_convert::{ConvertOptions, ExportOptions, SandboxMode};
 
 #[derive(Debug, Args)]
@@ -55,7 +55,7 @@ pub(crate) struct ConvertArgs {
     input: PathBuf,
     /// The tensorseal file to write.
     output: PathBuf,
-    /// Sign with this private key (PKCS#8 PEM); repeatable.
+    /// Sign with this private key (PKCS#8 PEM: a path, env:VAR or fd:N); repeatable.
     #[arg(long, value_name = "KEY")]
     sign: Vec<PathBuf>,
     /// Compress blobs: `zstd` or `zstd=LEVEL` (blobs that do not shrink by 5% stay raw).
@@ -68,6 +68,10 @@ pub(crate) struct ConvertArgs {
     /// Add signed metadata KEY=VALUE (e.g. run_id, step, created_at); repeatable.
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_pair)]
     meta: Vec<(String, String)>,
+    /// Also write an in-toto attestation (DSSE) of the output and its source, signed with the
+    /// first --sign key, to PATH.
+    #[arg(long, value_name = "PATH", requires = "sign")]
+    attest: Option<PathBuf>,
     #[command(flatten)]
     sandbox: SandboxArgs,
     /// Print a JSON report on stdout (also on failure); no progress bar.
@@ -104,7 +108,7 @@ fn parse_pair(s: &str) -> Result<(String, String), String> {
 pub(crate) fn convert(args: ConvertArgs) -> Result<(), Failure> {
     let mut keys = Vec::with_capacity(args.sign.len());
     for path in &args.sign {
-        keys.push(SecretKey::read(path).map_err(|e| Failure::of(path, &e))?);
+        keys.push(crate::keysource::secret_key(path)?);
     }
     let show_progress = !args.json && !args.quiet && std::io::stderr().is_terminal();
     let bar = show_progress.then(|| {
@@ -140,6 +144,19 @@ pub(crate) fn convert(args: ConvertArgs) -> Result<(), Failure> {
     match result {
         Ok(report) => {
             report.sandbox.eprint_warnings();
+            if let (Some(out), Some(key)) = (&args.attest, keys.first()) {
+                let input = tensorseal_provenance::AttestationInput {
+                    source_format: Some(report.source_format.to_string()),
+                    source_sha256: Some(report.source_sha256.to_string()),
+                    source_uri: Some(args.input.display().to_string()),
+                    options: json!({
+                        "allow_objects": args.allow_objects,
+                        "compress": args.compress.is_some(),
+                        "inert_objects": report.inert_objects.len(),
+                    }),
+                };
+                crate::attest::write(&args.output, key, &input, out)?;
+            }
             if args.json {
                 let mut v = json!({
                     "input": args.input.display().to_string(),
@@ -336,11 +353,16 @@ pub(crate) struct ExportArgs {
     /// Require a signature by this public key; repeatable (default: integrity only).
     #[arg(long, value_name = "PUB")]
     trust: Vec<PathBuf>,
+    /// Require what this trust policy file requires (spec/POLICY.md) instead of --trust.
+    #[arg(long, value_name = "POLICY.toml", conflicts_with = "trust")]
+    policy: Option<PathBuf>,
 }
 
 pub(crate) fn export(args: ExportArgs) -> Result<(), Failure> {
     let mut options = ExportOptions::default();
-    if !args.trust.is_empty() {
+    if let Some(path) = &args.policy {
+        options.policy = crate::trust::read_policy(path)?;
+    } else if !args.trust.is_empty() {
         let mut keys = Vec::new();
         for path in &args.trust {
             keys.push(PublicKey::read(path).map_err(|e| Failure::of(path, &e))?);

@@ -44,13 +44,13 @@ Signing twice with the same key changes nothing.")]
 pub(crate) struct SignArgs {
     /// The file to sign.
     file: PathBuf,
-    /// Private key (PKCS#8 PEM).
+    /// Private key (PKCS#8 PEM): a path, env:VAR or fd:N.
     #[arg(long, value_name = "KEY")]
     key: PathBuf,
 }
 
 pub(crate) fn sign(args: SignArgs) -> Result<(), Failure> {
-    let key = SecretKey::read(&args.key).map_err(|e| Failure::of(&args.key, &e))?;
+    let key = crate::keysource::secret_key(&args.key)?;
     let id = key.public_key().key_id();
     let added = tensorseal::add_signature(&args.file, &key, &Limits::default())
         .map_err(|e| Failure::of(&args.file, &e))?;

@@ -4,14 +4,18 @@
 #[macro_use]
 mod output;
 
+mod attest;
+mod audit;
 mod convert;
 mod failure;
 mod inspect;
 mod keys;
+mod keysource;
 mod render;
+mod trust;
 mod verify;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use failure::Failure;
 use std::process::ExitCode;
 
@@ -30,6 +34,8 @@ Exit codes (the same for every command):
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    audit: audit::AuditOptions,
 }
 
 #[derive(Debug, Subcommand)]
@@ -41,18 +47,30 @@ enum Command {
     Convert(convert::ConvertArgs),
     Scan(convert::ScanArgs),
     Export(convert::ExportArgs),
+    Key(keysource::KeyArgs),
+    Audit(audit::AuditArgs),
+    Attest(attest::AttestArgs),
 }
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m).map(|cli| (m, cli)));
+    let (matches, cli) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             // clap prints help and version to stdout with exit 0, usage errors to stderr with 2.
             let _ = e.print();
             return ExitCode::from(if e.use_stderr() { Failure::USAGE } else { 0 });
         }
     };
+    if let Err(f) = cli.audit.check() {
+        eprintln!("tensorseal: error: {}", f.message);
+        return ExitCode::from(f.code);
+    }
     let result = match cli.command {
+        Command::Audit(args) => audit::run(args),
+        Command::Attest(args) => attest::run(args),
         Command::Keygen(args) => keys::keygen(args),
         Command::Sign(args) => keys::sign(args),
         Command::Verify(args) => verify::run(args),
@@ -60,6 +78,16 @@ fn main() -> ExitCode {
         Command::Convert(args) => convert::convert(args),
         Command::Scan(args) => convert::scan(args),
         Command::Export(args) => convert::export(args),
+        Command::Key(args) => keysource::run(args),
+    };
+    let result = match audit::record(&cli.audit, &matches, &result) {
+        Ok(()) => result,
+        Err(f) => {
+            if let Err(first) = &result {
+                eprintln!("tensorseal: error: {}", first.message);
+            }
+            Err(f)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -35,8 +35,16 @@ pub(crate) struct VerifyArgs {
     /// Signatures from this many distinct trusted keys are required.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     threshold: u64,
+    /// Trust policy file (spec/POLICY.md): named keys, validity windows, revocations, run_id
+    /// patterns, threshold, minimum step. Replaces --trust and --threshold.
+    #[arg(long, value_name = "POLICY.toml", conflicts_with_all = ["trust", "threshold"])]
+    policy: Option<PathBuf>,
+    /// Also check this in-toto attestation (DSSE envelope, `tensorseal attest`): signed by a
+    /// trusted key, about the file verified.
+    #[arg(long, value_name = "F.intoto.jsonl", conflicts_with = "digests_only")]
+    attestation: Option<PathBuf>,
     /// Check integrity only (digests, structure, validity of signatures present), not who signed.
-    #[arg(long, conflicts_with_all = ["trust", "threshold"])]
+    #[arg(long, conflicts_with_all = ["trust", "threshold", "policy"])]
     digests_only: bool,
     /// Require signed metadata KEY to equal VALUE; repeatable.
     #[arg(long, value_name = "KEY=VALUE", value_parser = parse_expectation)]
@@ -138,7 +146,13 @@ pub(crate) fn run(args: VerifyArgs) -> Result<(), Failure> {
                 file: file.clone(),
                 result: Checkpoint::open_verified(file, &policy, &Limits::default())
                     .map(|(_, report)| report)
-                    .map_err(|e| (e.class().exit_code(), e.kind(), error_chain(&e))),
+                    .map_err(|e| (e.class().exit_code(), e.kind(), error_chain(&e)))
+                    .and_then(|report| match &args.attestation {
+                        Some(a) => crate::attest::check(a, file, policy.keys())
+                            .map(|()| report)
+                            .map_err(|(f, kind)| (f.code, kind, f.message)),
+                        None => Ok(report),
+                    }),
             })
             .collect(),
         Err(PolicyError::NoTrust) => files
@@ -148,7 +162,7 @@ pub(crate) fn run(args: VerifyArgs) -> Result<(), Failure> {
                 result: Err((
                     FailureClass::Verification.exit_code(),
                     "no_trust",
-                    "no trusted keys given: pass --trust PUB, or --digests-only to check integrity without authenticity".to_string(),
+                    "no trusted keys given: pass --trust PUB or --policy POLICY.toml, or --digests-only to check integrity without authenticity".to_string(),
                 )),
             })
             .collect(),
@@ -208,7 +222,9 @@ enum PolicyError {
 }
 
 fn policy(args: &VerifyArgs) -> Result<TrustPolicy, PolicyError> {
-    let mut policy = if args.digests_only {
+    let mut policy = if let Some(path) = &args.policy {
+        crate::trust::read_policy(path).map_err(PolicyError::Key)?
+    } else if args.digests_only {
         TrustPolicy::integrity_only()
     } else {
         if args.trust.is_empty() {
@@ -269,7 +285,7 @@ fn to_json(args: &VerifyArgs, o: &Outcome) -> Value {
         "authenticity_checked": !args.digests_only,
         "manifest_sha256": report.map(|r| hex::encode(r.manifest_sha256)),
         "file_length": report.map(|r| r.file_length),
-        "signers": report.map(|r| r.signers.iter().map(|s| json!({"key_id": s.key_id, "trusted": s.trusted})).collect::<Vec<_>>()),
+        "signers": report.map(|r| r.signers.iter().map(crate::trust::signer_json).collect::<Vec<_>>()),
         "blobs": report.map(|r| r.blobs),
         "chunks": report.map(|r| r.chunks),
         "bytes_hashed": report.map(|r| r.bytes_hashed),

@@ -8,6 +8,7 @@
 //! turns that form into torch and numpy objects and back; nothing in either half imports or
 //! calls anything named in a file.
 
+mod audit;
 mod buffer;
 mod convert;
 mod errors;
@@ -41,5 +42,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(convert::scan, m)?)?;
     m.add_function(wrap_pyfunction!(keys::generate_key, m)?)?;
     m.add_function(wrap_pyfunction!(keys::key_id, m)?)?;
+    m.add_function(wrap_pyfunction!(audit::audit_append, m)?)?;
     Ok(())
 }

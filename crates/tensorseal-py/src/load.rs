@@ -21,8 +21,20 @@ fn policy(
     expect: BTreeMap<String, String>,
     min_step: Option<u64>,
     authenticate: bool,
+    policy_file: Option<&std::path::Path>,
 ) -> PyResult<TrustPolicy> {
-    let mut policy = if authenticate {
+    let mut policy = if let Some(file) = policy_file {
+        TrustPolicy::read_policy_file(file).map_err(|e| {
+            errors::invalid(
+                py,
+                format!(
+                    "{}: invalid trust policy: {}",
+                    file.display(),
+                    tensorseal::error_chain(&e)
+                ),
+            )
+        })?
+    } else if authenticate {
         if threshold == 0 {
             return Err(errors::invalid(py, "threshold must be at least 1".into()));
         }
@@ -107,7 +119,7 @@ impl PyLoader {
 /// (before the manifest is parsed), manifest, metadata expectations. `mapped` maps the file
 /// private and copy-on-write (`MappedLoader`) instead of reading it with `pread` (`Loader`).
 #[pyfunction]
-#[pyo3(signature = (path, trust, threshold, expect, min_step, authenticate, mapped=false))]
+#[pyo3(signature = (path, trust, threshold, expect, min_step, authenticate, mapped=false, policy_file=None))]
 #[allow(clippy::too_many_arguments)] // the policy's parts, as the Python API spells them
 pub(crate) fn open(
     py: Python<'_>,
@@ -118,8 +130,17 @@ pub(crate) fn open(
     min_step: Option<u64>,
     authenticate: bool,
     mapped: bool,
+    policy_file: Option<PathBuf>,
 ) -> PyResult<PyLoader> {
-    let policy = policy(py, &trust, threshold, expect, min_step, authenticate)?;
+    let policy = policy(
+        py,
+        &trust,
+        threshold,
+        expect,
+        min_step,
+        authenticate,
+        policy_file.as_deref(),
+    )?;
     let limits = Limits::default();
     let opened = py.detach(|| {
         if mapped {
@@ -282,7 +303,8 @@ impl PyLoader {
 
 /// Verifies a whole file, as `tensorseal verify` does, and returns the report as a dict.
 #[pyfunction]
-#[pyo3(signature = (path, trust, threshold, expect, min_step, authenticate))]
+#[pyo3(signature = (path, trust, threshold, expect, min_step, authenticate, policy_file=None))]
+#[allow(clippy::too_many_arguments)] // the policy's parts, as the Python API spells them
 pub(crate) fn verify<'py>(
     py: Python<'py>,
     path: PathBuf,
@@ -291,8 +313,17 @@ pub(crate) fn verify<'py>(
     expect: BTreeMap<String, String>,
     min_step: Option<u64>,
     authenticate: bool,
+    policy_file: Option<PathBuf>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let policy = policy(py, &trust, threshold, expect, min_step, authenticate)?;
+    let policy = policy(
+        py,
+        &trust,
+        threshold,
+        expect,
+        min_step,
+        authenticate,
+        policy_file.as_deref(),
+    )?;
     let verified = py.detach(|| Checkpoint::open_verified(&path, &policy, &Limits::default()));
     let report = match verified {
         Ok((_, report)) => report,
@@ -301,10 +332,15 @@ pub(crate) fn verify<'py>(
     let d = PyDict::new(py);
     d.set_item("manifest_sha256", hex::encode(report.manifest_sha256))?;
     d.set_item("file_length", report.file_length)?;
-    let signers: Vec<(String, bool)> = report
+    // (key id, trusted, policy name, refusal kind)
+    type Signer = (String, bool, Option<String>, Option<&'static str>);
+    let signers: Vec<Signer> = report
         .signers
         .iter()
-        .map(|s| (s.key_id.clone(), s.trusted))
+        .map(|s| {
+            let refused = s.refused.as_ref().map(|r| r.kind());
+            (s.key_id.clone(), s.trusted, s.name.clone(), refused)
+        })
         .collect();
     d.set_item("signers", signers)?;
     d.set_item("authenticated", report.authenticated)?;

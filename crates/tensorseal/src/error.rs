@@ -1,6 +1,7 @@
 //! Errors of each layer. Reading, verifying, writing and key handling have separate types so that
 //! "this file is corrupt" is never confused with "this file was tampered with".
 
+use crate::policy::KeyRefusal;
 use std::io;
 
 /// A file that is not a well-formed tensorseal file, or could not be read.
@@ -168,6 +169,62 @@ pub enum VerifyError {
     /// The signed `step` is missing or not a number, and a minimum step was required.
     #[error("a minimum step was required but the file has no valid step metadata")]
     StepMissing,
+    /// A trust policy rule refused a signer's key, leaving too few trusted signatures.
+    #[error(
+        "key {key_id}{} is {reason}; {trusted} signature(s) from trusted keys, {threshold} required",
+        name.as_ref().map(|n| format!(" ({n})")).unwrap_or_default()
+    )]
+    KeyRefused {
+        /// Key id (first 16 hex digits) of the first refused signer.
+        key_id: String,
+        /// Its name in the policy, if any.
+        name: Option<String>,
+        /// Why it was refused; [`KeyRefusal::kind`] is the stable JSON kind.
+        reason: KeyRefusal,
+        /// How many signatures still counted.
+        trusted: usize,
+        /// How many are required.
+        threshold: usize,
+    },
+}
+
+/// A trust policy file could not be read or is invalid (spec/POLICY.md).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicyError {
+    /// The file could not be read.
+    #[error("cannot read the policy file")]
+    Io(#[from] io::Error),
+    /// Not TOML of the policy's shape (unknown field, wrong type, ...); the text names line and
+    /// column.
+    #[error("{0}")]
+    Syntax(String),
+    /// A `[[key]]` table is invalid.
+    #[error("[[key]] {index} ({name:?}): {what}")]
+    Key {
+        /// Position among the `[[key]]` tables, from 0.
+        index: usize,
+        /// Its `name`.
+        name: String,
+        /// What is wrong.
+        what: String,
+    },
+    /// A `[[key]]` table's public key cannot be read.
+    #[error("[[key]] {index} ({name:?}): {path}")]
+    KeyFile {
+        /// Position among the `[[key]]` tables, from 0.
+        index: usize,
+        /// Its `name`.
+        name: String,
+        /// The key path (or `public_key_pem`).
+        path: String,
+        /// Why.
+        #[source]
+        source: KeyError,
+    },
+    /// A top-level value is invalid.
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// A file could not be written.

@@ -4,7 +4,7 @@
 //! exception class and its `kind` attribute. Both ask the error itself ([`Classify`]), so a new
 //! error variant gets one treatment, decided here or next to its definition, never two.
 
-use crate::error::{KeyError, ReadError, VerifyError, WriteError};
+use crate::error::{KeyError, PolicyError, ReadError, VerifyError, WriteError};
 use std::error::Error;
 
 /// What kind of failure an error is, for the caller deciding what to do about it.
@@ -67,6 +67,7 @@ impl Classify for VerifyError {
             VerifyError::MetadataMismatch { .. } => "metadata_mismatch",
             VerifyError::StepTooOld { .. } => "step_too_old",
             VerifyError::StepMissing => "step_missing",
+            VerifyError::KeyRefused { reason, .. } => reason.kind(),
         }
     }
 }
@@ -108,6 +109,16 @@ impl Classify for ReadError {
             ReadError::Io(_) => "io",
             _ => "malformed",
         }
+    }
+}
+
+impl Classify for PolicyError {
+    fn class(&self) -> FailureClass {
+        FailureClass::Invalid
+    }
+
+    fn kind(&self) -> &'static str {
+        "invalid_policy"
     }
 }
 

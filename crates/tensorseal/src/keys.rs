@@ -76,6 +76,14 @@ impl SecretKey {
         self.0.sign(message).to_bytes()
     }
 
+    /// Signs `message` for another protocol than checkpoint signatures (audit-log checkpoints,
+    /// DSSE attestations). The caller's message must start with a prefix of its own protocol,
+    /// so that no such signature is ever also a valid checkpoint signature (those sign
+    /// [`SIGNATURE_DOMAIN`](crate::SIGNATURE_DOMAIN)-prefixed messages).
+    pub fn sign_message(&self, message: &[u8]) -> [u8; 64] {
+        self.sign(message)
+    }
+
     /// Writes `PREFIX.key` (mode 0600) and `PREFIX.pub`, refusing to overwrite either.
     ///
     /// Each file is written to a temporary name and renamed, so an interrupted run never leaves
@@ -258,6 +266,12 @@ impl PublicKey {
     /// The first 16 hex digits of the key id, for display.
     pub fn short_id(&self) -> String {
         self.key_id()[..16].to_string()
+    }
+
+    /// Checks a [`SecretKey::sign_message`] signature strictly (no malleable or small-order
+    /// encodings).
+    pub fn verify_message(&self, message: &[u8], signature: &[u8; 64]) -> bool {
+        self.verify_strict(message, signature)
     }
 
     /// Checks a signature strictly (no malleable or small-order encodings).

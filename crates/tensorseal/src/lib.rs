@@ -14,6 +14,7 @@ mod loader;
 mod manifest;
 mod mapped;
 mod mmap;
+mod policy;
 mod python_eq;
 mod reader;
 mod tree;
@@ -22,7 +23,7 @@ mod writer;
 
 pub use codec::{chunk_digests, group, sha256, ungroup};
 pub use dtype::{DType, TORCH_DTYPE_EXTRA_NAMES, is_torch_dtype_name};
-pub use error::{KeyError, ReadError, VerifyError, WriteError};
+pub use error::{KeyError, PolicyError, ReadError, VerifyError, WriteError};
 pub use failure::{Classify, FailureClass, error_chain};
 pub use keys::{PARSED_KEYS_MAX, PublicKey, SecretKey};
 pub use layout::{
@@ -36,6 +37,9 @@ pub use manifest::{
 };
 pub use mapped::{BlobMemory, MappedLoader};
 pub use mmap::{FileBytes, MapMode, PrivateMap};
+pub use policy::{
+    KeyRefusal, KeyRule, MAX_POLICY_FILE, MAX_POLICY_KEYS, MAX_RUN_ID_PATTERNS, format_utc,
+};
 pub use reader::Checkpoint;
 pub use tree::{
     BlobId, Global, Int, Node, Object, PathSegment, Tensor, TensorKind, Typed, dotted_path,

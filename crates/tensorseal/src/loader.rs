@@ -92,7 +92,7 @@ impl Loader {
             .into());
         }
         // Authenticate before parsing: an untrusted manifest never reaches the decoder.
-        let signers = verify::check_signatures(
+        let mut signers = verify::check_signatures(
             &signatures,
             footer.content_length(),
             &footer.manifest_sha256,
@@ -110,7 +110,7 @@ impl Loader {
             }
             .into());
         }
-        verify::check_metadata(&manifest, policy)?;
+        verify::check_metadata(&manifest, policy, &mut signers)?;
         Ok(Loader {
             file,
             footer,

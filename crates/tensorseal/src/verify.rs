@@ -8,10 +8,11 @@ use crate::layout::{self, SignatureEntry};
 use crate::limits::{CHUNK, Limits};
 use crate::manifest::{self, Digest, Manifest};
 use crate::mmap::{self, FileBytes, MapMode};
+use crate::policy::{self, KeyRefusal, KeyRule};
 use crate::reader::{self, Checkpoint, Envelope};
 use crate::tree::BlobId;
 use rayon::prelude::*;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// Whom to trust and what to require of a file.
@@ -29,6 +30,12 @@ pub struct TrustPolicy {
     authenticate: bool,
     expected: BTreeMap<String, String>,
     min_step: Option<u64>,
+    /// Per-key rules by key id (see [`KeyRule`]); keys without one are trusted unconditionally.
+    pub(crate) rules: BTreeMap<String, KeyRule>,
+    /// Revoked key ids: their signatures never count.
+    pub(crate) revoked: BTreeSet<String>,
+    /// The verification time in Unix seconds; `None` reads the clock.
+    now: Option<u64>,
 }
 
 impl TrustPolicy {
@@ -40,6 +47,9 @@ impl TrustPolicy {
             authenticate: true,
             expected: BTreeMap::new(),
             min_step: None,
+            rules: BTreeMap::new(),
+            revoked: BTreeSet::new(),
+            now: None,
         }
     }
 
@@ -52,6 +62,9 @@ impl TrustPolicy {
             authenticate: false,
             expected: BTreeMap::new(),
             min_step: None,
+            rules: BTreeMap::new(),
+            revoked: BTreeSet::new(),
+            now: None,
         }
     }
 
@@ -73,6 +86,34 @@ impl TrustPolicy {
         self
     }
 
+    /// Attaches `rule` (name, validity window, allowed `run_id`s) to a trusted key.
+    pub fn with_rule(mut self, key: &PublicKey, rule: KeyRule) -> TrustPolicy {
+        self.rules.insert(key.key_id(), rule);
+        self
+    }
+
+    /// Refuses signatures by the key with this id (64 hex digits), trusted or not.
+    pub fn revoke(mut self, key_id: impl Into<String>) -> TrustPolicy {
+        self.revoked.insert(key_id.into());
+        self
+    }
+
+    /// Evaluates validity windows at `unix_seconds` instead of the current time.
+    pub fn at(mut self, unix_seconds: u64) -> TrustPolicy {
+        self.now = Some(unix_seconds);
+        self
+    }
+
+    /// The trusted keys.
+    pub fn keys(&self) -> &[PublicKey] {
+        &self.keys
+    }
+
+    /// The display name a policy gives `key`, if any.
+    pub fn key_name(&self, key: &PublicKey) -> Option<&str> {
+        self.rules.get(&key.key_id()).and_then(KeyRule::name)
+    }
+
     /// Whether this policy checks who signed.
     pub fn authenticates(&self) -> bool {
         self.authenticate
@@ -84,8 +125,12 @@ impl TrustPolicy {
 pub struct SignerStatus {
     /// Key id (spec §6).
     pub key_id: String,
-    /// Whether the key is in the trust set.
+    /// Whether the signature counts: the key is in the trust set and no policy rule refused it.
     pub trusted: bool,
+    /// The key's name in the policy file, if it has one.
+    pub name: Option<String>,
+    /// Why a listed (or revoked) key's signature did not count, if a rule refused it.
+    pub refused: Option<KeyRefusal>,
 }
 
 /// What a successful verification established.
@@ -115,6 +160,7 @@ pub(crate) fn check_signatures(
     policy: &TrustPolicy,
 ) -> Result<Vec<SignerStatus>, VerifyError> {
     let message = layout::signed_message(content_length, manifest_sha256);
+    let now = policy.now.unwrap_or_else(policy::now_unix);
     let mut signers = Vec::with_capacity(signatures.len());
     for (index, s) in signatures.iter().enumerate() {
         if !s.key.verify_strict(&message, &s.signature) {
@@ -123,14 +169,26 @@ pub(crate) fn check_signatures(
                 key_id: s.key.short_id(),
             });
         }
+        let key_id = s.key.key_id();
+        let listed = policy.keys.contains(&s.key);
+        let refused = if policy.authenticate && (listed || policy.revoked.contains(&key_id)) {
+            policy::key_refusal(policy, &key_id, now)
+        } else {
+            None
+        };
         signers.push(SignerStatus {
-            key_id: s.key.key_id(),
-            trusted: policy.keys.contains(&s.key),
+            name: policy.rules.get(&key_id).and_then(|r| r.name.clone()),
+            trusted: listed && refused.is_none(),
+            key_id,
+            refused,
         });
     }
     if policy.authenticate {
         let trusted = signers.iter().filter(|s| s.trusted).count();
         if trusted < policy.threshold.max(1) {
+            if let Some(e) = refusal_error(&signers, trusted, policy.threshold.max(1)) {
+                return Err(e);
+            }
             return Err(VerifyError::Untrusted {
                 signers: signers.iter().map(|s| s.key_id[..16].to_string()).collect(),
                 trusted,
@@ -141,7 +199,48 @@ pub(crate) fn check_signatures(
     Ok(signers)
 }
 
-pub(crate) fn check_metadata(manifest: &Manifest, policy: &TrustPolicy) -> Result<(), VerifyError> {
+/// The error naming the first refused signer, when refusals left too few trusted signatures.
+fn refusal_error(
+    signers: &[SignerStatus],
+    trusted: usize,
+    threshold: usize,
+) -> Option<VerifyError> {
+    let s = signers.iter().find(|s| s.refused.is_some())?;
+    Some(VerifyError::KeyRefused {
+        key_id: s.key_id[..16].to_string(),
+        name: s.name.clone(),
+        reason: s.refused.clone().expect("found by refused.is_some()"),
+        trusted,
+        threshold,
+    })
+}
+
+/// Checks metadata expectations and the per-key `run_id` rules against the authenticated
+/// manifest, marking signers whose key may not sign this run as untrusted.
+pub(crate) fn check_metadata(
+    manifest: &Manifest,
+    policy: &TrustPolicy,
+    signers: &mut [SignerStatus],
+) -> Result<(), VerifyError> {
+    if policy.authenticate {
+        let run_id = manifest.metadata.get("run_id");
+        let mut changed = false;
+        for s in signers.iter_mut().filter(|s| s.trusted) {
+            if let Some(r) = policy::run_id_refusal(policy, &s.key_id, run_id) {
+                s.trusted = false;
+                s.refused = Some(r);
+                changed = true;
+            }
+        }
+        let trusted = signers.iter().filter(|s| s.trusted).count();
+        let threshold = policy.threshold.max(1);
+        if changed
+            && trusted < threshold
+            && let Some(e) = refusal_error(signers, trusted, threshold)
+        {
+            return Err(e);
+        }
+    }
     for (key, expected) in &policy.expected {
         let found = manifest.metadata.get(key);
         if found != Some(expected) {
@@ -255,13 +354,13 @@ impl Checkpoint {
     /// Verifies an opened file under `policy`: signatures, metadata expectations, every digest.
     pub fn verify(&self, policy: &TrustPolicy) -> Result<VerifyReport, VerifyError> {
         let footer = self.footer();
-        let signers = check_signatures(
+        let mut signers = check_signatures(
             self.signatures(),
             footer.content_length(),
             &footer.manifest_sha256,
             policy,
         )?;
-        check_metadata(self.manifest(), policy)?;
+        check_metadata(self.manifest(), policy, &mut signers)?;
         let (chunks, bytes_hashed) = check_all_blobs(self)?;
         Ok(VerifyReport {
             manifest_sha256: footer.manifest_sha256,
@@ -294,14 +393,14 @@ impl Checkpoint {
     ) -> Result<(Checkpoint, VerifyReport), VerifyError> {
         let env = Envelope::open(path, limits, mode)?;
         let footer = env.footer;
-        let signers = check_signatures(
+        let mut signers = check_signatures(
             &env.signatures,
             footer.content_length(),
             &footer.manifest_sha256,
             policy,
         )?;
         let ckpt = env.into_checkpoint(limits)?;
-        check_metadata(ckpt.manifest(), policy)?;
+        check_metadata(ckpt.manifest(), policy, &mut signers)?;
         let (chunks, bytes_hashed) = check_all_blobs(&ckpt)?;
         let report = VerifyReport {
             manifest_sha256: footer.manifest_sha256,

@@ -7,6 +7,7 @@ import os
 import re
 
 from . import _native
+from ._audit import audited
 from ._encode import Encoder
 from ._devices import Placement
 from ._errors import InvalidInputError, VerificationError
@@ -101,9 +102,15 @@ def _unconverted_hint(path):
             f"or `tensorseal convert`, then load the result")
 
 
-def _policy(path, trust, verify, threshold, expect, min_step):
+def _policy(path, trust, verify, threshold, expect, min_step, policy=None):
     """Arguments for the native open/verify: (keys, threshold, expect, min_step, authenticate)."""
-    if verify:
+    if policy is not None:
+        # The policy file (spec/POLICY.md) names the keys and the threshold itself.
+        if trust or not verify or threshold != 1:
+            raise InvalidInputError(
+                "policy= replaces trust= and threshold= and needs verify=True; drop the others")
+        keys = []
+    elif verify:
         keys = _keys(trust, "trust")
         if not keys:
             raise VerificationError(
@@ -125,11 +132,12 @@ def _policy(path, trust, verify, threshold, expect, min_step):
     return keys, threshold, expect, min_step, bool(verify)
 
 
-def _open_native(path, trust, verify, threshold, expect, min_step, mode):
+def _open_native(path, trust, verify, threshold, expect, min_step, mode, policy=None):
     path = _path(path)
     try:
-        policy = _policy(path, trust, verify, threshold, expect, min_step)
-        return _native.open(path, *policy, mode == "mmap")
+        args = _policy(path, trust, verify, threshold, expect, min_step, policy)
+        return _native.open(path, *args, mode == "mmap",
+                            policy_file=None if policy is None else _path(policy, "policy"))
     except VerificationError as e:
         # Also without keys: the first call people try is tensorseal.load("model.pt").
         hint = _unconverted_hint(path) if e.kind in ("malformed", "no_trust") else None
@@ -140,14 +148,18 @@ def _open_native(path, trust, verify, threshold, expect, min_step, mode):
 
 
 # -- load --------------------------------------------------------------------------------------
+@audited("load")
 def load(path, trust=None, *, framework="torch", verify=True, threshold=1, expect=None,
-         min_step=None, mode=None, map_location=None, mmap=None, weights_only=None):
+         min_step=None, mode=None, map_location=None, mmap=None, weights_only=None,
+         policy=None):
     """Loads a checkpoint, verified first, and returns the object that was saved.
 
     ``trust`` is the public keys you trust (paths of PEM/DER key files, or key bytes); at
     least ``threshold`` of them must have signed the file. ``expect`` (``{"run_id": "..."}``)
     and ``min_step`` require signed metadata values, refusing a validly signed but wrong or
-    older checkpoint (rollback).
+    older checkpoint (rollback). ``policy`` (a path) is a trust policy file (spec/POLICY.md:
+    named keys, validity windows, revoked key ids, per-key run_id patterns, threshold,
+    minimum step) used instead of ``trust`` and ``threshold``, with the CLI's semantics.
 
     The signatures are checked before the manifest is parsed; then every tensor's bytes are
     checked against the signed digests, and only then is anything built. Nothing is returned
@@ -206,7 +218,8 @@ def load(path, trust=None, *, framework="torch", verify=True, threshold=1, expec
     del weights_only  # nothing executes either way (docstring)
     framework = _framework(framework)
     placement = Placement(map_location, framework)
-    native = _open_native(path, trust, verify, threshold, expect, min_step, _mode(mode, mmap))
+    native = _open_native(path, trust, verify, threshold, expect, min_step, _mode(mode, mmap),
+                          policy)
     try:
         return materialize(native, native.tree(), framework, placement)
     finally:
@@ -339,8 +352,9 @@ class Checkpoint:
         return f"<tensorseal.Checkpoint {self.path!r} ({state}, {self.mode})>"
 
 
+@audited("open")
 def open(path, trust=None, *, framework="torch", verify=True, threshold=1, expect=None,  # noqa: A001
-         min_step=None, mode=None, map_location=None, mmap=None) -> Checkpoint:
+         min_step=None, mode=None, map_location=None, mmap=None, policy=None) -> Checkpoint:
     """Opens a file for partial loading, with the same checks and arguments as :func:`load`
     up to the tensor data: the signatures (before the manifest is parsed), the manifest and
     the metadata expectations. No tensor byte is read; :meth:`Checkpoint.get` verifies one
@@ -353,7 +367,8 @@ def open(path, trust=None, *, framework="torch", verify=True, threshold=1, expec
     """
     framework = _framework(framework)
     placement = Placement(map_location, framework)
-    native = _open_native(path, trust, verify, threshold, expect, min_step, _mode(mode, mmap))
+    native = _open_native(path, trust, verify, threshold, expect, min_step, _mode(mode, mmap),
+                          policy)
     return Checkpoint(native, _path(path), framework, placement)
 
 
@@ -406,6 +421,8 @@ class Signer:
 
     key_id: str
     trusted: bool
+    name: str = None  # the key's name in the trust policy file, if any
+    refused: str = None  # why a policy rule did not count it (e.g. "key_expired"), if it did not
 
 
 @dataclasses.dataclass(frozen=True)
@@ -421,18 +438,20 @@ class VerifyReport:
     bytes: int  # bytes hashed (stored plus decoded)
 
 
+@audited("verify")
 def verify(path, trust=None, *, threshold=1, expect=None, min_step=None,
-           digests_only=False) -> VerifyReport:
+           digests_only=False, policy=None) -> VerifyReport:
     """Verifies a whole file as ``tensorseal verify`` does: signatures by at least
     ``threshold`` trusted keys, metadata expectations, every digest. Raises
     :class:`VerificationError` (without ``trust`` too, unless ``digests_only``, which checks
-    integrity only and reports ``authenticated=False``)."""
+    integrity only and reports ``authenticated=False``). ``policy`` is a trust policy file,
+    as for :func:`load`."""
     path = _path(path)
-    args = _policy(path, trust, not digests_only, threshold, expect, min_step)
-    r = _native.verify(path, *args)
+    args = _policy(path, trust, not digests_only, threshold, expect, min_step, policy)
+    r = _native.verify(path, *args, policy_file=None if policy is None else _path(policy, "policy"))
     return VerifyReport(
         manifest_sha256=r["manifest_sha256"], file_length=r["file_length"],
-        signers=[Signer(k, t) for k, t in r["signers"]], authenticated=r["authenticated"],
+        signers=[Signer(*s) for s in r["signers"]], authenticated=r["authenticated"],
         blobs=r["blobs"], chunks=r["chunks"], bytes=r["bytes_hashed"])
 
 

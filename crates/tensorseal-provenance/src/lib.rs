@@ -1,0 +1,16 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+mod attest;
+mod audit;
+mod error;
+
+pub use attest::{
+    Attestation, AttestationInput, PAYLOAD_TYPE, PREDICATE_TYPE, STATEMENT_TYPE, attest,
+    check_attestation, pae,
+};
+pub use audit::{
+    AuditLog, CHECKPOINT_DOMAIN, GENESIS, LogReport, MAX_LINE, file_facts, host_and_user,
+    verify_log,
+};
+pub use error::{AttestError, AuditError};
