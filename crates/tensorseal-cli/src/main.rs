@@ -8,6 +8,7 @@ mod convert;
 mod failure;
 mod inspect;
 mod keys;
+mod remote;
 mod render;
 mod verify;
 

@@ -16,6 +16,7 @@ mod mapped;
 mod mmap;
 mod python_eq;
 mod reader;
+mod source;
 mod tree;
 mod verify;
 mod writer;
@@ -37,6 +38,7 @@ pub use manifest::{
 pub use mapped::{BlobMemory, MappedLoader};
 pub use mmap::{FileBytes, MapMode, PrivateMap};
 pub use reader::Checkpoint;
+pub use source::{ReadAt, SourceChanged};
 pub use tree::{
     BlobId, Global, Int, Node, Object, PathSegment, Tensor, TensorKind, Typed, dotted_path,
 };
