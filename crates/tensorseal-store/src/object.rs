@@ -21,6 +21,10 @@ pub struct StoreOptions {
     pub max_retries: usize,
     /// Total time one request may spend being retried.
     pub retry_budget: Duration,
+    /// Settings applied over the environment, named as the environment names them
+    /// (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, ...): for callers that pass configuration
+    /// explicitly instead of through the process environment.
+    pub config: Vec<(String, String)>,
 }
 
 impl Default for StoreOptions {
@@ -30,6 +34,7 @@ impl Default for StoreOptions {
             request_timeout: Duration::from_secs(120),
             max_retries: 5,
             retry_budget: Duration::from_secs(180),
+            config: Vec::new(),
         }
     }
 }
@@ -90,8 +95,28 @@ impl ObjectReader {
         options: &StoreOptions,
     ) -> Result<ObjectReader, StoreError> {
         let url = format!("s3://{bucket}/{key}");
-        let endpoint = std::env::var("AWS_ENDPOINT_URL").ok();
-        let mut builder = AmazonS3Builder::from_env()
+        let setting = |name: &str| {
+            options
+                .config
+                .iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .or_else(|| std::env::var(name).ok())
+        };
+        let mut builder = AmazonS3Builder::from_env();
+        for (name, value) in &options.config {
+            let key = name
+                .to_ascii_lowercase()
+                .parse()
+                .map_err(|source| StoreError::Config {
+                    url: url.clone(),
+                    source,
+                })?;
+            builder = builder.with_config(key, value);
+        }
+        let endpoint = setting("AWS_ENDPOINT_URL");
+        builder = builder
             .with_bucket_name(bucket)
             .with_retry(RetryConfig {
                 backoff: BackoffConfig::default(),
@@ -104,14 +129,12 @@ impl ObjectReader {
                     .with_timeout(options.request_timeout)
                     .with_allow_http(endpoint.as_deref().is_some_and(is_loopback)),
             );
-        // S3-compatible stores on a custom endpoint expect path-style requests; the variable
-        // still wins when set.
-        if std::env::var_os("AWS_VIRTUAL_HOSTED_STYLE_REQUEST").is_none() {
+        // S3-compatible stores on a custom endpoint expect path-style requests; the setting
+        // still wins when given.
+        if setting("AWS_VIRTUAL_HOSTED_STYLE_REQUEST").is_none() {
             builder = builder.with_virtual_hosted_style_request(false);
         }
-        if std::env::var_os("AWS_REGION").is_none()
-            && std::env::var_os("AWS_DEFAULT_REGION").is_none()
-        {
+        if setting("AWS_REGION").is_none() && setting("AWS_DEFAULT_REGION").is_none() {
             builder = builder.with_region("us-east-1");
         }
         let store = builder.build().map_err(|source| StoreError::Config {
