@@ -423,3 +423,118 @@ fn read_exact_at(file: &impl ReadAt, buf: &mut [u8], offset: u64) -> Result<(), 
         }
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::failure::{Classify, FailureClass};
+    use crate::keys::PublicKey;
+    use crate::source::SourceChanged;
+    use std::path::PathBuf;
+    use std::sync::Mutex;
+
+    /// An in-memory source that records every read, and can start failing as a changed remote
+    /// object does.
+    struct Recording {
+        bytes: Vec<u8>,
+        reads: Mutex<Vec<(u64, u64)>>,
+        changed_after: Option<usize>,
+    }
+
+    impl ReadAt for Recording {
+        fn length(&self) -> std::io::Result<u64> {
+            Ok(self.bytes.len() as u64)
+        }
+
+        fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+            let mut reads = self.reads.lock().unwrap();
+            if self.changed_after.is_some_and(|n| reads.len() >= n) {
+                return Err(std::io::Error::other(SourceChanged::new(
+                    "s3://b/k changed",
+                )));
+            }
+            reads.push((offset, buf.len() as u64));
+            let start = offset as usize;
+            let src = self
+                .bytes
+                .get(start..start + buf.len())
+                .ok_or(std::io::ErrorKind::UnexpectedEof)?;
+            buf.copy_from_slice(src);
+            Ok(())
+        }
+    }
+
+    fn vector(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../spec/vectors")
+            .join(name)
+    }
+
+    fn recording(name: &str, changed_after: Option<usize>) -> Recording {
+        Recording {
+            bytes: std::fs::read(vector(name)).unwrap(),
+            reads: Mutex::new(Vec::new()),
+            changed_after,
+        }
+    }
+
+    fn policy() -> TrustPolicy {
+        TrustPolicy::trusting(vec![PublicKey::read(&vector("test-key.pub")).unwrap()])
+    }
+
+    #[test]
+    fn opening_reads_four_ranges_and_no_blob_byte() {
+        for name in ["simple.tseal", "zstd.tseal", "all-kinds.tseal"] {
+            let loader =
+                Loader::from_source(recording(name, None), &policy(), &Limits::default()).unwrap();
+            let reads = loader.source().reads.lock().unwrap().clone();
+            // Header, footer, signature block, manifest.
+            assert_eq!(reads.len(), 4, "{name}: {reads:?}");
+            for &(offset, len) in &reads {
+                for b in &loader.manifest().blobs {
+                    assert!(offset + len <= b.offset || offset >= b.end(), "{name}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn verify_all_over_a_source_reports_what_the_file_verification_reports() {
+        for name in ["simple.tseal", "zstd.tseal", "all-kinds.tseal"] {
+            let loader =
+                Loader::from_source(recording(name, None), &policy(), &Limits::default()).unwrap();
+            let (_, expected) =
+                crate::Checkpoint::open_verified(&vector(name), &policy(), &Limits::default())
+                    .unwrap();
+            assert_eq!(loader.verify_all().unwrap(), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn verify_all_finds_a_flipped_tensor_byte() {
+        let mut source = recording("zstd.tseal", None);
+        let offset = {
+            let loader =
+                Loader::from_source(recording("zstd.tseal", None), &policy(), &Limits::default())
+                    .unwrap();
+            loader.manifest().blobs.last().unwrap().offset as usize
+        };
+        source.bytes[offset + 1] ^= 1;
+        let loader = Loader::from_source(source, &policy(), &Limits::default()).unwrap();
+        let e = loader.verify_all().unwrap_err();
+        assert!(matches!(e, VerifyError::DigestMismatch { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_source_changed_mid_read_is_a_verification_failure() {
+        let loader = Loader::from_source(
+            recording("simple.tseal", Some(4)),
+            &policy(),
+            &Limits::default(),
+        )
+        .unwrap();
+        let e = loader.verify_all().unwrap_err();
+        assert_eq!(e.class(), FailureClass::Verification, "{e}");
+        assert!(e.to_string().contains("s3://b/k changed"), "{e}");
+    }
+}
