@@ -21,6 +21,17 @@ pub enum StoreError {
         #[source]
         source: object_store::Error,
     },
+    /// A plain-HTTP endpoint that is not on this machine: credentials and data would cross the
+    /// network in the clear.
+    #[error(
+        "{url}: AWS_ENDPOINT_URL {endpoint} is plain http:// to another machine; use https:// (plain http:// is allowed only to a loopback address)"
+    )]
+    InsecureEndpoint {
+        /// The object's URL.
+        url: String,
+        /// The endpoint configured.
+        endpoint: String,
+    },
     /// No object under this key (HTTP 404).
     #[error("{url}: no such object")]
     NotFound {

@@ -116,6 +116,16 @@ impl ObjectReader {
             builder = builder.with_config(key, value);
         }
         let endpoint = setting("AWS_ENDPOINT_URL");
+        if let Some(e) = endpoint.as_deref().filter(|e| {
+            e.get(..7)
+                .is_some_and(|p| p.eq_ignore_ascii_case("http://"))
+                && !is_loopback(e)
+        }) {
+            return Err(StoreError::InsecureEndpoint {
+                url,
+                endpoint: e.to_string(),
+            });
+        }
         builder = builder
             .with_bucket_name(bucket)
             .with_retry(RetryConfig {

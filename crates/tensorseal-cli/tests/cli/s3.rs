@@ -276,3 +276,36 @@ fn s3_reads_are_pinned_to_the_object_first_seen() {
     let fresh = ObjectReader::open(VERSIONED, "pinned.tseal", &options).unwrap();
     assert_eq!(fresh.read_range(96, 8).unwrap(), &changed[96..104]);
 }
+
+/// Refused before any request, so no server is needed.
+#[test]
+fn s3_urls_that_are_refused_before_any_request() {
+    let run = |args: &[&str], endpoint: &str| {
+        Command::new(env!("CARGO_BIN_EXE_tensorseal"))
+            .args(args)
+            .env_clear()
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .output()
+            .expect("run tensorseal")
+    };
+    let o = run(&["inspect", "s3://b/m.tseal"], "http://192.0.2.1:9000");
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("s3://b/m.tseal: AWS_ENDPOINT_URL http://192.0.2.1:9000 is plain http:// to another machine"),
+        "{}",
+        stderr(&o)
+    );
+    for (url, what) in [
+        ("gs://b/m.tseal", "unsupported URL scheme"),
+        ("s3://b/dir/", "must name one object, not a prefix"),
+        ("s3://b", "needs a key after the bucket"),
+    ] {
+        let o = run(&["verify", url, "--digests-only"], "http://127.0.0.1:9");
+        assert_eq!(code(&o), 1, "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains(&format!("{url}: ")) && stderr(&o).contains(what),
+            "{}",
+            stderr(&o)
+        );
+    }
+}
