@@ -85,7 +85,7 @@ bad = []
 for path in sys.argv[1:]:
     for line in open(path):
         line = line.split("#", 1)[0].strip()
-        m = re.match(r"([A-Za-z0-9._-]+)\s*==\s*(\S+)", line)
+        m = re.match(r"([A-Za-z0-9._-]+)(?:\[[^\]]*\])?\s*==\s*(\S+)", line)
         if not m:
             continue
         try:

@@ -4,10 +4,14 @@ use crate::failure::Failure;
 use crate::render;
 use clap::Args;
 use serde_json::{Map, Value, json};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use tensorseal::json::{path_to_json, tensor_storage_json, tree_to_json};
-use tensorseal::{Checkpoint, Limits, Tensor, dotted_path, sha256};
+use tensorseal::{
+    Checkpoint, Classify, Digest, Limits, Manifest, SignatureEntry, Tensor, dotted_path,
+    error_chain, sha256,
+};
 
 /// Show what a tensorseal file holds.
 #[derive(Debug, Args)]
@@ -21,7 +25,8 @@ inspect validates the file's structure but does not check signatures or blob dig
 use `tensorseal verify` for that. --hash reads every tensor and prints the SHA-256
 of its C-contiguous little-endian bytes (comparable with hashlib on a numpy array).")]
 pub(crate) struct InspectArgs {
-    /// The file to inspect.
+    /// The file to inspect, or an `s3://BUCKET/KEY` URL (footer and manifest read by range GETs).
+    #[arg(value_name = "FILE|URL")]
     file: PathBuf,
     /// Print JSON (spec §10 rendering of the tree) instead of text.
     #[arg(long)]
@@ -31,18 +36,57 @@ pub(crate) struct InspectArgs {
     hash: bool,
 }
 
+/// What `inspect` shows of a checkpoint, whether opened from a file or read from an object.
+struct Summary<'a> {
+    manifest: &'a Manifest,
+    signatures: &'a [SignatureEntry],
+    file_length: u64,
+    manifest_sha256: Digest,
+}
+
 pub(crate) fn run(args: InspectArgs) -> Result<(), Failure> {
+    if let Some(url) = crate::remote::url_of(&args.file) {
+        let loader = crate::remote::inspect(url)?;
+        let summary = Summary {
+            manifest: loader.manifest(),
+            signatures: loader.signatures(),
+            file_length: loader.source().length(),
+            manifest_sha256: loader.footer().manifest_sha256,
+        };
+        // --hash over an object reads (and verifies) only the blobs' ranges.
+        return show(&args, &summary, |t| match t.blob {
+            Some(b) => loader.read_blob(b).map(Cow::Owned).map_err(|e| {
+                Failure::new(e.class().exit_code(), format!("{url}: {}", error_chain(&e)))
+            }),
+            None => Ok(Cow::Borrowed(&[])),
+        });
+    }
     let ckpt = Checkpoint::open(&args.file, &Limits::default())
         .map_err(|e| Failure::of(&args.file, &e))?;
-    let manifest = ckpt.manifest();
-    let tensors = ckpt.root().tensors();
+    let summary = Summary {
+        manifest: ckpt.manifest(),
+        signatures: ckpt.signatures(),
+        file_length: ckpt.file_length(),
+        manifest_sha256: ckpt.manifest_sha256(),
+    };
+    show(&args, &summary, |t| {
+        ckpt.tensor_bytes(t)
+            .map_err(|e| Failure::of(&args.file, &e))
+    })
+}
+
+fn show<'b>(
+    args: &InspectArgs,
+    ckpt: &Summary<'_>,
+    tensor_bytes: impl Fn(&Tensor) -> Result<Cow<'b, [u8]>, Failure>,
+) -> Result<(), Failure> {
+    let manifest = ckpt.manifest;
+    let tensors = manifest.root.tensors();
     // Hashes are computed once per tensor and looked up by identity when rendering the tree.
     let mut hashes: HashMap<*const Tensor, String> = HashMap::new();
     if args.hash {
         for (_, t) in &tensors {
-            let bytes = ckpt
-                .tensor_bytes(t)
-                .map_err(|e| Failure::of(&args.file, &e))?;
+            let bytes = tensor_bytes(t)?;
             hashes.insert(*t as *const Tensor, hex::encode(sha256(&bytes)));
         }
     }
@@ -58,7 +102,7 @@ pub(crate) fn run(args: InspectArgs) -> Result<(), Failure> {
             }
             m
         };
-        let tree = tree_to_json(ckpt.root(), &mut extra);
+        let tree = tree_to_json(&manifest.root, &mut extra);
         let tensors_json: Vec<Value> = rows
             .iter()
             .map(|(path, t, hash)| {
@@ -102,10 +146,10 @@ pub(crate) fn run(args: InspectArgs) -> Result<(), Failure> {
         let value = json!({
             "file": args.file.display().to_string(),
             "format_version": tensorseal::FORMAT_VERSION,
-            "file_length": ckpt.file_length(),
-            "manifest_sha256": hex::encode(ckpt.manifest_sha256()),
+            "file_length": ckpt.file_length,
+            "manifest_sha256": hex::encode(ckpt.manifest_sha256),
             "metadata": manifest.metadata,
-            "signatures": ckpt.signatures().iter().map(|s| json!({"key_id": s.key.key_id()})).collect::<Vec<_>>(),
+            "signatures": ckpt.signatures.iter().map(|s| json!({"key_id": s.key.key_id()})).collect::<Vec<_>>(),
             "blobs": blobs,
             "tensors": tensors_json,
             "tree": tree,
@@ -124,12 +168,12 @@ pub(crate) fn run(args: InspectArgs) -> Result<(), Failure> {
     outln!(
         "file:            {} ({}, format version {})",
         args.file.display(),
-        render::bytes(ckpt.file_length()),
+        render::bytes(ckpt.file_length),
         tensorseal::FORMAT_VERSION
     );
-    outln!("manifest sha256: {}", hex::encode(ckpt.manifest_sha256()));
-    outln!("signatures:      {}", ckpt.signatures().len());
-    for s in ckpt.signatures() {
+    outln!("manifest sha256: {}", hex::encode(ckpt.manifest_sha256));
+    outln!("signatures:      {}", ckpt.signatures.len());
+    for s in ckpt.signatures {
         outln!("  key {}", s.key.key_id());
     }
     outln!("metadata:        {}", manifest.metadata.len());
@@ -166,7 +210,7 @@ pub(crate) fn run(args: InspectArgs) -> Result<(), Failure> {
     }
     outln!("tree:");
     let mut out = String::new();
-    render::tree(&mut out, ckpt.root(), 0);
+    render::tree(&mut out, &manifest.root, 0);
     out!("{out}");
     Ok(())
 }

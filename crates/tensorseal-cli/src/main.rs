@@ -11,6 +11,7 @@ mod failure;
 mod inspect;
 mod keys;
 mod keysource;
+mod remote;
 mod render;
 mod trust;
 mod verify;

@@ -18,6 +18,7 @@ Examples:
   tensorseal verify model.tseal --trust ci.pub --expect run_id=run-42 --min-step 12000
   tensorseal verify model.tseal --digests-only     # integrity only, no authenticity
   tensorseal verify checkpoints/ --trust ci.pub --json   # every *.tseal below, in parallel
+  tensorseal verify s3://bucket/model.tseal --trust ci.pub  # range reads, no download
 
 Without --trust, verify refuses (exit 3) unless --digests-only is given.
 --expect and --min-step check signed metadata, refusing a validly signed but wrong
@@ -26,8 +27,9 @@ or older checkpoint (rollback). Exit 0 when verified, 3 when verification fails,
 files, recursively, in path order), are verified in parallel: --json prints one array
 in the order given, and the exit code is the worst of them (3 over 1 over 0).")]
 pub(crate) struct VerifyArgs {
-    /// The files to verify; a directory stands for every *.tseal file below it.
-    #[arg(required = true, value_name = "FILE|DIR")]
+    /// The files to verify; a directory stands for every *.tseal file below it, and an
+    /// `s3://BUCKET/KEY` URL for one object, verified by range reads.
+    #[arg(required = true, value_name = "FILE|DIR|URL")]
     files: Vec<PathBuf>,
     /// Trusted public key (PEM, DER or raw 32 bytes); repeatable.
     #[arg(long, value_name = "PUB")]
@@ -144,15 +146,18 @@ pub(crate) fn run(args: VerifyArgs) -> Result<(), Failure> {
             .par_iter()
             .map(|file| Outcome {
                 file: file.clone(),
-                result: Checkpoint::open_verified(file, &policy, &Limits::default())
-                    .map(|(_, report)| report)
-                    .map_err(|e| (e.class().exit_code(), e.kind(), error_chain(&e)))
-                    .and_then(|report| match &args.attestation {
-                        Some(a) => crate::attest::check(a, file, policy.keys())
-                            .map(|()| report)
-                            .map_err(|(f, kind)| (f.code, kind, f.message)),
-                        None => Ok(report),
-                    }),
+                result: match crate::remote::url_of(file) {
+                    Some(url) => crate::remote::verify(url, &policy),
+                    None => Checkpoint::open_verified(file, &policy, &Limits::default())
+                        .map(|(_, report)| report)
+                        .map_err(|e| (e.class().exit_code(), e.kind(), error_chain(&e))),
+                }
+                .and_then(|report| match &args.attestation {
+                    Some(a) => crate::attest::check(a, file, policy.keys())
+                        .map(|()| report)
+                        .map_err(|(f, kind)| (f.code, kind, f.message)),
+                    None => Ok(report),
+                }),
             })
             .collect(),
         Err(PolicyError::NoTrust) => files

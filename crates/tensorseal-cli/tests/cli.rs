@@ -552,3 +552,7 @@ fn verify_many_files_and_directories() {
     assert_eq!(code(&o), 1);
     assert!(stderr(&o).contains("no *.tseal files"), "{}", stderr(&o));
 }
+
+// Its own file, still this one test binary.
+#[path = "cli/s3.rs"]
+mod s3;

@@ -17,6 +17,7 @@ mod mmap;
 mod policy;
 mod python_eq;
 mod reader;
+mod source;
 mod tree;
 mod verify;
 mod writer;
@@ -41,6 +42,7 @@ pub use policy::{
     KeyRefusal, KeyRule, MAX_POLICY_FILE, MAX_POLICY_KEYS, MAX_RUN_ID_PATTERNS, format_utc,
 };
 pub use reader::Checkpoint;
+pub use source::{ReadAt, SourceChanged};
 pub use tree::{
     BlobId, Global, Int, Node, Object, PathSegment, Tensor, TensorKind, Typed, dotted_path,
 };

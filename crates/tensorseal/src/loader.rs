@@ -6,12 +6,12 @@ use crate::error::{ReadError, VerifyError};
 use crate::layout::{self, FOOTER_LEN, Footer, HEADER_LEN, SignatureEntry};
 use crate::limits::{self, CHUNK, Limits};
 use crate::manifest::{BlobEntry, Digest, Manifest};
+use crate::source::{self, ReadAt};
 use crate::tree::{BlobId, Node, Tensor};
-use crate::verify::{self, SignerStatus, TrustPolicy};
+use crate::verify::{self, SignerStatus, TrustPolicy, VerifyReport};
 use rayon::prelude::*;
 use sha2::{Digest as _, Sha256};
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 /// A file opened under a trust policy, whose blobs are verified as they are read.
@@ -46,21 +46,44 @@ use std::path::Path;
 /// assert_eq!(buf, [1, 2, 3, 4]);
 /// # Ok(()) }
 /// ```
+///
+/// The bytes come from any [`ReadAt`] source: a local [`File`] by default, or ranges of a remote
+/// object ([`Loader::from_source`]); the checks are the same.
 #[derive(Debug)]
-pub struct Loader {
-    file: File,
+pub struct Loader<R: ReadAt = File> {
+    file: R,
     footer: Footer,
     signatures: Vec<SignatureEntry>,
     signers: Vec<SignerStatus>,
+    /// Whether the policy it was opened under checked who signed.
+    authenticated: bool,
     manifest: Manifest,
 }
 
-impl Loader {
+impl Loader<File> {
     /// Opens `path`, checks signatures, manifest and metadata under `policy`. Blob digests are
     /// checked as blobs are read.
     pub fn open(path: &Path, policy: &TrustPolicy, limits: &Limits) -> Result<Loader, VerifyError> {
         let file = File::open(path).map_err(ReadError::from)?;
-        let len = file.metadata().map_err(ReadError::from)?.len();
+        Loader::from_source(file, policy, limits)
+    }
+
+    /// The file, as opened.
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+}
+
+impl<R: ReadAt> Loader<R> {
+    /// [`Loader::open`] over any byte source: reads the header, footer, signature block and
+    /// manifest through `file` (a few reads), checks the signatures under `policy` before the
+    /// manifest is parsed, then the manifest and the metadata expectations.
+    pub fn from_source(
+        file: R,
+        policy: &TrustPolicy,
+        limits: &Limits,
+    ) -> Result<Loader<R>, VerifyError> {
+        let len = file.length().map_err(ReadError::from)?;
         if len > limits.max_file_length {
             return Err(ReadError::LimitExceeded {
                 what: "max_file_length",
@@ -116,6 +139,7 @@ impl Loader {
             footer,
             signatures,
             signers,
+            authenticated: policy.authenticates(),
             manifest,
         })
     }
@@ -145,8 +169,8 @@ impl Loader {
         &self.footer
     }
 
-    /// The file, as opened.
-    pub(crate) fn file(&self) -> &File {
+    /// The source the loader reads from.
+    pub fn source(&self) -> &R {
         &self.file
     }
 
@@ -178,45 +202,101 @@ impl Loader {
             .into());
         }
         self.check_padding(blob, entry)?;
-        match &entry.codec {
-            None => dst
-                .par_chunks_mut(CHUNK as usize)
-                .enumerate()
-                .try_for_each(|(i, buf)| {
-                    let offset = entry.offset + i as u64 * CHUNK;
-                    if read_hashed(&self.file, buf, offset)? != entry.sha256[i] {
-                        return Err(self.mismatch(blob, i, offset));
-                    }
-                    Ok(())
-                }),
-            Some(c) => {
-                let frames = entry.stored_chunks();
-                dst.par_chunks_mut(CHUNK as usize)
-                    .zip(frames.par_iter())
-                    .enumerate()
-                    .try_for_each(|(i, (buf, &(offset, len)))| {
-                        let mut frame = vec![0u8; len as usize];
-                        read_exact_at(&self.file, &mut frame, offset)?;
-                        if codec::sha256(&frame) != entry.sha256[i] {
-                            return Err(self.mismatch(blob, i, offset));
-                        }
-                        let raw = codec::decompress_chunk(&frame, buf.len(), usize::from(c.group))
-                            .map_err(|what| {
-                                VerifyError::Malformed(ReadError::Decode {
-                                    blob,
-                                    chunk: i,
-                                    offset,
-                                    what,
-                                })
-                            })?;
-                        if codec::sha256(&raw) != c.raw_sha256[i] {
-                            return Err(self.mismatch(blob, i, offset));
-                        }
-                        buf.copy_from_slice(&raw);
-                        Ok(())
-                    })
+        let frames = entry.stored_chunks();
+        dst.par_chunks_mut(CHUNK as usize)
+            .zip(frames.par_iter())
+            .enumerate()
+            .try_for_each(|(i, (buf, &frame))| self.read_chunk_into(blob, entry, i, frame, buf))
+    }
+
+    /// Reads chunk `i` of `blob`, stored at `(offset, len)`, into `buf` (its logical length),
+    /// checking the stored digest on the copy and, for zstd blobs, the decoded one.
+    fn read_chunk_into(
+        &self,
+        blob: BlobId,
+        entry: &BlobEntry,
+        i: usize,
+        (offset, len): (u64, u64),
+        buf: &mut [u8],
+    ) -> Result<(), VerifyError> {
+        let Some(c) = &entry.codec else {
+            if read_hashed(&self.file, buf, offset)? != entry.sha256[i] {
+                return Err(self.mismatch(blob, i, offset));
             }
+            return Ok(());
+        };
+        let mut frame = vec![0u8; len as usize];
+        read_exact_at(&self.file, &mut frame, offset)?;
+        if codec::sha256(&frame) != entry.sha256[i] {
+            return Err(self.mismatch(blob, i, offset));
         }
+        let raw =
+            codec::decompress_chunk(&frame, buf.len(), usize::from(c.group)).map_err(|what| {
+                VerifyError::Malformed(ReadError::Decode {
+                    blob,
+                    chunk: i,
+                    offset,
+                    what,
+                })
+            })?;
+        if codec::sha256(&raw) != c.raw_sha256[i] {
+            return Err(self.mismatch(blob, i, offset));
+        }
+        buf.copy_from_slice(&raw);
+        Ok(())
+    }
+
+    /// Full verification without keeping the data: every chunk of every blob is read into a
+    /// scratch buffer, checked and dropped, chunks in parallel (rayon's pool bounds how many are
+    /// in flight, so memory is bounded by the pool size times [`CHUNK`], not by the file), then
+    /// the padding. The error reported is the first failing chunk in file order.
+    pub fn verify_all(&self) -> Result<VerifyReport, VerifyError> {
+        let jobs: Vec<(BlobId, usize, (u64, u64))> = self
+            .manifest
+            .blobs
+            .iter()
+            .enumerate()
+            .flat_map(|(blob, entry)| {
+                entry
+                    .stored_chunks()
+                    .into_iter()
+                    .enumerate()
+                    .map(move |(i, frame)| (blob, i, frame))
+            })
+            .collect();
+        let failure = jobs.par_iter().find_map_first(|&(blob, i, frame)| {
+            let entry = &self.manifest.blobs[blob];
+            let logical = CHUNK.min(entry.logical_length() - i as u64 * CHUNK) as usize;
+            let mut buf = vec![0u8; logical];
+            self.read_chunk_into(blob, entry, i, frame, &mut buf).err()
+        });
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        for (blob, entry) in self.manifest.blobs.iter().enumerate() {
+            self.check_padding(blob, entry)?;
+        }
+        let tail_start = self
+            .manifest
+            .blobs
+            .last()
+            .map_or(HEADER_LEN, BlobEntry::end);
+        self.check_zero(tail_start, self.footer.manifest_offset)?;
+        let bytes_hashed = self
+            .manifest
+            .blobs
+            .iter()
+            .map(|b| b.length + b.codec.as_ref().map_or(0, |c| c.raw_length))
+            .sum();
+        Ok(VerifyReport {
+            manifest_sha256: self.footer.manifest_sha256,
+            file_length: self.file_length(),
+            signers: self.signers.clone(),
+            authenticated: self.authenticated,
+            blobs: self.manifest.blobs.len(),
+            chunks: jobs.len(),
+            bytes_hashed,
+        })
     }
 
     /// A blob's logical bytes in a new buffer, verified.
@@ -314,7 +394,7 @@ const PIECE: usize = 256 << 10;
 /// right after it is read. The digest is of the bytes in `buf`, the caller's memory, not of a
 /// second read; hashing while the piece is in cache instead of after the whole chunk saves a
 /// pass over memory (a third of the traffic).
-fn read_hashed(file: &File, buf: &mut [u8], offset: u64) -> Result<Digest, VerifyError> {
+fn read_hashed(file: &impl ReadAt, buf: &mut [u8], offset: u64) -> Result<Digest, VerifyError> {
     let mut hasher = Sha256::new();
     let mut at = offset;
     for piece in buf.chunks_mut(PIECE) {
@@ -325,7 +405,7 @@ fn read_hashed(file: &File, buf: &mut [u8], offset: u64) -> Result<Digest, Verif
     Ok(hasher.finalize().into())
 }
 
-fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> Result<(), VerifyError> {
+fn read_exact_at(file: &impl ReadAt, buf: &mut [u8], offset: u64) -> Result<(), VerifyError> {
     file.read_exact_at(buf, offset).map_err(|e| {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
             // The file shrank after open: a truncated file, not an I/O failure.
@@ -333,8 +413,128 @@ fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> Result<(), VerifyE
                 offset,
                 what: "file is shorter than when it was opened".into(),
             })
+        } else if source::is_changed(&e) {
+            VerifyError::Malformed(ReadError::Layout {
+                offset,
+                what: e.to_string(),
+            })
         } else {
             VerifyError::Malformed(ReadError::Io(e))
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::failure::{Classify, FailureClass};
+    use crate::keys::PublicKey;
+    use crate::source::SourceChanged;
+    use std::path::PathBuf;
+    use std::sync::Mutex;
+
+    /// An in-memory source that records every read, and can start failing as a changed remote
+    /// object does.
+    struct Recording {
+        bytes: Vec<u8>,
+        reads: Mutex<Vec<(u64, u64)>>,
+        changed_after: Option<usize>,
+    }
+
+    impl ReadAt for Recording {
+        fn length(&self) -> std::io::Result<u64> {
+            Ok(self.bytes.len() as u64)
+        }
+
+        fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+            let mut reads = self.reads.lock().unwrap();
+            if self.changed_after.is_some_and(|n| reads.len() >= n) {
+                return Err(std::io::Error::other(SourceChanged::new(
+                    "s3://b/k changed",
+                )));
+            }
+            reads.push((offset, buf.len() as u64));
+            let start = offset as usize;
+            let src = self
+                .bytes
+                .get(start..start + buf.len())
+                .ok_or(std::io::ErrorKind::UnexpectedEof)?;
+            buf.copy_from_slice(src);
+            Ok(())
+        }
+    }
+
+    fn vector(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../spec/vectors")
+            .join(name)
+    }
+
+    fn recording(name: &str, changed_after: Option<usize>) -> Recording {
+        Recording {
+            bytes: std::fs::read(vector(name)).unwrap(),
+            reads: Mutex::new(Vec::new()),
+            changed_after,
+        }
+    }
+
+    fn policy() -> TrustPolicy {
+        TrustPolicy::trusting(vec![PublicKey::read(&vector("test-key.pub")).unwrap()])
+    }
+
+    #[test]
+    fn opening_reads_four_ranges_and_no_blob_byte() {
+        for name in ["simple.tseal", "zstd.tseal", "all-kinds.tseal"] {
+            let loader =
+                Loader::from_source(recording(name, None), &policy(), &Limits::default()).unwrap();
+            let reads = loader.source().reads.lock().unwrap().clone();
+            // Header, footer, signature block, manifest.
+            assert_eq!(reads.len(), 4, "{name}: {reads:?}");
+            for &(offset, len) in &reads {
+                for b in &loader.manifest().blobs {
+                    assert!(offset + len <= b.offset || offset >= b.end(), "{name}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn verify_all_over_a_source_reports_what_the_file_verification_reports() {
+        for name in ["simple.tseal", "zstd.tseal", "all-kinds.tseal"] {
+            let loader =
+                Loader::from_source(recording(name, None), &policy(), &Limits::default()).unwrap();
+            let (_, expected) =
+                crate::Checkpoint::open_verified(&vector(name), &policy(), &Limits::default())
+                    .unwrap();
+            assert_eq!(loader.verify_all().unwrap(), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn verify_all_finds_a_flipped_tensor_byte() {
+        let mut source = recording("zstd.tseal", None);
+        let offset = {
+            let loader =
+                Loader::from_source(recording("zstd.tseal", None), &policy(), &Limits::default())
+                    .unwrap();
+            loader.manifest().blobs.last().unwrap().offset as usize
+        };
+        source.bytes[offset + 1] ^= 1;
+        let loader = Loader::from_source(source, &policy(), &Limits::default()).unwrap();
+        let e = loader.verify_all().unwrap_err();
+        assert!(matches!(e, VerifyError::DigestMismatch { .. }), "{e}");
+    }
+
+    #[test]
+    fn a_source_changed_mid_read_is_a_verification_failure() {
+        let loader = Loader::from_source(
+            recording("simple.tseal", Some(4)),
+            &policy(),
+            &Limits::default(),
+        )
+        .unwrap();
+        let e = loader.verify_all().unwrap_err();
+        assert_eq!(e.class(), FailureClass::Verification, "{e}");
+        assert!(e.to_string().contains("s3://b/k changed"), "{e}");
+    }
 }

@@ -1,0 +1,311 @@
+//! `s3://` URLs against a real S3 server on the loopback interface: moto's, started by
+//! tools/s3-server.py through the project's Python venv (tools/python-env.sh installs it).
+//!
+//! `.ci/run` sets `TENSORSEAL_S3_TESTS=1`: then a server that cannot start fails these tests.
+//! Without it (a plain `cargo test` on a machine without the venv) they say so on stderr and
+//! return, so that the Rust tests do not require Python.
+
+use super::{code, stderr, vectors};
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+
+const BUCKET: &str = "tensorseal-test";
+const VERSIONED: &str = "tensorseal-test-versioned";
+
+/// The running server: its environment, and the process (kept so its stdin stays open; the
+/// server exits when this test binary does and the pipe closes).
+struct Server {
+    env: Vec<(String, String)>,
+    python: PathBuf,
+    _child: Child,
+}
+
+fn python() -> PathBuf {
+    if let Some(p) = std::env::var_os("TENSORSEAL_S3_PYTHON") {
+        return p.into();
+    }
+    let venv = std::env::var_os("TENSORSEAL_VENV")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/tensorseal/venv"))
+        });
+    venv.map(|v| v.join("bin/python"))
+        .filter(|p| p.exists())
+        .unwrap_or_else(|| "python3".into())
+}
+
+fn start() -> Result<Server, String> {
+    let python = python();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tools/s3-server.py");
+    let mut child = Command::new(&python)
+        .arg(&script)
+        .args([BUCKET, VERSIONED])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
+    let mut env = Vec::new();
+    let mut lines = BufReader::new(child.stdout.take().expect("piped"));
+    loop {
+        let mut line = String::new();
+        if lines.read_line(&mut line).map_err(|e| e.to_string())? == 0 {
+            return Err(format!(
+                "{} {} exited before it was ready",
+                python.display(),
+                script.display()
+            ));
+        }
+        let line = line.trim_end();
+        if line == "ready" {
+            break;
+        }
+        if let Some((k, v)) = line.strip_prefix("export ").and_then(|l| l.split_once('=')) {
+            env.push((k.to_string(), v.to_string()));
+        }
+    }
+    Ok(Server {
+        env,
+        python,
+        _child: child,
+    })
+}
+
+/// The shared server, or `None` (with a note) when it cannot start and the tests were not
+/// required.
+fn server() -> Option<&'static Server> {
+    static SERVER: OnceLock<Result<Server, String>> = OnceLock::new();
+    match SERVER.get_or_init(start) {
+        Ok(s) => Some(s),
+        Err(e) if std::env::var_os("TENSORSEAL_S3_TESTS").is_some_and(|v| v == "1") => {
+            panic!("TENSORSEAL_S3_TESTS=1 but the local S3 server did not start: {e}")
+        }
+        Err(e) => {
+            eprintln!("s3 tests not run (set TENSORSEAL_S3_TESTS=1 to require them): {e}");
+            None
+        }
+    }
+}
+
+impl Server {
+    fn tensorseal(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_tensorseal"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .expect("run tensorseal")
+    }
+
+    /// Uploads `body` with boto3, the client users would upload with.
+    fn put(&self, bucket: &str, key: &str, body: &[u8]) {
+        let mut child = Command::new(&self.python)
+            .args([
+                "-c",
+                "import boto3, sys; boto3.client('s3').put_object(Bucket=sys.argv[1], Key=sys.argv[2], Body=sys.stdin.buffer.read())",
+                bucket,
+                key,
+            ])
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("run python");
+        child.stdin.take().unwrap().write_all(body).unwrap();
+        assert!(child.wait().unwrap().success(), "upload of {key}");
+    }
+}
+
+fn simple() -> Vec<u8> {
+    std::fs::read(vectors().join("simple.tseal")).unwrap()
+}
+
+fn key() -> String {
+    vectors().join("test-key.pub").to_str().unwrap().to_string()
+}
+
+/// Offset of blob 0 of simple.tseal, from the local file's inspect --json.
+fn first_blob_offset() -> usize {
+    let o = super::run(
+        &[
+            "inspect",
+            "--json",
+            vectors().join("simple.tseal").to_str().unwrap(),
+        ],
+        &vectors(),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v["blobs"][0]["offset"].as_u64().unwrap() as usize
+}
+
+#[test]
+fn s3_verify_accepts_the_vector_and_refuses_tampered_truncated_and_missing() {
+    let Some(s) = server() else { return };
+    let key = key();
+    let bytes = simple();
+    s.put(BUCKET, "ok/simple.tseal", &bytes);
+    let url = format!("s3://{BUCKET}/ok/simple.tseal");
+    let o = s.tensorseal(&["verify", &url, "--trust", &key, "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["file"], url.as_str());
+    assert_eq!(report["file_length"], bytes.len());
+    assert_eq!(report["blobs"], 1);
+
+    // One bit of tensor data flipped: the chunk's digest no longer matches.
+    let mut tampered = bytes.clone();
+    tampered[first_blob_offset() + 3] ^= 1;
+    s.put(BUCKET, "bad/tampered.tseal", &tampered);
+    let o = s.tensorseal(&[
+        "verify",
+        &format!("s3://{BUCKET}/bad/tampered.tseal"),
+        "--trust",
+        &key,
+    ]);
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("does not match its SHA-256"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(stderr(&o).contains("tensor weight"), "{}", stderr(&o));
+
+    // Truncated (an interrupted upload by another tool): the footer is gone.
+    s.put(BUCKET, "bad/truncated.tseal", &bytes[..bytes.len() - 10]);
+    let o = s.tensorseal(&[
+        "verify",
+        &format!("s3://{BUCKET}/bad/truncated.tseal"),
+        "--trust",
+        &key,
+    ]);
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+
+    for missing in [
+        format!("s3://{BUCKET}/no/such.tseal"),
+        "s3://tensorseal-no-such-bucket/m.tseal".to_string(),
+    ] {
+        let o = s.tensorseal(&["verify", &missing, "--trust", &key]);
+        assert_eq!(code(&o), 1, "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains(&format!("{missing}: no such object")),
+            "{}",
+            stderr(&o)
+        );
+    }
+
+    // Several arguments, files and URLs mixed: the worst exit code wins.
+    let local = vectors().join("simple.tseal");
+    let o = s.tensorseal(&[
+        "verify",
+        local.to_str().unwrap(),
+        &url,
+        &format!("s3://{BUCKET}/bad/tampered.tseal"),
+        "--trust",
+        &key,
+    ]);
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(stderr(&o).contains("1 of 3 files failed"), "{}", stderr(&o));
+}
+
+#[test]
+fn s3_inspect_shows_what_the_local_file_shows() {
+    let Some(s) = server() else { return };
+    s.put(BUCKET, "inspect/simple.tseal", &simple());
+    let url = format!("s3://{BUCKET}/inspect/simple.tseal");
+    let local = vectors().join("simple.tseal");
+    for hash in [false, true] {
+        let mut args = vec!["inspect", "--json"];
+        if hash {
+            args.push("--hash");
+        }
+        let remote = s.tensorseal(&[args.as_slice(), &[url.as_str()]].concat());
+        assert_eq!(code(&remote), 0, "{}", stderr(&remote));
+        let local = super::run(
+            &[args.as_slice(), &[local.to_str().unwrap()]].concat(),
+            &vectors(),
+        );
+        let mut remote: serde_json::Value = serde_json::from_slice(&remote.stdout).unwrap();
+        let mut local: serde_json::Value = serde_json::from_slice(&local.stdout).unwrap();
+        assert_eq!(remote["file"], url.as_str());
+        remote["file"] = serde_json::Value::Null;
+        local["file"] = serde_json::Value::Null;
+        assert_eq!(remote, local);
+    }
+}
+
+#[test]
+fn s3_reads_are_pinned_to_the_object_first_seen() {
+    let Some(s) = server() else { return };
+    use tensorseal::ReadAt;
+    use tensorseal_store::{ObjectReader, StoreError, StoreOptions};
+    let options = StoreOptions {
+        config: s.env.clone(),
+        ..StoreOptions::default()
+    };
+    // Unversioned bucket: the ETag pins the object; a replaced object fails the read.
+    let bytes = simple();
+    s.put(BUCKET, "pinned.tseal", &bytes);
+    let object = ObjectReader::open(BUCKET, "pinned.tseal", &options).unwrap();
+    assert_eq!(object.length(), bytes.len() as u64);
+    assert_eq!(object.read_range(0, 8).unwrap(), &bytes[..8]);
+    let mut changed = bytes.clone();
+    changed[100] ^= 1;
+    s.put(BUCKET, "pinned.tseal", &changed);
+    let e = object.read_range(0, 8).unwrap_err();
+    assert!(matches!(e, StoreError::Changed { .. }), "{e:?}");
+    assert!(
+        e.to_string()
+            .starts_with(&format!("s3://{BUCKET}/pinned.tseal: the object changed")),
+        "{e}"
+    );
+    // Through the loader, a changed source is a verification failure, not an I/O error.
+    let mut buf = [0u8; 8];
+    let io = object.read_exact_at(&mut buf, 0).unwrap_err();
+    assert!(
+        io.get_ref()
+            .is_some_and(|i| i.is::<tensorseal::SourceChanged>())
+    );
+
+    // Versioned bucket: the version id pins it; reads keep serving the version first seen.
+    s.put(VERSIONED, "pinned.tseal", &bytes);
+    let object = ObjectReader::open(VERSIONED, "pinned.tseal", &options).unwrap();
+    s.put(VERSIONED, "pinned.tseal", &changed);
+    assert_eq!(object.read_range(96, 8).unwrap(), &bytes[96..104]);
+    let fresh = ObjectReader::open(VERSIONED, "pinned.tseal", &options).unwrap();
+    assert_eq!(fresh.read_range(96, 8).unwrap(), &changed[96..104]);
+}
+
+/// Refused before any request, so no server is needed.
+#[test]
+fn s3_urls_that_are_refused_before_any_request() {
+    let run = |args: &[&str], endpoint: &str| {
+        Command::new(env!("CARGO_BIN_EXE_tensorseal"))
+            .args(args)
+            .env_clear()
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .output()
+            .expect("run tensorseal")
+    };
+    let o = run(&["inspect", "s3://b/m.tseal"], "http://192.0.2.1:9000");
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("s3://b/m.tseal: AWS_ENDPOINT_URL http://192.0.2.1:9000 is plain http:// to another machine"),
+        "{}",
+        stderr(&o)
+    );
+    for (url, what) in [
+        ("gs://b/m.tseal", "unsupported URL scheme"),
+        ("s3://b/dir/", "must name one object, not a prefix"),
+        ("s3://b", "needs a key after the bucket"),
+    ] {
+        let o = run(&["verify", url, "--digests-only"], "http://127.0.0.1:9");
+        assert_eq!(code(&o), 1, "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains(&format!("{url}: ")) && stderr(&o).contains(what),
+            "{}",
+            stderr(&o)
+        );
+    }
+}

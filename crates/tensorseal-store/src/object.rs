@@ -1,0 +1,274 @@
+//! One S3 object read by pinned range GETs, synchronously.
+
+use crate::error::StoreError;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path as ObjectPath;
+use object_store::{
+    BackoffConfig, ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, RetryConfig,
+};
+use std::time::Duration;
+
+/// Network bounds of an [`ObjectReader`]. The defaults suit a checkpoint read over a LAN or
+/// from a cloud region: a stalled connection fails within `request_timeout`, a flaky one is
+/// retried `max_retries` times with exponential backoff, never for longer than `retry_budget`.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Time to establish a connection.
+    pub connect_timeout: Duration,
+    /// Time for one whole request, headers and body (one range of at most a chunk, 16 MiB).
+    pub request_timeout: Duration,
+    /// Retries of one request after a network error or a 5xx answer.
+    pub max_retries: usize,
+    /// Total time one request may spend being retried.
+    pub retry_budget: Duration,
+    /// Settings applied over the environment, named as the environment names them
+    /// (`AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`, ...): for callers that pass configuration
+    /// explicitly instead of through the process environment.
+    pub config: Vec<(String, String)>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> StoreOptions {
+        StoreOptions {
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(120),
+            max_retries: 5,
+            retry_budget: Duration::from_secs(180),
+            config: Vec::new(),
+        }
+    }
+}
+
+/// One S3 object, read by range GETs that are all pinned to the object [`ObjectReader::open`]
+/// saw: `If-Match` on its ETag, plus its version id on a versioned bucket.
+///
+/// Implements [`tensorseal::ReadAt`], so [`tensorseal::Loader::from_source`] verifies it as it
+/// verifies a file. Reads may come from several threads: each blocks on its own request, and
+/// the caller's thread pool bounds how many are in flight.
+///
+/// # Invariants
+/// `length` and `etag` are those of the `HEAD` made when opening; they never change.
+pub struct ObjectReader {
+    url: String,
+    store: AmazonS3,
+    path: ObjectPath,
+    length: u64,
+    etag: String,
+    version: Option<String>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl std::fmt::Debug for ObjectReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectReader")
+            .field("url", &self.url)
+            .field("length", &self.length)
+            .field("etag", &self.etag)
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether an endpoint URL is on this machine, where plain HTTP exposes nothing.
+fn is_loopback(endpoint: &str) -> bool {
+    let Some(rest) = endpoint.strip_prefix("http://") else {
+        return false;
+    };
+    let host = rest.split(['/', '?']).next().unwrap_or("");
+    let host = match host.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => host,
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost"
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+impl ObjectReader {
+    /// Opens `s3://bucket/key` with configuration from the environment (`AWS_*` variables) and
+    /// `options`, and `HEAD`s it to learn its length, ETag and version.
+    pub fn open(
+        bucket: &str,
+        key: &str,
+        options: &StoreOptions,
+    ) -> Result<ObjectReader, StoreError> {
+        let url = format!("s3://{bucket}/{key}");
+        let setting = |name: &str| {
+            options
+                .config
+                .iter()
+                .rev()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+                .or_else(|| std::env::var(name).ok())
+        };
+        let mut builder = AmazonS3Builder::from_env();
+        for (name, value) in &options.config {
+            let key = name
+                .to_ascii_lowercase()
+                .parse()
+                .map_err(|source| StoreError::Config {
+                    url: url.clone(),
+                    source,
+                })?;
+            builder = builder.with_config(key, value);
+        }
+        let endpoint = setting("AWS_ENDPOINT_URL");
+        if let Some(e) = endpoint.as_deref().filter(|e| {
+            e.get(..7)
+                .is_some_and(|p| p.eq_ignore_ascii_case("http://"))
+                && !is_loopback(e)
+        }) {
+            return Err(StoreError::InsecureEndpoint {
+                url,
+                endpoint: e.to_string(),
+            });
+        }
+        builder = builder
+            .with_bucket_name(bucket)
+            .with_retry(RetryConfig {
+                backoff: BackoffConfig::default(),
+                max_retries: options.max_retries,
+                retry_timeout: options.retry_budget,
+            })
+            .with_client_options(
+                ClientOptions::new()
+                    .with_connect_timeout(options.connect_timeout)
+                    .with_timeout(options.request_timeout)
+                    .with_allow_http(endpoint.as_deref().is_some_and(is_loopback)),
+            );
+        // S3-compatible stores on a custom endpoint expect path-style requests; the setting
+        // still wins when given.
+        if setting("AWS_VIRTUAL_HOSTED_STYLE_REQUEST").is_none() {
+            builder = builder.with_virtual_hosted_style_request(false);
+        }
+        if setting("AWS_REGION").is_none() && setting("AWS_DEFAULT_REGION").is_none() {
+            builder = builder.with_region("us-east-1");
+        }
+        let store = builder.build().map_err(|source| StoreError::Config {
+            url: url.clone(),
+            source,
+        })?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(StoreError::Runtime)?;
+        let path = ObjectPath::from(key);
+        let meta = runtime
+            .block_on(store.head(&path))
+            .map_err(|e| StoreError::from_client(&url, e))?;
+        let etag = meta
+            .e_tag
+            .ok_or_else(|| StoreError::NoEtag { url: url.clone() })?;
+        Ok(ObjectReader {
+            url,
+            store,
+            path,
+            length: meta.size,
+            etag,
+            version: meta.version,
+            runtime,
+        })
+    }
+
+    /// The object's URL.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The object's length as first seen.
+    pub fn length(&self) -> u64 {
+        self.length
+    }
+
+    /// The ETag every read is pinned to.
+    pub fn etag(&self) -> &str {
+        &self.etag
+    }
+
+    /// Reads `len` bytes at `offset` with one range GET pinned to the object first seen.
+    pub fn read_range(&self, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let end = offset.checked_add(len).filter(|&e| e <= self.length);
+        let Some(end) = end else {
+            return Err(StoreError::ShortRead {
+                url: self.url.clone(),
+                offset,
+                wanted: len,
+                got: self.length.saturating_sub(offset),
+            });
+        };
+        let options = GetOptions {
+            if_match: Some(self.etag.clone()),
+            version: self.version.clone(),
+            range: Some(GetRange::Bounded(offset..end)),
+            ..GetOptions::default()
+        };
+        let bytes = self
+            .runtime
+            .block_on(async {
+                self.store
+                    .get_opts(&self.path, options)
+                    .await?
+                    .bytes()
+                    .await
+            })
+            .map_err(|e| match e {
+                object_store::Error::Precondition { .. } => StoreError::Changed {
+                    url: self.url.clone(),
+                    etag: self.etag.clone(),
+                },
+                e => StoreError::from_client(&self.url, e),
+            })?;
+        if bytes.len() as u64 != len {
+            return Err(StoreError::ShortRead {
+                url: self.url.clone(),
+                offset,
+                wanted: len,
+                got: bytes.len() as u64,
+            });
+        }
+        Ok(bytes.to_vec())
+    }
+}
+
+impl tensorseal::ReadAt for ObjectReader {
+    fn length(&self) -> std::io::Result<u64> {
+        Ok(self.length)
+    }
+
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        let bytes = self
+            .read_range(offset, buf.len() as u64)
+            .map_err(StoreError::into_io)?;
+        buf.copy_from_slice(&bytes);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_loopback;
+
+    #[test]
+    fn plain_http_only_to_this_machine() {
+        for ok in [
+            "http://127.0.0.1:9000",
+            "http://localhost:5000/",
+            "http://[::1]:80",
+        ] {
+            assert!(is_loopback(ok), "{ok}");
+        }
+        for no in [
+            "http://example.com",
+            "https://127.0.0.1",
+            "http://127.0.0.1.evil.com:1",
+        ] {
+            assert!(!is_loopback(no), "{no}");
+        }
+    }
+}
