@@ -13,6 +13,7 @@ mod loader;
 mod manifest;
 mod mapped;
 mod mmap;
+pub mod planes;
 mod python_eq;
 mod reader;
 mod tree;
