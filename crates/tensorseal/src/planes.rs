@@ -129,7 +129,7 @@ fn zstd_plane(plane: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
 /// If `raw.len()` is not a multiple of the layout's element width, or zstd fails.
 pub fn encode_chunk(raw: &[u8], layout: PlaneLayout, level: i32) -> std::io::Result<Vec<u8>> {
     let w = layout.width();
-    if raw.len() % w != 0 {
+    if !raw.len().is_multiple_of(w) {
         return Err(std::io::Error::other(format!(
             "{} bytes is not a whole number of {w}-byte elements",
             raw.len()
@@ -168,7 +168,7 @@ pub fn decode_chunk(stream: &[u8], expected_len: usize) -> Result<Vec<u8>, Strin
     let layout =
         PlaneLayout::from_id(id).ok_or(format!("offset 0: unknown plane layout {id:#04x}"))?;
     let w = layout.width();
-    if expected_len % w != 0 {
+    if !expected_len.is_multiple_of(w) {
         return Err(format!(
             "offset 0: {expected_len} bytes is not a whole number of {w}-byte elements"
         ));
