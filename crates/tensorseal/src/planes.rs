@@ -339,9 +339,9 @@ mod tests {
     #[test]
     fn independently_encoded_seeds_decode() {
         for seed in [
-            &include_bytes!("../../../fuzz/corpus/planes_decode/resemblyzer_f32")[..],
-            &include_bytes!("../../../fuzz/corpus/planes_decode/resemblyzer_bf16")[..],
-            &include_bytes!("../../../fuzz/corpus/planes_decode/zeros_bytes4")[..],
+            &include_bytes!("../../../fuzz/corpus/planes_decode/seed_resemblyzer_f32")[..],
+            &include_bytes!("../../../fuzz/corpus/planes_decode/seed_resemblyzer_bf16")[..],
+            &include_bytes!("../../../fuzz/corpus/planes_decode/seed_zeros_bytes4")[..],
         ] {
             let out = decode_chunk(&seed[2..], 4096).unwrap();
             assert_eq!(out.len(), 4096);
