@@ -376,6 +376,33 @@ impl Gen<'_> {
     }
 }
 
+/// `planes_decode`: the first two bytes give an expected length (in 4-byte units, at most
+/// 256 KiB), the rest is a plane stream (`crate::planes`). Decoding must fail cleanly or yield
+/// exactly that many bytes, which re-encode and decode to themselves.
+pub fn planes_decode(data: &[u8]) {
+    let Some((len, stream)) = data.split_first_chunk::<2>() else {
+        return;
+    };
+    let expected = usize::from(u16::from_le_bytes(*len)) * 4;
+    let Ok(out) = crate::planes::decode_chunk(stream, expected) else {
+        return;
+    };
+    assert_eq!(
+        out.len(),
+        expected,
+        "decoded length differs from the expected one"
+    );
+    for layout in [
+        crate::planes::PlaneLayout::F32,
+        crate::planes::PlaneLayout::Bf16,
+        crate::planes::PlaneLayout::Bytes(4),
+    ] {
+        let again = crate::planes::encode_chunk(&out, layout, 1).expect("whole elements encode");
+        let back = crate::planes::decode_chunk(&again, expected).expect("own output decodes");
+        assert!(back == out, "plane round trip differs");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,7 @@ mod loader;
 mod manifest;
 mod mapped;
 mod mmap;
+pub mod planes;
 mod policy;
 mod python_eq;
 mod reader;

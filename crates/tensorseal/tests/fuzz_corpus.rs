@@ -51,3 +51,8 @@ fn format_manifest_corpus() {
 fn format_roundtrip_corpus() {
     replay("format_roundtrip", tensorseal::fuzz::format_roundtrip);
 }
+
+#[test]
+fn planes_decode_corpus() {
+    replay("planes_decode", tensorseal::fuzz::planes_decode);
+}
