@@ -276,12 +276,7 @@ impl<R: ReadAt> Loader<R> {
         for (blob, entry) in self.manifest.blobs.iter().enumerate() {
             self.check_padding(blob, entry)?;
         }
-        let tail_start = self
-            .manifest
-            .blobs
-            .last()
-            .map_or(HEADER_LEN, BlobEntry::end);
-        self.check_zero(tail_start, self.footer.manifest_offset)?;
+        self.check_tail_padding()?;
         let bytes_hashed = self
             .manifest
             .blobs
@@ -325,15 +320,20 @@ impl<R: ReadAt> Loader<R> {
         }
     }
 
-    /// Reads and verifies every blob, in parallel: full verification, and the data in memory the
-    /// caller owns. Also checks the padding before the manifest.
-    pub fn read_all(&self) -> Result<Vec<Vec<u8>>, VerifyError> {
+    /// Checks that the bytes between the last blob and the manifest are zero.
+    fn check_tail_padding(&self) -> Result<(), VerifyError> {
         let tail_start = self
             .manifest
             .blobs
             .last()
             .map_or(HEADER_LEN, BlobEntry::end);
-        self.check_zero(tail_start, self.footer.manifest_offset)?;
+        self.check_zero(tail_start, self.footer.manifest_offset)
+    }
+
+    /// Reads and verifies every blob, in parallel: full verification, and the data in memory the
+    /// caller owns. Also checks the padding before the manifest.
+    pub fn read_all(&self) -> Result<Vec<Vec<u8>>, VerifyError> {
+        self.check_tail_padding()?;
         (0..self.manifest.blobs.len())
             .into_par_iter()
             .map(|b| self.read_blob(b))
