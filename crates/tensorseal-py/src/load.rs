@@ -11,7 +11,7 @@ use rayon::prelude::*;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use tensorseal::{Checkpoint, Limits, MappedLoader, Node, TrustPolicy, dotted_path};
+use tensorseal::{Checkpoint, Limits, MappedLoader, Node, TrustPolicy};
 
 /// What the caller requires of a file.
 fn policy(
@@ -176,7 +176,17 @@ impl PyLoader {
     /// Every tensor's name in document order, as `inspect` shows it.
     fn names<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
         let root = self.opened(py)?.root();
-        PyList::new(py, root.tensors().iter().map(|(path, _)| dotted_path(path)))
+        let list = PyList::empty(py);
+        let mut name = String::new();
+        let mut result = Ok(());
+        root.for_each_tensor(|path, _| {
+            if result.is_ok() {
+                name.clear();
+                tensorseal::write_dotted_path(&mut name, path);
+                result = list.append(name.as_str());
+            }
+        });
+        result.map(|()| list)
     }
 
     /// The tensor form (see `ir.rs`) of the tensor at `index` in document order.

@@ -46,6 +46,7 @@ pub use reader::Checkpoint;
 pub use source::{ReadAt, SourceChanged};
 pub use tree::{
     BlobId, Global, Int, Node, Object, PathSegment, Tensor, TensorKind, Typed, dotted_path,
+    write_dotted_path,
 };
 pub use verify::{SignerStatus, TrustPolicy, VerifyReport};
 pub use writer::{

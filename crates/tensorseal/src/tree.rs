@@ -495,13 +495,27 @@ fn write_key(f: &mut fmt::Formatter<'_>, k: &Node) -> fmt::Result {
 /// Joins path segments with `.`, the naming `tensorseal inspect` and safetensors export use.
 pub fn dotted_path(path: &[PathSegment<'_>]) -> String {
     let mut s = String::new();
+    write_dotted_path(&mut s, path);
+    s
+}
+
+/// [`dotted_path`] appended to `out`, so that one buffer serves a whole listing.
+pub fn write_dotted_path(out: &mut String, path: &[PathSegment<'_>]) {
+    use fmt::Write;
     for (i, seg) in path.iter().enumerate() {
         if i > 0 {
-            s.push('.');
+            out.push('.');
         }
-        s.push_str(&seg.to_string());
+        match seg {
+            // The common case, a state dict's text keys, without the formatting machinery.
+            PathSegment::Key(Node::Str(k)) => out.push_str(k),
+            PathSegment::Attr(a) => out.push_str(a),
+            // Writing to a String cannot fail.
+            _ => {
+                let _ = write!(out, "{seg}");
+            }
+        }
     }
-    s
 }
 
 impl Node {
@@ -600,13 +614,20 @@ impl Node {
     /// Every tensor in the tree with its path, in depth-first document order.
     pub fn tensors(&self) -> Vec<(Vec<PathSegment<'_>>, &Tensor)> {
         let mut out = Vec::new();
+        self.for_each_tensor(|path, t| out.push((path.to_vec(), t)));
+        out
+    }
+
+    /// Calls `f` with every tensor in the tree and its path, in depth-first document order,
+    /// without copying a path: what listing the names of a large state dict needs.
+    pub fn for_each_tensor<'n>(&'n self, mut f: impl FnMut(&[PathSegment<'n>], &'n Tensor)) {
         if let Node::Tensor(t) = self {
-            out.push((Vec::new(), &**t));
+            f(&[], t);
         }
         // Explicit stack (the caller's tree may be deeper than the native stack allows) of the
         // children still to visit at each level, and one path, extended on the way down and cut
-        // on the way up: only the paths handed out are copied.
-        let mut path: Vec<PathSegment<'_>> = Vec::new();
+        // on the way up.
+        let mut path: Vec<PathSegment<'n>> = Vec::new();
         let mut stack = vec![self.children().into_iter()];
         while let Some(level) = stack.last_mut() {
             let Some((segment, child)) = level.next() else {
@@ -616,7 +637,7 @@ impl Node {
             };
             path.push(segment);
             if let Node::Tensor(t) = child {
-                out.push((path.clone(), &**t));
+                f(&path, t);
             }
             let children = child.children();
             if children.is_empty() {
@@ -625,7 +646,6 @@ impl Node {
                 stack.push(children.into_iter());
             }
         }
-        out
     }
 }
 

@@ -245,7 +245,8 @@ impl<'r, 'a> TreeDecoder<'r, 'a> {
             return Ok(Begin::Leaf(kind.node(Vec::new())));
         }
         let run = self.run(n, depth)?;
-        let keys = matches!(kind, SeqKind::Set | SeqKind::FrozenSet).then(KeySet::default);
+        let keys = matches!(kind, SeqKind::Set | SeqKind::FrozenSet)
+            .then(|| KeySet::for_count(self.capacity(n)));
         Ok(Begin::Frame(
             Frame::Seq(SeqFrame {
                 kind,
@@ -299,7 +300,7 @@ impl<'r, 'a> TreeDecoder<'r, 'a> {
             key: None,
             left: n,
             depth,
-            seen: KeySet::default(),
+            seen: KeySet::for_count(self.capacity(n)),
             wrapper,
         })
     }
@@ -415,17 +416,30 @@ fn qualname(r: &mut Reader<'_>) -> R<String> {
 
 /// Keys of one dict or elements of one set, by their identity under Python's `==`
 /// ([`key_identity`]), for the duplicate check (spec §3.3). A short list is scanned; a long one
-/// gets a hash set.
-#[derive(Default)]
+/// gets a hash set, seeded per process (foldhash: a crafted manifest cannot aim for collisions
+/// it cannot predict, and it hashes short keys several times faster than SipHash, which was a
+/// tenth of the time to open a 124-tensor state dict).
 struct KeySet<'a> {
     list: Vec<Cow<'a, [u8]>>,
-    set: Option<HashSet<Cow<'a, [u8]>>>,
+    set: Option<HashSet<Cow<'a, [u8]>, foldhash::fast::RandomState>>,
 }
 
 /// Up to this many keys are compared one by one: cheaper than hashing for small dicts.
 const KEY_LIST_MAX: usize = 16;
 
 impl<'a> KeySet<'a> {
+    /// An empty set for a container of `count` members (already bounded by the input left), so
+    /// that a large dict hashes from its first key and never rehashes.
+    fn for_count(count: usize) -> KeySet<'a> {
+        let set = (count > KEY_LIST_MAX).then(|| {
+            HashSet::with_capacity_and_hasher(count, foldhash::fast::RandomState::default())
+        });
+        KeySet {
+            list: Vec::new(),
+            set,
+        }
+    }
+
     /// Adds the key `node` whose canonical encoding is `encoding`; `false` if a key equal to it
     /// in Python was there already.
     fn insert(&mut self, node: &Node, encoding: &'a [u8]) -> bool {
@@ -438,7 +452,12 @@ impl<'a> KeySet<'a> {
         }
         self.list.push(id);
         if self.list.len() > KEY_LIST_MAX {
-            self.set = Some(self.list.drain(..).collect());
+            let mut set = HashSet::with_capacity_and_hasher(
+                2 * KEY_LIST_MAX,
+                foldhash::fast::RandomState::default(),
+            );
+            set.extend(self.list.drain(..));
+            self.set = Some(set);
         }
         true
     }
