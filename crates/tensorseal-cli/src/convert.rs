@@ -58,8 +58,9 @@ pub(crate) struct ConvertArgs {
     /// Sign with this private key (PKCS#8 PEM: a path, env:VAR or fd:N); repeatable.
     #[arg(long, value_name = "KEY")]
     sign: Vec<PathBuf>,
-    /// Compress blobs: `zstd` or `zstd=LEVEL` (blobs that do not shrink by 5% stay raw).
-    #[arg(long, value_name = "zstd[=LEVEL]", value_parser = parse_compression)]
+    /// Compress blobs: `zstd` (level 1), `zstd=LEVEL` (1-22) or `none`; blobs that do not
+    /// shrink by 5% stay raw.
+    #[arg(long, value_name = "zstd[=LEVEL]", value_parser = str::parse::<Compression>)]
     compress: Option<Compression>,
     /// Keep instances of unknown classes as inert records (never instantiated) instead of
     /// refusing the file. Code-execution primitives are refused regardless.
@@ -80,22 +81,6 @@ pub(crate) struct ConvertArgs {
     /// No progress bar or summary.
     #[arg(long)]
     quiet: bool,
-}
-
-fn parse_compression(s: &str) -> Result<Compression, String> {
-    match s.split_once('=') {
-        None if s == "zstd" => Ok(Compression::Zstd { level: 1 }),
-        Some(("zstd", level)) => {
-            let level: i32 = level
-                .parse()
-                .map_err(|_| format!("bad zstd level {level:?}"))?;
-            if !(1..=22).contains(&level) {
-                return Err(format!("zstd level {level} is not in 1..=22"));
-            }
-            Ok(Compression::Zstd { level })
-        }
-        _ => Err(format!("expected zstd or zstd=LEVEL, got {s:?}")),
-    }
 }
 
 fn parse_pair(s: &str) -> Result<(String, String), String> {

@@ -17,7 +17,6 @@ use pyo3::prelude::*;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use tensorseal::Compression;
 use tensorseal_convert::{ConvertError, ConvertOptions, SandboxMode};
 
 /// The sandbox mode named by the Python argument. A mode that locks the process down is only
@@ -60,11 +59,11 @@ fn convert_error(py: Python<'_>, input: &Path, e: &ConvertError) -> PyErr {
 }
 
 /// Converts `input` to a tensorseal file at `output`, as `tensorseal convert` does, and returns
-/// the report as JSON. `signers` are `(label, PKCS#8 PEM)`; `level` is the zstd level or
-/// `None`; `sandbox` is `"off"`, or `"best-effort"` / `"required"` together with
+/// the report as JSON. `signers` are `(label, PKCS#8 PEM)`; `compress` is a compression
+/// option as [`compression`](crate::compression) reads it, or `None`; `sandbox` is `"off"`, or `"best-effort"` / `"required"` together with
 /// `lock_down_this_process=True` (the child process only).
 #[pyfunction]
-#[pyo3(signature = (input, output, signers, level, allow_objects, metadata, sandbox,
+#[pyo3(signature = (input, output, signers, compress, allow_objects, metadata, sandbox,
                     lock_down_this_process=false))]
 #[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments one to one
 pub(crate) fn convert(
@@ -72,7 +71,7 @@ pub(crate) fn convert(
     input: PathBuf,
     output: PathBuf,
     signers: Vec<(String, Vec<u8>)>,
-    level: Option<i32>,
+    compress: Option<&str>,
     allow_objects: bool,
     metadata: BTreeMap<String, String>,
     sandbox: &str,
@@ -82,7 +81,7 @@ pub(crate) fn convert(
     let keys = keys::secret_keys(py, &signers)?;
     let options = ConvertOptions {
         allow_objects,
-        compression: level.map_or(Compression::None, |level| Compression::Zstd { level }),
+        compression: crate::compression(py, compress)?,
         signers: keys.iter().collect(),
         metadata,
         sandbox: mode,

@@ -26,6 +26,21 @@ use pyo3::prelude::*;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Parses the `compress=` argument of `save` and `convert` with the library's one parser (the
+/// CLI's `--compress` uses the same), `None` meaning raw.
+fn compression(py: Python<'_>, text: Option<&str>) -> PyResult<tensorseal::Compression> {
+    text.map_or(Ok(tensorseal::Compression::None), |t| {
+        t.parse()
+            .map_err(|e| errors::invalid(py, format!("compress must be None, or {e}")))
+    })
+}
+
+/// Checks a `compress=` argument before any work starts, and returns its canonical spelling.
+#[pyfunction]
+fn canonical_compression(py: Python<'_>, text: &str) -> PyResult<String> {
+    Ok(compression(py, Some(text))?.to_string())
+}
+
 /// The `tensorseal._native` extension module.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -42,6 +57,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         tensorseal::TORCH_DTYPE_EXTRA_NAMES.to_vec(),
     )?;
     m.add_class::<load::PyLoader>()?;
+    m.add_function(wrap_pyfunction!(canonical_compression, m)?)?;
     m.add_function(wrap_pyfunction!(load::open, m)?)?;
     m.add_function(wrap_pyfunction!(load::verify, m)?)?;
     m.add_function(wrap_pyfunction!(save::save, m)?)?;

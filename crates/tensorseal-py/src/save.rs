@@ -7,7 +7,7 @@ use crate::keys;
 use pyo3::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use tensorseal::{Compression, DType, Limits, WriteOptions, Writer, check_metadata_entry};
+use tensorseal::{DType, Limits, WriteOptions, Writer, check_metadata_entry};
 
 /// Writes `root` (the plain-Python form, tensors numbered by byte source) to `path`.
 ///
@@ -16,7 +16,7 @@ use tensorseal::{Compression, DType, Limits, WriteOptions, Writer, check_metadat
 /// were put in canonical order), so the file depends only on the tree and the bytes. Sources no
 /// tensor refers to are not written. Returns `(file length, manifest SHA-256 hex)`.
 #[pyfunction]
-#[pyo3(signature = (path, root, sources, metadata, signers, level))]
+#[pyo3(signature = (path, root, sources, metadata, signers, compress))]
 pub(crate) fn save(
     py: Python<'_>,
     path: PathBuf,
@@ -24,8 +24,9 @@ pub(crate) fn save(
     sources: Vec<Bound<'_, PyAny>>,
     metadata: BTreeMap<String, String>,
     signers: Vec<(String, Vec<u8>)>,
-    level: Option<i32>,
+    compress: Option<&str>,
 ) -> PyResult<(u64, String)> {
+    let compression = crate::compression(py, compress)?;
     for (k, v) in &metadata {
         check_metadata_entry(k, v)
             .map_err(|e| errors::invalid(py, format!("metadata {k:?}: {e}")))?;
@@ -62,7 +63,7 @@ pub(crate) fn save(
         .collect();
     let signer_refs: Vec<&tensorseal::SecretKey> = signers.iter().collect();
     let options = WriteOptions {
-        compression: level.map_or(Compression::None, |level| Compression::Zstd { level }),
+        compression,
         limits,
     };
     let written = py.detach(|| {

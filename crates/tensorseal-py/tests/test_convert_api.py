@@ -199,6 +199,8 @@ def test_signing_metadata_and_compression(tmp, keys):
     ({"compress": "gzip"}, "compress must be"),
     ({"compress": "zstd:0"}, "compress must be"),
     ({"compress": "zstd:23"}, "compress must be"),
+    ({"compress": "zstd=+3"}, "compress must be"),
+    ({"compress": 3}, "compress must be"),
     ({"sandbox": "on"}, "sandbox must be"),
     ({"allow_objects": "yes"}, "allow_objects must be a bool"),
     ({"metadata": {"step": 5}}, "metadata must map str to str"),
@@ -367,3 +369,21 @@ def test_convert_sandbox_report_matches_the_cli(tmp):
     code, out, _ = cli("convert", T / "zip_views.pt", tmp / "cli.tseal", "--json")
     r = tensorseal.convert(T / "zip_views.pt", tmp / "py.tseal")
     assert code == 0 and r.sandbox.to_dict() == json.loads(out)["sandbox"]
+
+
+@needs_cli
+@pytest.mark.parametrize("spelling", ["none", "zstd", "zstd=3", "zstd:3", "zstd=22", "zstd=0",
+                                      "zstd=23", "zstd=+3", "zstd=", "gzip", "ZSTD"])
+def test_compress_spellings_mean_the_same_in_cli_and_python(spelling, tmp):
+    # One parser in the library serves both front ends: the same spellings are accepted, and an
+    # accepted one writes the same file.
+    src = T / "zip_views.pt"
+    code, _, err = cli("convert", src, tmp / "cli.tseal", "--compress", spelling, "--no-sandbox")
+    report, exc = attempt(src, tmp / "py.tseal", compress=spelling, sandbox="off")
+    if code == 2:
+        assert isinstance(exc, tensorseal.InvalidInputError), (spelling, err)
+        assert "compress must be None, or expected none, zstd or zstd=LEVEL" in str(exc)
+        assert not (tmp / "py.tseal").exists()
+    else:
+        assert code == 0 and exc is None, (spelling, err, exc)
+        assert (tmp / "cli.tseal").read_bytes() == (tmp / "py.tseal").read_bytes()

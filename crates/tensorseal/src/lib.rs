@@ -50,5 +50,6 @@ pub use tree::{
 };
 pub use verify::{SignerStatus, TrustPolicy, VerifyReport};
 pub use writer::{
-    AtomicFile, BlobSource, Compression, WriteOptions, Writer, WrittenFile, add_signature,
+    AtomicFile, BlobSource, Compression, CompressionSyntaxError, WriteOptions, Writer, WrittenFile,
+    ZSTD_LEVELS, add_signature,
 };

@@ -31,6 +31,53 @@ pub enum Compression {
     },
 }
 
+/// The zstd levels [`Compression::Zstd`] takes.
+pub const ZSTD_LEVELS: std::ops::RangeInclusive<i32> = 1..=22;
+
+/// A `--compress` / `compress=` value that is not one of the spellings [`Compression`] parses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected none, zstd or zstd=LEVEL with LEVEL in 1..=22, got {0:?}")]
+pub struct CompressionSyntaxError(String);
+
+impl std::str::FromStr for Compression {
+    type Err = CompressionSyntaxError;
+
+    /// The one parser of the compression option, for the CLI's `--compress` and the Python
+    /// package's `compress=` alike: `none`, `zstd` (level 1), `zstd=LEVEL`. `zstd:LEVEL` is
+    /// read too, the spelling the Python package documented first.
+    fn from_str(s: &str) -> Result<Compression, CompressionSyntaxError> {
+        let bad = || CompressionSyntaxError(s.to_string());
+        match s {
+            "none" => return Ok(Compression::None),
+            "zstd" => return Ok(Compression::Zstd { level: 1 }),
+            _ => {}
+        }
+        let level = s
+            .strip_prefix("zstd=")
+            .or_else(|| s.strip_prefix("zstd:"))
+            .ok_or_else(bad)?;
+        // Digits only: `i32::from_str` would also take `+3`.
+        if level.is_empty() || !level.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        let level: i32 = level.parse().map_err(|_| bad())?;
+        if !ZSTD_LEVELS.contains(&level) {
+            return Err(bad());
+        }
+        Ok(Compression::Zstd { level })
+    }
+}
+
+impl std::fmt::Display for Compression {
+    /// The canonical spelling, which [`Compression::from_str`](std::str::FromStr) reads back.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Compression::None => f.write_str("none"),
+            Compression::Zstd { level } => write!(f, "zstd={level}"),
+        }
+    }
+}
+
 /// Options of a [`Writer`].
 #[derive(Debug, Clone, Default)]
 pub struct WriteOptions {
@@ -759,6 +806,38 @@ impl Drop for AtomicFile {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn compression_has_one_parser_and_a_canonical_spelling() {
+        for (text, want) in [
+            ("none", Compression::None),
+            ("zstd", Compression::Zstd { level: 1 }),
+            ("zstd=3", Compression::Zstd { level: 3 }),
+            ("zstd:3", Compression::Zstd { level: 3 }),
+            ("zstd=22", Compression::Zstd { level: 22 }),
+        ] {
+            let got: Compression = text.parse().unwrap();
+            assert_eq!(got, want, "{text}");
+            assert_eq!(got.to_string().parse::<Compression>().unwrap(), got);
+        }
+        assert_eq!(Compression::Zstd { level: 3 }.to_string(), "zstd=3");
+        for bad in [
+            "",
+            "gzip",
+            "zstd=",
+            "zstd=0",
+            "zstd=23",
+            "zstd=-1",
+            "zstd=+3",
+            "zstd=3x",
+            "ZSTD",
+            "zstd = 3",
+            "zstd=99999999999",
+        ] {
+            let e = bad.parse::<Compression>().unwrap_err();
+            assert!(e.to_string().contains(&format!("{bad:?}")), "{bad}: {e}");
+        }
+    }
+
     use super::*;
     use crate::{Checkpoint, Tensor, TrustPolicy};
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import re
 
 from . import _native
 from ._audit import audited
@@ -373,7 +372,14 @@ def open(path, trust=None, *, framework="torch", verify=True, threshold=1, expec
 
 
 # -- save --------------------------------------------------------------------------------------
-_COMPRESS = re.compile(r"zstd(?::(-?\d+))?")
+def compression(compress):
+    """The canonical spelling of a ``compress=`` argument (``None`` stays ``None``), checked by
+    the parser the CLI's ``--compress`` uses, before any work starts."""
+    if compress is None:
+        return None
+    if not isinstance(compress, str):
+        raise InvalidInputError(f"compress must be None or a str such as 'zstd=3', not {compress!r}")
+    return _native.canonical_compression(compress)
 
 
 def save(obj, path, sign_with=None, compress=None, metadata=None) -> None:
@@ -388,8 +394,9 @@ def save(obj, path, sign_with=None, compress=None, metadata=None) -> None:
     in ``obj``; nothing is ever pickled.
 
     ``sign_with``: a private key (PKCS#8 PEM file path, or its bytes), or several.
-    ``compress``: ``None`` (raw, zero-copy readable), ``"zstd"`` (level 1) or ``"zstd:LEVEL"``;
-    a tensor is stored raw unless compressing saves 5%. ``metadata``: signed ``str -> str``
+    ``compress``: ``None`` (raw, zero-copy readable), ``"zstd"`` (level 1) or ``"zstd=LEVEL"``
+    (1-22; ``"zstd:LEVEL"`` is read too), as ``tensorseal convert --compress`` takes it; a
+    tensor is stored raw unless compressing saves 5%. ``metadata``: signed ``str -> str``
     entries (spec §5: e.g. ``run_id``, ``step``).
 
     Deterministic: the same object gives a byte-identical file. Set elements are ordered by
@@ -397,12 +404,7 @@ def save(obj, path, sign_with=None, compress=None, metadata=None) -> None:
     memory exactly (tied weights) are stored once.
     """
     path = _path(path)
-    level = None
-    if compress is not None:
-        m = _COMPRESS.fullmatch(compress) if isinstance(compress, str) else None
-        if m is None:
-            raise InvalidInputError(f"compress must be None, 'zstd' or 'zstd:LEVEL', not {compress!r}")
-        level = int(m.group(1)) if m.group(1) is not None else 1
+    compress = compression(compress)
     meta = {}
     for k, v in (metadata or {}).items():
         if type(k) is not str or type(v) is not str:
@@ -411,7 +413,7 @@ def save(obj, path, sign_with=None, compress=None, metadata=None) -> None:
     signers = _keys(sign_with, "sign_with")
     enc = Encoder()
     root = enc.node(obj)
-    _native.save(path, root, enc.sources, meta, signers, level)
+    _native.save(path, root, enc.sources, meta, signers, compress)
 
 
 # -- verify ------------------------------------------------------------------------------------

@@ -6,15 +6,13 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-import re
 import warnings
 
 from . import _convert_child, _native
-from ._api import _keys, _path
+from ._api import _keys, _path, compression
 from ._errors import InvalidInputError, SandboxWarning
 
 SANDBOX_MODES = ("best-effort", "required", "off")
-_COMPRESS = re.compile(r"zstd(?:[:=](\d+))?")
 
 
 def sandbox_arg(sandbox):
@@ -74,17 +72,6 @@ class ConvertReport:
         return d
 
 
-def _compress_level(compress):
-    if compress is None:
-        return None
-    m = _COMPRESS.fullmatch(compress) if isinstance(compress, str) else None
-    level = int(m.group(1)) if m and m.group(1) is not None else 1
-    if m is None or not 1 <= level <= 22:
-        raise InvalidInputError(
-            f"compress must be None, 'zstd' or 'zstd:LEVEL' with LEVEL in 1..22, not {compress!r}")
-    return level
-
-
 def convert(src, dst, sign_with=None, compress=None, allow_objects=False, metadata=None,
             sandbox="best-effort") -> ConvertReport:
     """Converts a legacy checkpoint to a signed tensorseal file, as ``tensorseal convert``.
@@ -98,7 +85,7 @@ def convert(src, dst, sign_with=None, compress=None, allow_objects=False, metada
     Same input and options give a byte-identical file.
 
     ``sign_with``: private key(s) (PKCS#8 PEM path or bytes). ``compress``: ``None``,
-    ``"zstd"`` or ``"zstd:LEVEL"`` (1-22). ``metadata``: extra signed ``str -> str`` entries;
+    ``"zstd"`` or ``"zstd=LEVEL"`` (1-22), as for :func:`tensorseal.save`. ``metadata``: extra signed ``str -> str`` entries;
     ``producer``, ``source_format`` and ``source_sha256`` are set by the converter.
     ``allow_objects=True`` keeps instances of unknown classes as inert records instead of
     refusing the file.
@@ -116,7 +103,7 @@ def convert(src, dst, sign_with=None, compress=None, allow_objects=False, metada
     unsupported input and I/O errors (exit 1; ``kind`` says which). Messages are the CLI's.
     """
     src_path, dst_path = _path(src, "src"), _path(dst, "dst")
-    level = _compress_level(compress)
+    compress = compression(compress)
     if not isinstance(allow_objects, bool):
         raise InvalidInputError(f"allow_objects must be a bool, not {allow_objects!r}")
     meta = {}
@@ -127,12 +114,12 @@ def convert(src, dst, sign_with=None, compress=None, allow_objects=False, metada
     sandbox = sandbox_arg(sandbox)
     signers = _keys(sign_with, "sign_with")
     if sandbox == "off":
-        report = _native.convert(src_path, dst_path, signers, level, allow_objects, meta, "off")
+        report = _native.convert(src_path, dst_path, signers, compress, allow_objects, meta, "off")
     else:
         report = _convert_child.run({
             "op": "convert", "src": src_path, "dst": dst_path,
             "signers": [(label, base64.b64encode(key).decode()) for label, key in signers],
-            "level": level, "allow_objects": allow_objects, "metadata": meta,
+            "compress": compress, "allow_objects": allow_objects, "metadata": meta,
             "sandbox": sandbox}, output=dst_path)
     r = json.loads(report)
     for w in r["sandbox"]["warnings"]:

@@ -116,7 +116,7 @@ def _serve(request):
     if request["op"] == "convert":
         signers = [(label, binascii.a2b_base64(key)) for label, key in request["signers"]]
         return _native.convert(
-            request["src"], request["dst"], signers, request["level"],
+            request["src"], request["dst"], signers, request["compress"],
             request["allow_objects"], request["metadata"], request["sandbox"],
             lock_down_this_process=True)
     if request["op"] == "scan":
