@@ -37,7 +37,7 @@ fn failure(path: &Path, e: &AttestError) -> Failure {
         AttestError::Malformed(_) => crate::trust::INVALID,
         _ => crate::trust::VERIFICATION,
     };
-    Failure::new(code, format!("{}: {}", path.display(), chain(e)))
+    Failure::new(code, format!("{}: {}", path.display(), chain(e))).with_kind(e.kind())
 }
 
 /// Attests `file` with `key` into `out`, written atomically.
@@ -85,7 +85,7 @@ pub(crate) fn check(
             attestation.display()
         );
         return Err((
-            Failure::new(crate::trust::VERIFICATION, message),
+            Failure::new(crate::trust::VERIFICATION, message).with_kind("attestation_untrusted"),
             "attestation_untrusted",
         ));
     }

@@ -121,9 +121,9 @@ pub(crate) fn record(
         .map(|p| secret_key_id(&p))
         .collect();
     let (host, user) = host_and_user();
-    let (exit_code, error) = match result {
-        Ok(()) => (0, Value::Null),
-        Err(f) => (f.code, Value::String(f.message.clone())),
+    let (exit_code, error, error_kind) = match result {
+        Ok(()) => (0, Value::Null, Value::Null),
+        Err(f) => (f.code, f.message.clone().into(), f.kind().into()),
     };
     let rec = json!({
         "host": host,
@@ -139,6 +139,7 @@ pub(crate) fn record(
         "result": if exit_code == 0 { "ok" } else { "error" },
         "exit_code": exit_code,
         "error": error,
+        "error_kind": error_kind,
     });
     let fail = |e: &dyn std::error::Error| {
         Failure::new(
@@ -226,7 +227,7 @@ pub(crate) fn run(args: AuditArgs) -> Result<(), Failure> {
                     serde_json::to_string_pretty(&v).expect("JSON values serialize")
                 );
             }
-            Err(Failure::new(code, message))
+            Err(Failure::new(code, message).with_kind(e.kind()))
         }
     }
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use tensorseal::{Classify, Compression, PublicKey, TrustPolicy, error_chain};
-use tensorseal_convert::{ConvertOptions, ExportOptions, SandboxMode};
+use tensorseal_convert::{ConvertOptions, ExportOptions, SandboxMode, ScanVerdict};
 
 #[derive(Debug, Args)]
 pub(crate) struct SandboxArgs {
@@ -134,6 +134,18 @@ pub(crate) fn convert(args: ConvertArgs) -> Result<(), Failure> {
                     source_format: Some(report.source_format.to_string()),
                     source_sha256: Some(report.source_sha256.to_string()),
                     source_uri: Some(args.input.display().to_string()),
+                    // A conversion that succeeded passed the same pickle policy that `scan`
+                    // applies: safe, or unknown classes kept as inert records when allowed.
+                    scan_verdict: Some(
+                        if report.inert_objects.is_empty() {
+                            ScanVerdict::Safe
+                        } else {
+                            ScanVerdict::UnknownObjects
+                        }
+                        .name()
+                        .to_string(),
+                    ),
+                    inert_objects: report.inert_objects.clone(),
                     options: json!({
                         "allow_objects": args.allow_objects,
                         "compress": args.compress.is_some(),
@@ -204,7 +216,7 @@ pub(crate) fn convert(args: ConvertArgs) -> Result<(), Failure> {
                     serde_json::to_string_pretty(&v).expect("JSON values serialize")
                 );
             }
-            Err(Failure::new(code, message))
+            Err(Failure::new(code, message).with_kind(kind))
         }
     }
 }

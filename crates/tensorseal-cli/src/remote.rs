@@ -56,6 +56,7 @@ pub(crate) fn verify(url: &str, policy: &TrustPolicy) -> Result<VerifyReport, Re
 /// `inspect` of one object: footer, signature block and manifest only (a few range GETs). The
 /// signatures present are checked for validity, not trust.
 pub(crate) fn inspect(url: &str) -> Result<Loader<ObjectReader>, Failure> {
-    open(url, &TrustPolicy::integrity_only())
-        .map_err(|(code, _, message)| Failure::new(code, format!("{url}: {message}")))
+    open(url, &TrustPolicy::integrity_only()).map_err(|(code, kind, message)| {
+        Failure::new(code, format!("{url}: {message}")).with_kind(kind)
+    })
 }

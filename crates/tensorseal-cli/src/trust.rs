@@ -14,6 +14,7 @@ pub(crate) fn read_policy(path: &Path) -> Result<TrustPolicy, Failure> {
             INVALID,
             format!("{}: invalid trust policy: {}", path.display(), chain(&e)),
         )
+        .with_kind(tensorseal::Classify::kind(&e))
     })
 }
 

@@ -191,22 +191,21 @@ pub(crate) fn run(args: VerifyArgs) -> Result<(), Failure> {
             }
         }
     }
-    let failed: Vec<(&Path, u8, &str)> = outcomes
+    let failed: Vec<(&Path, u8, &'static str, &str)> = outcomes
         .iter()
         .filter_map(|o| {
-            let (code, _, message) = o.result.as_ref().err()?;
-            Some((o.file.as_path(), *code, message.as_str()))
+            let (code, kind, message) = o.result.as_ref().err()?;
+            Some((o.file.as_path(), *code, *kind, message.as_str()))
         })
         .collect();
     let worst = failed.iter().map(|f| f.1).max().unwrap_or(0);
     match failed.as_slice() {
         [] => Ok(()),
-        [(file, code, message)] if !many => Err(Failure::new(
-            *code,
-            format!("{}: {message}", file.display()),
-        )),
+        [(file, code, kind, message)] if !many => {
+            Err(Failure::new(*code, format!("{}: {message}", file.display())).with_kind(kind))
+        }
         _ => {
-            for (file, _, message) in &failed {
+            for (file, _, _, message) in &failed {
                 eprintln!("tensorseal: error: {}: {message}", file.display());
             }
             Err(Failure::new(

@@ -330,6 +330,9 @@ fn every_command_appends_a_chained_record() {
         recs[1]["error"].as_str().unwrap().contains("untrusted")
             || recs[1]["error"].as_str().unwrap().contains("trusted")
     );
+    // The kind is the one `verify --json` reports for the same refusal.
+    assert_eq!(recs[1]["error_kind"], "untrusted");
+    assert_eq!(recs[0]["error_kind"], Value::Null);
     assert_eq!(recs[2]["trust_key_ids"][0], key_id(d, "old.pub").as_str());
     assert_eq!(recs[2]["result"], "ok");
     for r in &recs {
@@ -550,6 +553,10 @@ fn attestations_verify_and_forgeries_fail() {
     assert_eq!(statement["predicate"]["source"]["sha256"], src_sha.as_str());
     assert_eq!(statement["predicate"]["source"]["format"], "npy");
     assert_eq!(
+        statement["predicate"]["source"]["scan"],
+        serde_json::json!({"verdict": "safe", "inert_objects": []})
+    );
+    assert_eq!(
         (
             statement["predicate"]["run_id"].as_str(),
             statement["predicate"]["step"].as_str()
@@ -645,4 +652,36 @@ fn attestations_verify_and_forgeries_fail() {
     // --attest without --sign is a usage error.
     let o = run(&["convert", &input, "x.tseal", "--attest", "x.jsonl"], d);
     assert_eq!(code(&o), 2);
+}
+
+#[test]
+fn attestation_records_the_scan_verdict_of_a_source_with_inert_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(d);
+    let input = fixture("torch/zip_unknown_objects.pt");
+    let args = [
+        "convert",
+        &input,
+        "u.tseal",
+        "--sign",
+        "old.key",
+        "--allow-objects",
+        "--attest",
+        "u.intoto.jsonl",
+        "--quiet",
+    ];
+    let o = run(&args, d);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let envelope: Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("u.intoto.jsonl")).unwrap()).unwrap();
+    let statement: Value = serde_json::from_slice(&unb64(&envelope["payload"])).unwrap();
+    let scan = &statement["predicate"]["source"]["scan"];
+    assert_eq!(scan["verdict"], "unknown-objects", "{statement}");
+    let classes = scan["inert_objects"].as_array().unwrap();
+    assert!(!classes.is_empty(), "{statement}");
+    // The same verdict `scan --allow-objects` gives the source.
+    let o = run(&["scan", &input, "--allow-objects", "--json"], d);
+    let report: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["safety"], "unknown-objects", "{report}");
 }

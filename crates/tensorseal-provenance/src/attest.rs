@@ -53,6 +53,11 @@ pub struct AttestationInput {
     pub source_sha256: Option<String>,
     /// Where the source came from (path or URL).
     pub source_uri: Option<String>,
+    /// The scan verdict of the source, as `tensorseal scan` names it (`safe`,
+    /// `unknown-objects`): what the converter's pickle VM concluded on the way.
+    pub scan_verdict: Option<String>,
+    /// The classes recorded as inert objects (with `allow_objects`), sorted.
+    pub inert_objects: Vec<String>,
     /// Conversion options, as JSON.
     pub options: Value,
 }
@@ -97,6 +102,10 @@ pub fn attest(
                 "format": input.source_format,
                 "sha256": input.source_sha256,
                 "uri": input.source_uri,
+                "scan": input.scan_verdict.as_ref().map(|v| json!({
+                    "verdict": v,
+                    "inert_objects": input.inert_objects,
+                })),
             },
             "options": input.options,
             "metadata": metadata,

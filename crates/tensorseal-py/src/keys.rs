@@ -48,6 +48,13 @@ pub(crate) fn generate_key(py: Python<'_>) -> PyResult<(Py<PyBytes>, Py<PyBytes>
     ))
 }
 
+/// Refuses anything but a private key (PKCS#8 PEM), naming `label`: arguments are checked before
+/// the work they serve.
+#[pyfunction]
+pub(crate) fn check_secret_key(py: Python<'_>, label: String, bytes: Vec<u8>) -> PyResult<()> {
+    secret_keys(py, &[(label, bytes)]).map(drop)
+}
+
 /// The key id (spec §6) of a public key (PEM, DER or raw) or of a private key's public half.
 #[pyfunction]
 pub(crate) fn key_id(py: Python<'_>, label: String, bytes: Vec<u8>) -> PyResult<String> {

@@ -65,6 +65,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(convert::scan, m)?)?;
     m.add_function(wrap_pyfunction!(keys::generate_key, m)?)?;
     m.add_function(wrap_pyfunction!(keys::key_id, m)?)?;
+    m.add_function(wrap_pyfunction!(keys::check_secret_key, m)?)?;
     m.add_function(wrap_pyfunction!(audit::audit_append, m)?)?;
     Ok(())
 }

@@ -98,3 +98,40 @@ def test_audit_log_records_load_and_verify_and_chains(tmp, keys, monkeypatch):
     lines = log.read_bytes().splitlines()
     assert recs[1]["prev"] == hashlib.sha256(lines[0]).hexdigest()
     assert recs[2]["prev"] == hashlib.sha256(lines[1]).hexdigest()
+
+
+def test_audit_key_seals_each_record_with_a_signed_checkpoint(tmp, keys):
+    import hashlib
+    import json
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    f = write(tmp / "f.tseal", keys, (0,))
+    log = tmp / "audit.jsonl"
+    (tmp / "audit.key").write_bytes(keys[1][0])
+    tensorseal.verify(f, trust=[keys[0][1]], audit_log=log, audit_key=tmp / "audit.key")
+    with pytest.raises(tensorseal.VerificationError):
+        tensorseal.load(f, trust=[keys[1][1]], audit_log=log, audit_key=keys[1][0])
+    lines = log.read_bytes().splitlines()
+    recs = [json.loads(x) for x in lines]
+    assert [r["type"] for r in recs] == ["record", "checkpoint", "record", "checkpoint"]
+    assert recs[2]["error_kind"] == "untrusted"
+    for i in (1, 3):
+        cp = recs[i]
+        assert cp["key_id"] == tensorseal.key_id(keys[1][1])
+        # spec/AUDIT.md: Ed25519 over the domain, seq (u64 big-endian) and SHA-256 of the line
+        # before, checked here with an independent implementation.
+        message = (b"tensorseal-audit-checkpoint-v1\0" + cp["seq"].to_bytes(8, "big")
+                   + hashlib.sha256(lines[i - 1]).digest())
+        Ed25519PublicKey.from_public_bytes(bytes.fromhex(cp["public_key"])).verify(
+            bytes.fromhex(cp["signature"]), message)
+
+
+def test_audit_key_without_a_log_or_with_a_bad_key_is_refused_before_the_call(tmp, keys):
+    f = write(tmp / "f.tseal", keys, (0,))
+    with pytest.raises(tensorseal.InvalidInputError, match="audit_key needs audit_log"):
+        tensorseal.verify(f, trust=[keys[0][1]], audit_key=keys[1][0])
+    log = tmp / "audit.jsonl"
+    with pytest.raises(tensorseal.InvalidInputError, match="audit_key"):
+        tensorseal.verify(f, trust=[keys[0][1]], audit_log=log, audit_key=b"not a key")
+    assert not log.exists() or log.read_bytes() == b""

@@ -1,5 +1,6 @@
 """``audit_log=`` (or ``TENSORSEAL_AUDIT_LOG``): one hash-chained record per load, open or verify,
-appended by the same Rust writer as ``tensorseal --audit-log`` (spec/AUDIT.md)."""
+appended by the same Rust writer as ``tensorseal --audit-log`` (spec/AUDIT.md); ``audit_key=``
+seals each record with a signed checkpoint, as ``tensorseal --audit-key`` does."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import os
 
 from . import _native
+from ._errors import InvalidInputError
 
 
 def _key_ids(trust):
@@ -37,10 +39,23 @@ def audited(action):
 
     def decorate(fn):
         @functools.wraps(fn)
-        def wrapper(path, *args, audit_log=None, **kw):
+        def wrapper(path, *args, audit_log=None, audit_key=None, **kw):
             log = audit_log if audit_log is not None else os.environ.get("TENSORSEAL_AUDIT_LOG") or None
             if log is None:
+                if audit_key is not None:
+                    raise InvalidInputError(
+                        "audit_key needs audit_log= or TENSORSEAL_AUDIT_LOG")
                 return fn(path, *args, **kw)
+            # Read before the call, so that an unreadable key fails before anything is done.
+            key = None
+            if audit_key is not None:
+                from ._api import _keys
+
+                keys = _keys(audit_key, "audit_key")
+                if len(keys) != 1:
+                    raise InvalidInputError("audit_key is one private key")
+                key = keys[0]
+                _native.check_secret_key(*key)
             trust = args[0] if args else kw.get("trust")
             policy = kw.get("policy")
             details = {"trust_key_ids": _key_ids(trust),
@@ -51,7 +66,7 @@ def audited(action):
             except BaseException as e:
                 details.update(result="error", error_kind=getattr(e, "kind", None) or type(e).__name__,
                                error=str(e))
-                _native.audit_append(_fspath(log), action, inputs, json.dumps(details))
+                _native.audit_append(_fspath(log), action, inputs, json.dumps(details), key)
                 raise
             details.update(result="ok", error_kind=None, error=None)
             sha = getattr(result, "manifest_sha256", None)
@@ -60,13 +75,15 @@ def audited(action):
             signers = getattr(result, "signers", None)
             if isinstance(signers, list):
                 details["signer_key_ids"] = [s.key_id for s in signers]
-            _native.audit_append(_fspath(log), action, inputs, json.dumps(details))
+            _native.audit_append(_fspath(log), action, inputs, json.dumps(details), key)
             return result
 
         wrapper.__doc__ = (fn.__doc__ or "") + (
             "\n\n    ``audit_log`` (a path; default ``$TENSORSEAL_AUDIT_LOG``) appends one "
             "hash-chained record of this call,\n    success or failure, to that audit log "
-            "(spec/AUDIT.md).\n")
+            "(spec/AUDIT.md).\n    ``audit_key`` (a private key: PEM path or bytes) seals that record "
+            "with a\n    checkpoint signed by it, so a truncated log is detectable "
+            "(``tensorseal audit verify --key``).\n")
         return wrapper
 
     return decorate
