@@ -190,3 +190,29 @@ def test_all_errors_share_a_base():
         assert issubclass(cls, tensorseal.Error)
     assert issubclass(tensorseal.InvalidInputError, ValueError)
     assert issubclass(tensorseal.UnsupportedError, TypeError)
+
+
+def test_a_trusted_key_file_changed_in_place_is_read_again(tmp, keys):
+    # Trusted key files are remembered per process once settled (by inode, size, mtime and
+    # ctime): replacing the file's bytes, even with a key of the same length and within the
+    # timestamp's granularity, must take effect at the next call.
+    import time
+
+    p = write(tmp / "x.tseal", keys, signers=(0,))
+    pub = tmp / "trusted.pub"
+    assert len(keys[0][1]) == len(keys[1][1])
+    for settle in (0, 2.5):
+        pub.write_bytes(keys[0][1])
+        time.sleep(settle)  # 2.5 s: old enough to be remembered
+        assert tensorseal.verify(p, trust=[pub]).authenticated
+        assert tensorseal.verify(p, trust=[pub]).authenticated
+        pub.write_bytes(keys[1][1])
+        with pytest.raises(tensorseal.VerificationError) as e:
+            tensorseal.verify(p, trust=[str(pub)])
+        assert e.value.kind == "untrusted"
+    pub.write_bytes(keys[0][1])
+    with tensorseal.open(p, trust=[pub]) as c:
+        assert sorted(c.names()) == ["b", "w"]
+    pub.unlink()
+    with pytest.raises(tensorseal.InvalidInputError, match="cannot read key"):
+        tensorseal.verify(p, trust=[pub])

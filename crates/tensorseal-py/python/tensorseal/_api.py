@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 
 from . import _native
 from ._audit import audited
@@ -14,9 +15,45 @@ from ._restore import FRAMEWORKS, Restorer, materialize
 
 
 # -- arguments ---------------------------------------------------------------------------------
-def _keys(keys, arg):
+_KEY_FILE_MAX = 1 << 20
+_KEY_FILES_CACHED = 64
+_KEY_FILE_SETTLED_NS = 2_000_000_000
+# path -> (identity from stat, bytes) of trusted public keys: read again only when the file
+# changes (another inode, size, mtime or ctime), since opening one costs more than a lazy open's
+# parse of its manifest. The Rust side caches what the bytes parse to. Private keys are never
+# kept.
+_key_files = {}
+
+
+def _key_file(path, cache):
+    name = os.fspath(path)
+    try:
+        st = os.stat(name)
+        ident = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        hit = _key_files.get(name) if cache else None
+        if hit is not None and hit[0] == ident:
+            return hit[1]
+        if st.st_size > _KEY_FILE_MAX:
+            raise InvalidInputError(
+                f"{name}: {st.st_size} bytes, too large for a key file (at most {_KEY_FILE_MAX})")
+        with _builtin_open(name, "rb", buffering=0) as f:
+            # Sized by stat: read(1 MiB) would allocate a megabyte per key every time.
+            data = f.read(st.st_size + 1) if st.st_size else f.read(_KEY_FILE_MAX)
+    except OSError as e:
+        raise InvalidInputError(f"{name}: cannot read key: {e}") from None
+    # As git does for its index: a file changed within the last seconds may change again with
+    # the same coarse timestamp and size, so only files older than that are remembered.
+    if cache and len(data) == st.st_size and time.time_ns() - st.st_ctime_ns > _KEY_FILE_SETTLED_NS:
+        if len(_key_files) >= _KEY_FILES_CACHED:
+            _key_files.clear()
+        _key_files[name] = (ident, data)
+    return data
+
+
+def _keys(keys, arg, public=False):
     """Key arguments as ``[(label, bytes)]``: each is a path (``str`` / ``os.PathLike``) to a
-    key file, or the key itself as ``bytes``."""
+    key file, or the key itself as ``bytes``. ``public``: trusted public keys, whose files may
+    be remembered."""
     if keys is None:
         return []
     if isinstance(keys, (str, bytes, bytearray, memoryview, os.PathLike)):
@@ -26,11 +63,7 @@ def _keys(keys, arg):
         if isinstance(k, (bytes, bytearray, memoryview)):
             out.append((f"{arg}[{i}]", bytes(k)))
         elif isinstance(k, (str, os.PathLike)):
-            try:
-                with _builtin_open(k, "rb") as f:
-                    out.append((os.fspath(k), f.read(1 << 20)))
-            except OSError as e:
-                raise InvalidInputError(f"{os.fspath(k)}: cannot read key: {e}") from None
+            out.append((os.fspath(k), _key_file(k, public)))
         else:
             raise InvalidInputError(
                 f"{arg}[{i}]: a key is a path or bytes, not {type(k).__name__}")
@@ -110,7 +143,7 @@ def _policy(path, trust, verify, threshold, expect, min_step, policy=None):
                 "policy= replaces trust= and threshold= and needs verify=True; drop the others")
         keys = []
     elif verify:
-        keys = _keys(trust, "trust")
+        keys = _keys(trust, "trust", public=True)
         if not keys:
             raise VerificationError(
                 f"{path}: no trusted keys given: pass trust=[public key path or bytes], or "
