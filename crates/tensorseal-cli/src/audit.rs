@@ -101,7 +101,7 @@ pub(crate) fn record(
         Some(k) => Some(crate::keysource::secret_key(k)?),
         None => None,
     };
-    let inputs: Vec<Value> = ["file", "files", "input", "log", "attestation"]
+    let inputs: Vec<Value> = ["file", "files", "input", "log", "attestation", "signature"]
         .iter()
         .flat_map(|id| raw(args, id))
         .map(|p| file_facts(&p, HASH_LIMIT))

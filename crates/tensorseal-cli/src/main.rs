@@ -11,6 +11,7 @@ mod failure;
 mod inspect;
 mod keys;
 mod keysource;
+mod model_signing;
 mod remote;
 mod render;
 mod trust;
@@ -51,6 +52,7 @@ enum Command {
     Key(keysource::KeyArgs),
     Audit(audit::AuditArgs),
     Attest(attest::AttestArgs),
+    ModelSigning(model_signing::ModelSigningArgs),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +82,7 @@ fn main() -> ExitCode {
         Command::Scan(args) => convert::scan(args),
         Command::Export(args) => convert::export(args),
         Command::Key(args) => keysource::run(args),
+        Command::ModelSigning(args) => model_signing::run(args),
     };
     let result = match audit::record(&cli.audit, &matches, &result) {
         Ok(()) => result,

@@ -685,3 +685,64 @@ fn attestation_records_the_scan_verdict_of_a_source_with_inert_objects() {
     let report: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(report["safety"], "unknown-objects", "{report}");
 }
+
+#[test]
+fn model_signing_verify_exit_codes_and_audit_record() {
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tensorseal-provenance/tests/data/model-signing");
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let model = data.join("model").display().to_string();
+    let sig = |n: &str| data.join(n).display().to_string();
+    let args = |bundle: &str, key: &str| {
+        vec![
+            "model-signing".to_string(),
+            "verify".into(),
+            model.clone(),
+            "--signature".into(),
+            bundle.into(),
+            "--public-key".into(),
+            sig(key),
+            "--audit-log".into(),
+            "a.jsonl".into(),
+        ]
+    };
+    let go = |a: Vec<String>| run(&a.iter().map(String::as_str).collect::<Vec<_>>(), d);
+    let o = go(args(&sig("files-p384.sig"), "p384.pub"));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("OK "));
+    let o = go(args(&sig("files-p384.sig"), "p256.pub"));
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(stderr(&o).contains("key hint"), "{}", stderr(&o));
+    std::fs::write(d.join("bad.sig"), b"[]").unwrap();
+    let bad = d.join("bad.sig").display().to_string();
+    let o = go(args(&bad, "p256.pub"));
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let recs: Vec<Value> = lines(&d.join("a.jsonl"))
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<_> = recs.iter().map(|r| r["error_kind"].clone()).collect();
+    assert_eq!(
+        kinds,
+        [
+            Value::Null,
+            "bundle_untrusted".into(),
+            "bundle_malformed".into()
+        ]
+    );
+    assert_eq!(recs[0]["action"], "model-signing verify");
+    // The bundle is recorded as an input, with its digest.
+    let bundle_sha = hex::encode(tensorseal::sha256(
+        &std::fs::read(data.join("files-p384.sig")).unwrap(),
+    ));
+    assert!(
+        recs[0]["inputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["sha256"] == bundle_sha.as_str()),
+        "{}",
+        recs[0]
+    );
+}

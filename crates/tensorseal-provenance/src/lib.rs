@@ -4,6 +4,7 @@
 mod attest;
 mod audit;
 mod error;
+mod model_signing;
 
 pub use attest::{
     Attestation, AttestationInput, PAYLOAD_TYPE, PREDICATE_TYPE, STATEMENT_TYPE, attest,
@@ -14,3 +15,7 @@ pub use audit::{
     verify_log,
 };
 pub use error::{AttestError, AuditError};
+pub use model_signing::{
+    BundleError, BundleReport, EcPublicKey, MAX_BUNDLE_FILE, MAX_DEPTH, MAX_RESOURCES,
+    MIN_SHARD_SIZE, MODEL_SIGNING_PREDICATE, fuzz_bundle, verify_model_signing,
+};
