@@ -20,12 +20,14 @@ Examples:
   tensorseal inspect model.tseal
   tensorseal inspect model.tseal --json | jq '.tensors[].name'
   tensorseal inspect model.tseal --json --hash   # adds each tensor's SHA-256
+  tensorseal inspect ckpt/step-1000              # a shard set: its index.tseal
 
 inspect validates the file's structure but does not check signatures or blob digests;
 use `tensorseal verify` for that. --hash reads every tensor and prints the SHA-256
 of its C-contiguous little-endian bytes (comparable with hashlib on a numpy array).")]
 pub(crate) struct InspectArgs {
-    /// The file to inspect, or an `s3://BUCKET/KEY` URL (footer and manifest read by range GETs).
+    /// The file to inspect, a shard-set folder (its index), or an `s3://BUCKET/KEY` URL (footer
+    /// and manifest read by range GETs).
     #[arg(value_name = "FILE|URL")]
     file: PathBuf,
     /// Print JSON (spec §10 rendering of the tree) instead of text.
@@ -44,7 +46,12 @@ struct Summary<'a> {
     manifest_sha256: Digest,
 }
 
-pub(crate) fn run(args: InspectArgs) -> Result<(), Failure> {
+pub(crate) fn run(mut args: InspectArgs) -> Result<(), Failure> {
+    // A shard-set folder (spec §11) is shown by its index: the global layout and every shard's
+    // file, length and manifest digest. `verify` checks the set.
+    if args.file.is_dir() && tensorseal::is_shard_set(&args.file) {
+        args.file = args.file.join(tensorseal::SHARD_INDEX_FILE);
+    }
     if let Some(url) = crate::remote::url_of(&args.file) {
         let loader = crate::remote::inspect(url)?;
         let summary = Summary {

@@ -6,7 +6,8 @@ use rayon::prelude::*;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use tensorseal::{
-    Checkpoint, Classify, FailureClass, Limits, PublicKey, TrustPolicy, VerifyReport, error_chain,
+    Checkpoint, Classify, FailureClass, Limits, PublicKey, ShardSetReport, TrustPolicy,
+    VerifyReport, error_chain, is_shard_set, verify_shard_set,
 };
 
 /// Verify files' signatures and every digest before they are used.
@@ -19,16 +20,22 @@ Examples:
   tensorseal verify model.tseal --digests-only     # integrity only, no authenticity
   tensorseal verify checkpoints/ --trust ci.pub --json   # every *.tseal below, in parallel
   tensorseal verify s3://bucket/model.tseal --trust ci.pub  # range reads, no download
+  tensorseal verify ckpt/step-1000 --trust ci.pub   # a DCP shard set (index.tseal + shards)
 
 Without --trust, verify refuses (exit 3) unless --digests-only is given.
 --expect and --min-step check signed metadata, refusing a validly signed but wrong
 or older checkpoint (rollback). Exit 0 when verified, 3 when verification fails,
 1 when the file or a key cannot be read. Several files, or a directory (its *.tseal
 files, recursively, in path order), are verified in parallel: --json prints one array
-in the order given, and the exit code is the worst of them (3 over 1 over 0).")]
+in the order given, and the exit code is the worst of them (3 over 1 over 0).
+A folder holding index.tseal (or that file) is a shard set written by tensorseal.dcp
+(spec §11): the signed index, then every shard in parallel, each bound to the length and
+manifest digest the index lists; a missing, extra, renamed, truncated or swapped shard
+fails verification (kinds shard_missing, shard_unlisted, shard_mismatch, index_invalid).")]
 pub(crate) struct VerifyArgs {
-    /// The files to verify; a directory stands for every *.tseal file below it, and an
-    /// `s3://BUCKET/KEY` URL for one object, verified by range reads.
+    /// The files to verify; a directory stands for every *.tseal file below it (a folder holding
+    /// index.tseal for its shard set), and an `s3://BUCKET/KEY` URL for one object, verified by
+    /// range reads.
     #[arg(required = true, value_name = "FILE|DIR|URL")]
     files: Vec<PathBuf>,
     /// Trusted public key (PEM, DER or raw 32 bytes); repeatable.
@@ -72,9 +79,11 @@ fn parse_expectation(s: &str) -> Result<(String, String), String> {
 }
 
 /// One file's outcome: its report, or the exit code, `--json` kind and message of its failure.
+/// For a shard set the report is the index's, and `set` has every shard's.
 struct Outcome {
     file: PathBuf,
     result: Result<VerifyReport, (u8, &'static str, String)>,
+    set: Option<ShardSetReport>,
 }
 
 impl Outcome {
@@ -93,7 +102,7 @@ fn expand(arg: &Path, out: &mut Vec<PathBuf>) -> Result<(), Failure> {
         out.push(arg.to_path_buf());
         return Ok(());
     };
-    if !meta.is_dir() {
+    if !meta.is_dir() || is_shard_set(arg) {
         out.push(arg.to_path_buf());
         return Ok(());
     }
@@ -102,7 +111,10 @@ fn expand(arg: &Path, out: &mut Vec<PathBuf>) -> Result<(), Failure> {
     if out.len() == before {
         return Err(Failure::new(
             FailureClass::Invalid.exit_code(),
-            format!("{}: no *.tseal files in this directory", arg.display()),
+            format!(
+                "{}: no *.tseal files or shard sets in this directory",
+                arg.display()
+            ),
         ));
     }
     Ok(())
@@ -117,6 +129,10 @@ fn walk(dir: &Path, depth: usize, out: &mut Vec<PathBuf>) -> Result<(), Failure>
                 dir.display()
             ),
         ));
+    }
+    if is_shard_set(dir) {
+        out.push(dir.to_path_buf());
+        return Ok(());
     }
     let io = |e: std::io::Error| Failure::of(dir, &tensorseal::ReadError::Io(e));
     let mut entries = Vec::new();
@@ -140,12 +156,16 @@ pub(crate) fn run(args: VerifyArgs) -> Result<(), Failure> {
     for arg in &args.files {
         expand(arg, &mut files)?;
     }
-    let many = files.len() > 1 || args.files.iter().any(|f| f.is_dir());
+    // A folder of checkpoints is many even when it holds one; a shard set is one item.
+    let many = files.len() > 1 || args.files.iter().any(|f| f.is_dir() && !is_shard_set(f));
     let outcomes: Vec<Outcome> = match policy(&args) {
         Ok(policy) => files
             .par_iter()
-            .map(|file| Outcome {
+            .map(|file| match crate::remote::url_of(file) {
+                None if is_shard_set(file) => shard_set_outcome(file, &policy, &args),
+                _ => Outcome {
                 file: file.clone(),
+                set: None,
                 result: match crate::remote::url_of(file) {
                     Some(url) => crate::remote::verify(url, &policy),
                     None => Checkpoint::open_verified(file, &policy, &Limits::default())
@@ -158,12 +178,13 @@ pub(crate) fn run(args: VerifyArgs) -> Result<(), Failure> {
                         .map_err(|(f, kind)| (f.code, kind, f.message)),
                     None => Ok(report),
                 }),
-            })
+            }})
             .collect(),
         Err(PolicyError::NoTrust) => files
             .iter()
             .map(|file| Outcome {
                 file: file.clone(),
+                set: None,
                 result: Err((
                     FailureClass::Verification.exit_code(),
                     "no_trust",
@@ -188,6 +209,9 @@ pub(crate) fn run(args: VerifyArgs) -> Result<(), Failure> {
         for o in &outcomes {
             if let Ok(report) = &o.result {
                 print_human(&o.file, report);
+                if let Some(set) = &o.set {
+                    print_set(set);
+                }
             }
         }
     }
@@ -249,6 +273,58 @@ fn policy(args: &VerifyArgs) -> Result<TrustPolicy, PolicyError> {
     Ok(policy)
 }
 
+/// A shard set's outcome: the set verified as spec §11.3 says, reported as its index.
+fn shard_set_outcome(path: &Path, policy: &TrustPolicy, args: &VerifyArgs) -> Outcome {
+    let refusal = |e: &dyn Classify| (e.class().exit_code(), e.kind(), error_chain(e));
+    if args.attestation.is_some() {
+        return Outcome {
+            file: path.to_path_buf(),
+            set: None,
+            result: Err((
+                Failure::USAGE,
+                "usage",
+                "--attestation is about one file, not a shard set".into(),
+            )),
+        };
+    }
+    match verify_shard_set(path, policy, &Limits::default()) {
+        Ok(set) => Outcome {
+            file: path.to_path_buf(),
+            result: Ok(set.index.clone()),
+            set: Some(set),
+        },
+        Err(e) => Outcome {
+            file: path.to_path_buf(),
+            set: None,
+            result: Err(refusal(&e)),
+        },
+    }
+}
+
+fn print_set(set: &ShardSetReport) {
+    let ix = &set.shard_index;
+    outln!(
+        "  shard set: {} shard(s) bound by {} (world size {}, {} entries, {} chunks{}{})",
+        set.shards.len(),
+        set.index_path.display(),
+        ix.world_size,
+        ix.entries,
+        ix.chunks,
+        ix.run_id
+            .as_ref()
+            .map_or_else(String::new, |r| format!(", run_id {r}")),
+        ix.step.map_or_else(String::new, |s| format!(", step {s}")),
+    );
+    for (file, r) in &set.shards {
+        outln!(
+            "    {file}: OK, {} bytes, {} blob(s), {} bytes hashed",
+            r.file_length,
+            r.blobs,
+            r.bytes_hashed
+        );
+    }
+}
+
 fn print_human(file: &Path, r: &VerifyReport) {
     let trusted: Vec<&str> = r
         .signers
@@ -293,6 +369,23 @@ fn to_json(args: &VerifyArgs, o: &Outcome) -> Value {
         "blobs": report.map(|r| r.blobs),
         "chunks": report.map(|r| r.chunks),
         "bytes_hashed": report.map(|r| r.bytes_hashed),
+        "shard_set": o.set.as_ref().map(|set| json!({
+            "index": set.index_path.display().to_string(),
+            "run_id": set.shard_index.run_id,
+            "step": set.shard_index.step,
+            "world_size": set.shard_index.world_size,
+            "entries": set.shard_index.entries,
+            "chunks": set.shard_index.chunks,
+            "shards": set.shards.iter().map(|(file, r)| json!({
+                "file": file,
+                "file_length": r.file_length,
+                "manifest_sha256": hex::encode(r.manifest_sha256),
+                "signers": r.signers.iter().map(crate::trust::signer_json).collect::<Vec<_>>(),
+                "blobs": r.blobs,
+                "chunks": r.chunks,
+                "bytes_hashed": r.bytes_hashed,
+            })).collect::<Vec<_>>(),
+        })),
         "error": error.map(|(_, kind, message)| json!({"kind": kind, "message": message})),
     })
 }

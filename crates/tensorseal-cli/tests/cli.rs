@@ -553,6 +553,73 @@ fn verify_many_files_and_directories() {
     assert!(stderr(&o).contains("no *.tseal files"), "{}", stderr(&o));
 }
 
+#[test]
+fn verify_shard_sets_by_folder_index_or_inside_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let key = vectors().join("test-key.pub");
+    let key = key.to_str().unwrap();
+    let repo = d.join("repo");
+    std::fs::create_dir_all(repo.join("step-1")).unwrap();
+    for e in std::fs::read_dir(vectors().join("shard-set")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), repo.join("step-1").join(e.file_name())).unwrap();
+    }
+    std::fs::copy(scratch_file(d, "simple.tseal"), repo.join("a.tseal")).unwrap();
+
+    let o = run(&["verify", "repo/step-1", "--trust", key, "--json"], d);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["file"], "repo/step-1");
+    let shards: Vec<&str> = v["shard_set"]["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["file"].as_str().unwrap())
+        .collect();
+    assert_eq!(shards, ["__0_0.tseal", "__1_0.tseal"]);
+    assert_eq!(v["shard_set"]["world_size"], 2);
+    // The index file names the same set; a directory above holds it as one item.
+    let o = run(&["verify", "repo/step-1/index.tseal", "--trust", key], d);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("shard set: 2 shard(s)"));
+    let o = run(&["verify", "repo", "--trust", key, "--json"], d);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let files: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["file"].as_str().unwrap())
+        .collect();
+    assert_eq!(files, ["repo/a.tseal", "repo/step-1"]);
+    assert!(v[0]["shard_set"].is_null() && v[1]["shard_set"].is_object());
+
+    // A shard from elsewhere dropped in, then a missing one: exit 3 with the set's kinds.
+    std::fs::copy(repo.join("a.tseal"), repo.join("step-1/__2_0.tseal")).unwrap();
+    let o = run(&["verify", "repo/step-1", "--trust", key, "--json"], d);
+    assert_eq!(code(&o), 3);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["error"]["kind"], "shard_unlisted");
+    std::fs::remove_file(repo.join("step-1/__2_0.tseal")).unwrap();
+    std::fs::remove_file(repo.join("step-1/__1_0.tseal")).unwrap();
+    let o = run(&["verify", "repo", "--trust", key, "--json"], d);
+    assert_eq!(code(&o), 3);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[1]["error"]["kind"], "shard_missing");
+    assert!(stderr(&o).contains("__1_0.tseal"), "{}", stderr(&o));
+}
+
 // Its own file, still this one test binary.
 #[path = "cli/s3.rs"]
 mod s3;
+
+#[test]
+fn inspect_a_shard_set_folder_shows_its_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = vectors().join("shard-set");
+    let o = run(&["inspect", set.to_str().unwrap(), "--json"], dir.path());
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["metadata"]["tensorseal.dcp"], "index", "{v}");
+}

@@ -241,6 +241,9 @@ impl Inputs {
     /// Maps `input` (and, for a Hugging Face index, every shard it names) while the process may
     /// still open files, and recognises its format.
     pub(crate) fn open(input: &Path, limits: &Limits) -> Result<Inputs, ConvertError> {
+        if input.is_dir() {
+            return Err(directory_input(input));
+        }
         let main = FileBytes::open(input, MapMode::Map).map_err(io(input))?;
         let format = detect(&main, limits)?;
         let mut inputs = Inputs {
@@ -377,6 +380,27 @@ pub fn convert(
         sandbox,
         notes: conversion.notes,
     })
+}
+
+/// The refusal of a folder as input, naming what the folder looks like.
+pub(crate) fn directory_input(input: &Path) -> ConvertError {
+    let what = if input.join(".metadata").is_file() {
+        "a torch.distributed.checkpoint (DCP) folder: converting DCP checkpoints is not supported \
+         yet; save new ones with tensorseal.dcp.SealWriter, or consolidate with \
+         torch.distributed.checkpoint.format_utils.dcp_to_torch_save in a trusted environment \
+         and convert the file it writes"
+    } else if tensorseal::is_shard_set(input) {
+        "a tensorseal shard set (spec §11): it is already tensorseal; verify it with `tensorseal \
+         verify`, load it with tensorseal.dcp"
+    } else {
+        "a directory: give one checkpoint file (for a sharded Hugging Face checkpoint, its \
+         *.index.json)"
+    };
+    ConvertError::Unsupported {
+        member: input.display().to_string(),
+        path: "the input".into(),
+        what: what.into(),
+    }
 }
 
 /// The input of a conversion, once mapped.

@@ -18,6 +18,7 @@ pub mod planes;
 mod policy;
 mod python_eq;
 mod reader;
+mod shard_set;
 mod source;
 mod tree;
 mod verify;
@@ -43,6 +44,10 @@ pub use policy::{
     KeyRefusal, KeyRule, MAX_POLICY_FILE, MAX_POLICY_KEYS, MAX_RUN_ID_PATTERNS, format_utc,
 };
 pub use reader::Checkpoint;
+pub use shard_set::{
+    MAX_SHARDS, SHARD_INDEX_FILE, SHARD_INDEX_FORMAT, ShardBinding, ShardIndex, ShardSetError,
+    ShardSetReport, is_shard_set, verify_shard_set,
+};
 pub use source::{ReadAt, SourceChanged};
 pub use tree::{
     BlobId, Global, Int, Node, Object, PathSegment, Tensor, TensorKind, Typed, dotted_path,

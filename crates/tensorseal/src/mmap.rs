@@ -24,15 +24,14 @@ pub enum FileBytes {
 impl FileBytes {
     /// Opens `path` and brings its bytes into memory as `mode` says.
     pub fn open(path: &std::path::Path, mode: MapMode) -> io::Result<FileBytes> {
-        let mut file = File::open(path)?;
-        let len = file.metadata()?.len();
-        load(&mut file, len, mode)
+        FileBytes::from_file(&mut File::open(path)?, mode)
     }
 
     /// Brings an already opened file's bytes into memory.
     pub fn from_file(file: &mut File, mode: MapMode) -> io::Result<FileBytes> {
-        let len = file.metadata()?.len();
-        load(file, len, mode)
+        let meta = file.metadata()?;
+        not_a_directory(&meta)?;
+        load(file, meta.len(), mode)
     }
 
     /// Hints the kernel that the bytes will be read in order (mapped files only).
@@ -166,6 +165,18 @@ impl PrivateMap {
 
 /// Maps `file` read-only, or reads it when `mode` asks for it or the file is empty (a zero-length
 /// mapping is an error on Linux).
+/// Refuses a directory by name: mapping one fails with ENODEV ("No such device"), which says
+/// nothing useful.
+pub(crate) fn not_a_directory(meta: &std::fs::Metadata) -> io::Result<()> {
+    if meta.is_dir() {
+        return Err(io::Error::new(
+            io::ErrorKind::IsADirectory,
+            "a directory, not a file",
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn load(file: &mut File, len: u64, mode: MapMode) -> io::Result<FileBytes> {
     if len == 0 || mode == MapMode::Read {
         let mut v = Vec::with_capacity(usize::try_from(len).map_err(io::Error::other)?);

@@ -22,7 +22,9 @@ pub(crate) struct Envelope {
 impl Envelope {
     pub(crate) fn open(path: &Path, limits: &Limits, mode: MapMode) -> Result<Envelope, ReadError> {
         let mut file = File::open(path)?;
-        let len = file.metadata()?.len();
+        let meta = file.metadata()?;
+        mmap::not_a_directory(&meta)?;
+        let len = meta.len();
         if len > limits.max_file_length {
             return Err(ReadError::LimitExceeded {
                 what: "max_file_length",
