@@ -38,10 +38,14 @@ Examples:
   tensorseal convert model.pt model.tseal --sign ci-signer.key
   tensorseal convert pytorch_model.bin.index.json model.tseal --compress zstd --meta run_id=run-42
   tensorseal convert checkpoint.ckpt out.tseal --allow-objects --json
+  tensorseal convert ckpt/step-1000 step-1000.tseal   # a torch.distributed.checkpoint folder
 
 Inputs (recognised from content, never from the file name): torch zip checkpoints
 (torch >= 1.6), torch legacy files and pre-0.1.10 tar checkpoints, plain pickles, numpy
-.npy/.npz, safetensors, and Hugging Face sharded checkpoints given by their *.index.json.
+.npy/.npz, safetensors, Hugging Face sharded checkpoints given by their *.index.json, and
+torch.distributed.checkpoint (DCP) folders written by FileSystemWriter (.metadata and
+*.distcp), consolidated into one file whose tree is what dcp_to_torch_save gives: every
+tensor's chunks must tile it exactly once, each chunk read as the torch.save zip it is.
 Pickles are interpreted as data: known constructors become typed values, code-execution
 primitives make the file refused (exit 4), and unknown classes are refused (exit 4) unless
 --allow-objects keeps them as inert records. The process locks itself down (seccomp + Landlock) after
@@ -51,7 +55,7 @@ The output is written to a temporary file and renamed only on success; the input
 modified. Same input and options give a byte-identical file. Exit 0 converted, 1 invalid
 or unsupported input, 2 usage, 4 refused as unsafe or unknown.")]
 pub(crate) struct ConvertArgs {
-    /// The checkpoint to convert.
+    /// The checkpoint to convert: a file, or a DCP checkpoint folder.
     input: PathBuf,
     /// The tensorseal file to write.
     output: PathBuf,

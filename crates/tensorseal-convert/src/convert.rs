@@ -235,6 +235,8 @@ pub(crate) struct Inputs {
     /// Every file read, for the sandbox policy.
     pub(crate) read_paths: Vec<PathBuf>,
     name: String,
+    /// The shards' file names (DCP folders).
+    shard_names: Vec<String>,
 }
 
 impl Inputs {
@@ -242,6 +244,9 @@ impl Inputs {
     /// still open files, and recognises its format.
     pub(crate) fn open(input: &Path, limits: &Limits) -> Result<Inputs, ConvertError> {
         if input.is_dir() {
+            if input.join(crate::dcp::METADATA_FILE).is_file() {
+                return Inputs::open_dcp(input, limits);
+            }
             return Err(directory_input(input));
         }
         let main = FileBytes::open(input, MapMode::Map).map_err(io(input))?;
@@ -256,6 +261,7 @@ impl Inputs {
                 || input.display().to_string(),
                 |n| n.to_string_lossy().into_owned(),
             ),
+            shard_names: Vec::new(),
         };
         if format == Format::HfIndex {
             let dir = input.parent().unwrap_or(Path::new("."));
@@ -267,6 +273,46 @@ impl Inputs {
                 inputs.read_paths.push(shard.path().to_path_buf());
             }
             inputs.index = Some(index);
+        }
+        Ok(inputs)
+    }
+
+    /// Maps a DCP folder: `.metadata` and every `*.distcp` file in it (which of them `.metadata`
+    /// names is only known once it is parsed, under the sandbox).
+    fn open_dcp(dir: &Path, limits: &Limits) -> Result<Inputs, ConvertError> {
+        let meta_path = dir.join(crate::dcp::METADATA_FILE);
+        let main = FileBytes::open(&meta_path, MapMode::Map).map_err(io(&meta_path))?;
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+            let entry = entry.map_err(io(dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.ends_with(crate::dcp::DATA_SUFFIX)
+                && entry.file_type().map_err(io(dir))?.is_file()
+            {
+                names.push(name);
+            }
+        }
+        names.sort();
+        crate::limits::check("max_dcp_files", names.len() as u64, limits.max_dcp_files, 0)?;
+        let mut inputs = Inputs {
+            main,
+            index: None,
+            shards: Vec::with_capacity(names.len()),
+            format: Format::Dcp,
+            read_paths: vec![meta_path],
+            name: dir.file_name().map_or_else(
+                || dir.display().to_string(),
+                |n| n.to_string_lossy().into_owned(),
+            ),
+            shard_names: Vec::new(),
+        };
+        for name in names {
+            let path = dir.join(&name);
+            inputs
+                .shards
+                .push(FileBytes::open(&path, MapMode::Map).map_err(io(&path))?);
+            inputs.read_paths.push(path);
+            inputs.shard_names.push(name);
         }
         Ok(inputs)
     }
@@ -283,6 +329,7 @@ impl Inputs {
             name: self.name.clone(),
             index: self.index.as_ref(),
             shards: self.shards.iter().map(|s| &**s).collect(),
+            shard_names: self.shard_names.iter().map(String::as_str).collect(),
         }
     }
 }
@@ -384,17 +431,12 @@ pub fn convert(
 
 /// The refusal of a folder as input, naming what the folder looks like.
 pub(crate) fn directory_input(input: &Path) -> ConvertError {
-    let what = if input.join(".metadata").is_file() {
-        "a torch.distributed.checkpoint (DCP) folder: converting DCP checkpoints is not supported \
-         yet; save new ones with tensorseal.dcp.SealWriter, or consolidate with \
-         torch.distributed.checkpoint.format_utils.dcp_to_torch_save in a trusted environment \
-         and convert the file it writes"
-    } else if tensorseal::is_shard_set(input) {
+    let what = if tensorseal::is_shard_set(input) {
         "a tensorseal shard set (spec §11): it is already tensorseal; verify it with `tensorseal \
          verify`, load it with tensorseal.dcp"
     } else {
-        "a directory: give one checkpoint file (for a sharded Hugging Face checkpoint, its \
-         *.index.json)"
+        "a directory without a DCP .metadata file: give one checkpoint file (for a sharded \
+         Hugging Face checkpoint, its *.index.json), or a torch.distributed.checkpoint folder"
     };
     ConvertError::Unsupported {
         member: input.display().to_string(),
@@ -411,8 +453,10 @@ pub(crate) struct Source<'s> {
     pub(crate) name: String,
     /// The parsed index of a sharded checkpoint.
     pub(crate) index: Option<&'s HfIndex>,
-    /// The shards' bytes, in the index's order.
+    /// The shards' bytes, in the index's order (a DCP folder: its `*.distcp` files, by name).
     pub(crate) shards: Vec<&'s [u8]>,
+    /// The shards' file names, for a DCP folder.
+    pub(crate) shard_names: Vec<&'s str>,
 }
 
 /// What [`convert_source`] produced.
@@ -448,7 +492,11 @@ pub(crate) fn convert_source(
     };
     let mut notes = Vec::new();
     let (converted, (source_sha256, crc_check)) = std::thread::scope(|s| {
-        let hasher = s.spawn(|| source_digest(source.bytes, crcs));
+        let hasher = s.spawn(|| match format {
+            // A folder: its `.metadata`, then every `.distcp` file in name order.
+            Format::Dcp => (hex::encode(folder_digest(source)), Ok(())),
+            _ => source_digest(source.bytes, crcs),
+        });
         let converted = convert_format(format, zip, source, options, sink, &mut notes);
         (converted, hasher.join().expect("hashing does not panic"))
     });
@@ -462,6 +510,17 @@ pub(crate) fn convert_source(
         inert_objects,
         notes,
     })
+}
+
+/// The SHA-256 of a DCP folder's files as one stream: `.metadata`, then each `*.distcp` file in
+/// name order (spec §5: `source_sha256` of a folder).
+fn folder_digest(source: &Source<'_>) -> [u8; 32] {
+    let mut sha = Sha256::new();
+    sha.update(source.bytes);
+    for shard in &source.shards {
+        sha.update(shard);
+    }
+    sha.finalize().into()
 }
 
 /// The hex SHA-256 of `bytes` and, for a zip, the check of its deferred CRCs, in one pass.
@@ -570,6 +629,19 @@ fn convert_format(
             let index = source.index.expect("index parsed for HfIndex inputs");
             hf_tree(index, &source.shards, &ctx, options, sink)
                 .map(|(root, stats, inert)| (root, "hf-index", stats, inert))
+        }
+        Format::Dcp => {
+            let files = crate::dcp::DcpFiles {
+                metadata: bytes,
+                data: source
+                    .shard_names
+                    .iter()
+                    .copied()
+                    .zip(source.shards.iter().copied())
+                    .collect(),
+            };
+            let (root, stats, inert) = crate::dcp::dcp_tree(&files, &ctx, &options.limits, sink)?;
+            Ok((root, "dcp", stats, inert))
         }
         Format::TorchTar => {
             // The manifest's well-known `source_format` values have no tar entry: the tar

@@ -32,6 +32,9 @@ pub enum Format {
     TorchTar,
     /// Already a tensorseal file.
     Tensorseal,
+    /// A `torch.distributed.checkpoint` folder (`FileSystemWriter`): `.metadata` and `*.distcp`
+    /// files. Recognised from the folder, never from a file's bytes.
+    Dcp,
 }
 
 impl Format {
@@ -46,6 +49,7 @@ impl Format {
             Format::HfIndex => "hf-index",
             Format::TorchTar => "torch-tar",
             Format::Tensorseal => "tensorseal",
+            Format::Dcp => "dcp",
         }
     }
 }

@@ -129,6 +129,7 @@ pub fn convert_bytes(
         name: "input".into(),
         index: None,
         shards: Vec::new(),
+        shard_names: Vec::new(),
     };
     dry_convert(format, &source, data.len() as u64, options)
 }
@@ -172,6 +173,67 @@ fn check_converted(out: &ConvertedBytes, options: &ConvertOptions<'_>) {
         match t.blob {
             None => assert_eq!(size, 0, "{path:?}"),
             Some(b) => assert_eq!(manifest.blobs[b].length, size, "{path:?}"),
+        }
+    }
+}
+
+/// The bytes of a DCP folder packed into one input: `u32` LE length of `.metadata`, `.metadata`,
+/// `u32` LE length of `__0_0.distcp`, its bytes, then `__1_0.distcp` to the end. `None` if the
+/// lengths do not fit.
+pub fn split_dcp(data: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
+    fn take(d: &[u8]) -> Option<(usize, &[u8])> {
+        let n = u32::from_le_bytes(d.get(..4)?.try_into().ok()?) as usize;
+        (d.len() >= 4 + n).then_some((n, &d[4..]))
+    }
+    let (n, rest) = take(data)?;
+    let (meta, rest) = rest.split_at(n);
+    let (n, rest) = take(rest)?;
+    let (a, b) = rest.split_at(n);
+    Some((meta, a, b))
+}
+
+/// [`crate::convert`] of a DCP folder packed by [`split_dcp`], in memory ([`dry_convert`]);
+/// `None` if the bytes do not split.
+///
+/// # Errors
+/// What [`crate::convert`] would report for the folder.
+pub fn convert_dcp_bytes(
+    data: &[u8],
+    options: &ConvertOptions<'_>,
+) -> Option<Result<ConvertedBytes, ConvertError>> {
+    let (meta, a, b) = split_dcp(data)?;
+    let source = Source {
+        bytes: meta,
+        name: "dcp".into(),
+        index: None,
+        shards: vec![a, b],
+        shard_names: vec!["__0_0.distcp", "__1_0.distcp"],
+    };
+    Some(dry_convert(
+        Format::Dcp,
+        &source,
+        data.len() as u64,
+        options,
+    ))
+}
+
+/// The DCP folder reader on [`split_dcp`] bytes: never a panic, and an accepted folder gives a
+/// manifest whose every tensor has a blob of exactly its size.
+pub fn check_dcp(data: &[u8]) {
+    for allow_objects in [false, true] {
+        let options = small_convert_options(allow_objects);
+        match convert_dcp_bytes(data, &options) {
+            None => return,
+            Some(Ok(out)) => {
+                check_converted(&out, &options);
+                return;
+            }
+            Some(Err(e)) => {
+                let _ = e.to_string();
+                if !matches!(e, ConvertError::UnknownObjects { .. }) {
+                    return;
+                }
+            }
         }
     }
 }

@@ -3,6 +3,7 @@
 
 mod byte_order;
 mod convert;
+mod dcp;
 mod detect;
 mod dry_run;
 mod error;

@@ -58,6 +58,14 @@ pub struct Limits {
     /// Bytes of output allowed on top of [`Limits::max_output_ratio`] (manifest, padding,
     /// small files). Default 64 MiB.
     pub output_slack: u64,
+    /// Largest tensor of a DCP checkpoint assembled from its chunks, in bytes: the converter
+    /// holds one such tensor in memory at a time. Default 4 GiB.
+    pub max_dcp_tensor: u64,
+    /// Most chunks of one tensor of a DCP checkpoint (the tiling check compares every pair).
+    /// Default 4096.
+    pub max_dcp_chunks: u64,
+    /// Most `*.distcp` files in a DCP checkpoint folder. Default 10,000.
+    pub max_dcp_files: u64,
 }
 
 impl Default for Limits {
@@ -80,6 +88,9 @@ impl Default for Limits {
             max_index_size: 64 << 20,
             max_output_ratio: 4,
             output_slack: 64 << 20,
+            max_dcp_tensor: 4 << 30,
+            max_dcp_chunks: 4096,
+            max_dcp_files: 10_000,
         }
     }
 }
@@ -136,6 +147,9 @@ impl std::error::Error for LimitExceeded {}
 fn describe(what: &str) -> &'static str {
     match what {
         "max_entries" => "the number of zip entries",
+        "max_dcp_tensor" => "a DCP tensor's byte size",
+        "max_dcp_chunks" => "the number of chunks of a DCP tensor",
+        "max_dcp_files" => "the number of .distcp files",
         "max_central_directory" => "the zip central directory size",
         "max_name_length" => "a member name's length",
         "max_inflated_member" => "a member's inflated size",

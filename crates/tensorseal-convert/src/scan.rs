@@ -62,7 +62,13 @@ impl ScanOutcome {
         let worst = self
             .members
             .iter()
-            .map(|m| m.report.verdict())
+            .map(|m| {
+                if self.format == "dcp" {
+                    crate::dcp::verdict_of_metadata(&m.report)
+                } else {
+                    m.report.verdict()
+                }
+            })
             .max()
             .unwrap_or(pk::Verdict::Allowed);
         match worst {
@@ -208,6 +214,18 @@ pub fn scan(input: &Path, options: &ConvertOptions<'_>) -> Result<ScanOutcome, C
                 }
             }
         }
+        (Format::Dcp, _) => {
+            // `.metadata` is the folder's one pickle; the `.distcp` items are torch.save zips
+            // that the conversion above read entirely.
+            pass.format = "dcp";
+            pass.members.push(crate::pickles::scan_member(
+                source.bytes,
+                0,
+                crate::dcp::METADATA_FILE.into(),
+                pickle_limits,
+                false,
+            ));
+        }
         _ => scan_bytes(source.bytes, &source.name, limits, pickle_limits, &mut pass),
     }
     Ok(ScanOutcome {
@@ -336,7 +354,7 @@ fn scan_bytes(
             out.members.extend(members);
             out.problem = problem;
         }
-        Format::Tensorseal => {}
+        Format::Tensorseal | Format::Dcp => {}
     }
 }
 

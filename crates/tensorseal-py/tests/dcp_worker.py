@@ -19,6 +19,9 @@ imported once per job), each op's outcome going to ``out/result-RANK.json`` as a
   ``get_state_dict``; rank 0 writes the whole state to the tensorseal file ``expected``.
 - ``{"do": "fsdp_load", "dir", "expected"}``: a fresh FSDP2 model and optimizer loaded with
   ``set_state_dict``, compared with ``expected``.
+- ``{"do": "fs_save", "dir", "seed", "fsdp"}``: saves ``full_state(seed)`` (or, with ``fsdp``,
+  an FSDP2 model and its Adam state after one step) with DCP's own ``FileSystemWriter``, a
+  pickle-based checkpoint for ``tensorseal.convert``.
 - ``{"do": "save_killed", "dir", "seed", "victim"}``: as save, but rank ``victim`` kills itself
   (SIGKILL) inside ``write_data``, after the other ranks' shards are written.
 """
@@ -229,6 +232,16 @@ def run(job, rank, world, mesh):
                 whole = gather(state)
                 if rank == 0:
                     tensorseal.save(whole, op["expected"], sign_with=private)
+                res["ok"] = True
+            elif op["do"] == "fs_save":
+                if op.get("fsdp"):
+                    model, optim = fsdp_model(mesh)
+                    model(torch.linspace(-1, 1, 24).view(4, 6)).sum().backward()
+                    optim.step()
+                    state = fsdp_state(model, optim)
+                else:
+                    state = distribute(make(op["seed"]), mesh)
+                dcp.save(state, storage_writer=dcp.FileSystemWriter(op["dir"]))
                 res["ok"] = True
             elif op["do"] == "fsdp_load":
                 got = fsdp_load(op["dir"], trust, mesh)

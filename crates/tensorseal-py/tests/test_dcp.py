@@ -108,6 +108,8 @@ def world4(root, key_files):
         {"do": "load", "dir": str(root / "a1"), "seed": 1},
         {"do": "fsdp_save", "dir": str(root / "fsdp"), "expected": str(root / "fsdp.tseal")},
         {"do": "fsdp_load", "dir": str(root / "fsdp"), "expected": str(root / "fsdp.tseal")},
+        {"do": "fs_save", "dir": str(root / "fs4"), "seed": 4},
+        {"do": "fs_save", "dir": str(root / "fs4-fsdp"), "fsdp": True},
     ]
     results, codes, job_dir = launch(root, "job4", 4, ops, key_files)
     assert codes == [0] * 4, logs(job_dir)
@@ -477,3 +479,20 @@ def test_load_in_batches_of_one_chunk(world4, root, trust, monkeypatch):
     target = template(expected, None)
     tdcp.load(target, root / "a1", trust=trust)
     assert_same(target, expected)
+
+
+@pytest.mark.parametrize("name", ["fs4", "fs4-fsdp"])
+def test_filesystemwriter_checkpoints_convert_to_what_dcp_to_torch_save_gives(world4, root, name):
+    """DCP's own pickle-based checkpoints, saved by 4 real ranks (DTensors over 4 ranks with an
+    uneven split, an FSDP2 model with its Adam state), convert without executing .metadata to
+    the state dict torch's dcp_to_torch_save consolidates."""
+    from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
+
+    folder = root / name
+    out = root / f"{name}.tseal"
+    report = tensorseal.convert(folder, out)
+    assert report.source_format == "dcp"
+    assert tensorseal.scan(folder).verdict == "safe"
+    dcp_to_torch_save(folder, root / f"{name}.ref.pt")
+    expected = torch.load(root / f"{name}.ref.pt", weights_only=False)
+    assert_same(tensorseal.load(out, verify=False), expected)

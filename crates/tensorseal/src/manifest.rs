@@ -792,7 +792,14 @@ pub fn check_metadata_entry(key: &str, value: &str) -> Result<(), String> {
         "created_at" => valid_timestamp(value),
         "source_format" => matches!(
             value,
-            "torch-zip" | "torch-legacy" | "pickle" | "npy" | "npz" | "safetensors" | "hf-index"
+            "torch-zip"
+                | "torch-legacy"
+                | "pickle"
+                | "npy"
+                | "npz"
+                | "safetensors"
+                | "hf-index"
+                | "dcp"
         ),
         _ => true,
     };

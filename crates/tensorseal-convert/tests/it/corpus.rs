@@ -4,7 +4,8 @@
 
 use std::path::Path;
 use tensorseal_convert::fuzz_support::{
-    check_npy, check_safetensors, check_torch_loader, check_zip,
+    check_dcp, check_npy, check_safetensors, check_torch_loader, check_zip, convert_dcp_bytes,
+    small_convert_options,
 };
 
 fn replay(target: &str, check: fn(&[u8])) -> usize {
@@ -34,4 +35,17 @@ fn fuzz_corpora_replay_without_panics() {
     assert!(replay("npy", check_npy) >= 10);
     assert!(replay("safetensors_in", check_safetensors) >= 5);
     assert!(replay("torch_loader", check_torch_loader) >= 50);
+    assert!(replay("dcp_folder", check_dcp) >= 5);
+}
+
+#[test]
+fn the_dcp_seed_of_a_real_checkpoint_converts_in_memory() {
+    // The seed must reach the end of the reader, or the fuzzer starts from refusals only.
+    let seed =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/dcp_folder/seed_two_rank");
+    let data = std::fs::read(seed).unwrap();
+    let out = convert_dcp_bytes(&data, &small_convert_options(false))
+        .expect("the seed splits")
+        .expect("the seed converts");
+    assert_eq!((out.source_format, out.stats.tensors), ("dcp", 4));
 }

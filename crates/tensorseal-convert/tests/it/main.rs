@@ -5,6 +5,7 @@
 mod containers;
 mod convert;
 mod corpus;
+mod dcp;
 mod export;
 mod formats;
 mod npy;

@@ -1,0 +1,148 @@
+//! DCP checkpoints (`torch.distributed.checkpoint` + `FileSystemWriter`, written by a real 2-rank
+//! gloo job: tests/data/dcp/generate.py): the converted tree is the one torch's own
+//! `dcp_to_torch_save` gives (expected.json), and every hostile variant is refused with the
+//! tensor, file or global named.
+
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use tensorseal::{Checkpoint, Classify, Limits, Node, TrustPolicy};
+use tensorseal_convert::{ConvertError, ConvertOptions, convert, scan};
+
+fn dcp(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/dcp")
+        .join(name)
+}
+
+/// The tree as generate.py describes torch's: tensors by dtype, shape and SHA-256.
+fn describe(node: &Node, ckpt: &Checkpoint) -> Value {
+    match node {
+        Node::Dict(items) => json!({"dict": items.iter().map(|(k, v)| {
+            let Node::Str(k) = k else { panic!("non-text key") };
+            json!([k, describe(v, ckpt)])
+        }).collect::<Vec<_>>()}),
+        Node::List(items) => {
+            json!({"list": items.iter().map(|v| describe(v, ckpt)).collect::<Vec<_>>()})
+        }
+        Node::Tuple(items) => {
+            json!({"tuple": items.iter().map(|v| describe(v, ckpt)).collect::<Vec<_>>()})
+        }
+        Node::Int(i) => json!(i.to_i64().unwrap()),
+        Node::Float(f) => json!(f),
+        Node::Str(s) => json!(s),
+        Node::Bool(b) => json!(b),
+        Node::None => Value::Null,
+        Node::Tensor(t) => json!({
+            "tensor": t.dtype.name(),
+            "shape": t.shape,
+            "sha256": hex::encode(tensorseal::sha256(&ckpt.tensor_bytes(t).unwrap())),
+        }),
+        other => panic!("unexpected node {other:?}"),
+    }
+}
+
+#[test]
+fn a_two_rank_checkpoint_converts_to_what_dcp_to_torch_save_gives() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("ckpt.tseal");
+    let report = convert(&dcp("two_rank"), &out, &ConvertOptions::default()).unwrap();
+    assert_eq!(report.source_format, "dcp");
+    assert!(report.inert_objects.is_empty());
+    let (ckpt, _) =
+        Checkpoint::open_verified(&out, &TrustPolicy::integrity_only(), &Limits::default())
+            .unwrap();
+    let expected: Value =
+        serde_json::from_slice(&std::fs::read(dcp("two_rank").join("expected.json")).unwrap())
+            .unwrap();
+    assert_eq!(describe(ckpt.root(), &ckpt), expected);
+    // source_sha256 covers .metadata and every .distcp file, in name order.
+    let mut all = std::fs::read(dcp("two_rank").join(".metadata")).unwrap();
+    for f in ["__0_0.distcp", "__1_0.distcp"] {
+        all.extend(std::fs::read(dcp("two_rank").join(f)).unwrap());
+    }
+    assert_eq!(report.source_sha256, hex::encode(tensorseal::sha256(&all)));
+    // Deterministic: the same folder gives the same bytes.
+    let again = dir.path().join("again.tseal");
+    convert(&dcp("two_rank"), &again, &ConvertOptions::default()).unwrap();
+    assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&again).unwrap());
+}
+
+fn refused(name: &str, options: &ConvertOptions<'_>) -> (u8, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("x.tseal");
+    let e = convert(&dcp(name), &out, options).unwrap_err();
+    assert!(!out.exists(), "{name}: an output was left");
+    let code = e.class().exit_code();
+    // scan says the same, without writing.
+    let outcome = scan(&dcp(name), options).unwrap();
+    assert_eq!(
+        outcome.exit_code(),
+        code,
+        "{name}: scan and convert disagree"
+    );
+    (code, tensorseal::error_chain(&e))
+}
+
+#[test]
+fn broken_tilings_ranges_and_dtypes_are_refused_naming_the_tensor() {
+    let o = ConvertOptions::default();
+    for (name, needle) in [
+        (
+            "gap",
+            "tensor model.w: its chunks cover 24 of its 48 elements",
+        ),
+        (
+            "overlap",
+            "tensor model.w: chunks 0 at [0, 0] and 1 at [3, 0] overlap",
+        ),
+        (
+            "dtype_mismatch",
+            "holds a float32 tensor of shape [4, 6], the metadata says float64",
+        ),
+        ("past_end", "lie past the end of __1_0.distcp"),
+        (
+            "missing_file",
+            "\"__9_0.distcp\", which is not a .distcp file of the folder",
+        ),
+    ] {
+        let (code, message) = refused(name, &o);
+        assert_eq!(code, 1, "{name}: {message}");
+        assert!(message.contains(needle), "{name}: {message}");
+    }
+}
+
+#[test]
+fn a_hostile_metadata_is_refused_as_any_pickle_is() {
+    let (code, message) = refused("payload", &ConvertOptions::default());
+    assert_eq!(code, 4);
+    assert!(message.contains("os.system"), "{message}");
+    let (code, message) = refused("unknown_class", &ConvertOptions::default());
+    assert_eq!(code, 4);
+    assert!(message.contains("finance.models.Ledger"), "{message}");
+    // With inert records allowed the class is kept, but it is not DCP's metadata.
+    let allow = ConvertOptions {
+        allow_objects: true,
+        ..ConvertOptions::default()
+    };
+    let (code, message) = refused("unknown_class", &allow);
+    assert_eq!(code, 1);
+    assert!(message.contains("Metadata was expected"), "{message}");
+    // The payload is unsafe whatever the options.
+    assert_eq!(refused("payload", &allow).0, 4);
+}
+
+#[test]
+fn a_folder_scans_safe_with_dcp_classes_and_names_foreign_ones() {
+    let o = ConvertOptions::default();
+    let outcome = scan(&dcp("two_rank"), &o).unwrap();
+    assert_eq!(
+        (outcome.format, outcome.safety().name(), outcome.exit_code()),
+        ("dcp", "safe", 0)
+    );
+    let outcome = scan(&dcp("payload"), &o).unwrap();
+    assert_eq!(outcome.safety().name(), "unsafe");
+    assert!(matches!(
+        convert(&dcp("payload"), Path::new("/nonexistent/x.tseal"), &o),
+        Err(ConvertError::Io { .. } | ConvertError::Unsafe { .. })
+    ));
+}
