@@ -11,6 +11,11 @@ chunk's digest), the order of the two alternating between runs; each checkpoint 
 folder. Times are wall seconds on rank 0 from a barrier before to a barrier after, so the
 slowest rank counts. Prints the median of the runs and the ratios tensorseal / DCP. Loads read
 from the page cache for both (the files were just written); nothing is dropped from it.
+
+Memory: every rank samples its own anonymous resident memory (``RssAnon``, the heap; not the
+page cache) every millisecond during each save and load, and reports the peak above what it held
+just before (the state dict, and for a load the zeroed target): the extra memory the backend
+needs. The figure printed is the largest over ranks and runs.
 """
 
 from __future__ import annotations
@@ -23,7 +28,38 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+
+
+def rss_anon():
+    """This process's anonymous resident memory, in bytes (Linux)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+class PeakExtra:
+    """Samples RssAnon every millisecond while active; ``extra`` is the peak above the start."""
+
+    def __enter__(self):
+        self.base = self.peak = rss_anon()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.wait(0.001):
+            self.peak = max(self.peak, rss_anon())
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_anon())
+        self.extra = self.peak - self.base
 
 
 def rank_main(args):
@@ -58,12 +94,15 @@ def rank_main(args):
                        lambda p: SealReader(p, trust=[f"{args.dir}/k.pub"])),
     }
     times = {b: {"save": [], "load": []} for b in backends}
+    extra = {b: {"save": 0, "load": 0} for b in backends}
 
-    def timed(fn):
+    def timed(fn, b, op):
         dist.barrier()
         t0 = time.perf_counter()
-        fn()
+        with PeakExtra() as m:
+            fn()
         dist.barrier()
+        extra[b][op] = max(extra[b][op], m.extra)
         return time.perf_counter() - t0
 
     for run in range(args.runs):
@@ -72,19 +111,21 @@ def rank_main(args):
             path = f"{args.dir}/ckpt-{b}-{run}"
             make_writer, make_reader = backends[b]
             times[b]["save"].append(timed(
-                lambda: dcp.save(source, storage_writer=make_writer(path))))
+                lambda: dcp.save(source, storage_writer=make_writer(path)), b, "save"))
         for b in order:
             path = f"{args.dir}/ckpt-{b}-{run}"
             make_writer, make_reader = backends[b]
             target = state(False)
             times[b]["load"].append(timed(
-                lambda: dcp.load(target, storage_reader=make_reader(path))))
+                lambda: dcp.load(target, storage_reader=make_reader(path)), b, "load"))
             for k in source:
                 if k.endswith(".weight"):
                     assert torch.equal(target[k].to_local(), source[k].to_local()), (b, k)
             dist.barrier()
             if rank == 0:
                 shutil.rmtree(path)
+    extras = [None] * world
+    dist.all_gather_object(extras, extra)
     if rank == 0:
         total = sum(v.to_local().numel() * 4 for k, v in source.items() if k.endswith(".weight"))
         out = {"ranks": world, "bytes": total * world, "runs": args.runs}
@@ -93,6 +134,11 @@ def rank_main(args):
                 out[f"{b}_{op}_s"] = round(statistics.median(times[b][op]), 3)
         for op in ("save", "load"):
             out[f"ratio_{op}"] = round(out[f"tensorseal_{op}_s"] / out[f"dcp_{op}_s"], 2)
+        for b in backends:
+            for op in ("save", "load"):
+                peak = max(e[b][op] for e in extras)
+                out[f"{b}_{op}_peak_extra_mib_per_rank"] = round(peak / (1 << 20), 1)
+        out["state_mib_per_rank"] = round(total / (1 << 20), 1)
         print(json.dumps(out))
     dist.destroy_process_group()
 

@@ -65,9 +65,10 @@ INDEX_NAME = "index.tseal"
 INDEX_FORMAT = "tensorseal.dcp.index/1"
 #: Suffix of shard (and index) files; any other file in the folder is ignored.
 SUFFIX = ".tseal"
-#: SealReader reads and verifies the chunks a rank needs in batches of about this many bytes
-#: (a chunk larger than this is one batch), each batch verified before any of it is copied.
-READ_BATCH_BYTES = 64 << 20
+#: SealReader reads and verifies the chunks a rank needs in batches of at most this many bytes
+#: (a chunk larger than this is one batch), each batch verified before any of it is copied: the
+#: memory a rank needs beyond its state dict (bench/python_dcp.py measures it).
+READ_BATCH_BYTES = 32 << 20
 
 # Names of the TensorProperties values DCP uses, and only these (no getattr by a file's name).
 _LAYOUTS = {"strided": torch.strided}
@@ -470,15 +471,16 @@ class SealReader(StorageReader):
         if missing:
             raise VerificationError(f"{path}: has no entry {missing[0]!r} that the index names",
                                     "index_invalid")
-        # In batches of about READ_BATCH_BYTES: each batch's blobs are read and verified (in
-        # parallel) before any of them is copied, and memory stays bounded.
+        # In batches of at most READ_BATCH_BYTES (or one larger chunk): each batch's blobs are
+        # read and verified (in parallel) before any of them is copied, and memory stays bounded.
         batch, size = [], 0
         for key, key_reqs in by_key.items():
-            batch.append(key)
-            size += self._index.nbytes.get(key_reqs[0][0].storage_index, 0)
-            if size >= READ_BATCH_BYTES:
+            n = self._index.nbytes.get(key_reqs[0][0].storage_index, 0)
+            if batch and size + n > READ_BATCH_BYTES:
                 self._restore(path, native, nodes, batch, by_key, planner)
                 batch, size = [], 0
+            batch.append(key)
+            size += n
         if batch:
             self._restore(path, native, nodes, batch, by_key, planner)
 
