@@ -408,6 +408,27 @@ def test_non_tensor_value_the_tree_cannot_hold_is_refused_naming_its_fqn(tmp_pat
         tdcp.save(state, tmp_path / "y", sign_with=private)
 
 
+class _Schedule:
+    """A training-loop object that the tree cannot hold, kept as an inert record on request."""
+
+    def __init__(self, warmup):
+        self.warmup = warmup
+        self.seen = [1, 2]
+
+
+def test_allow_objects_keeps_such_values_as_inert_records(tmp_path, signer):
+    private, public = signer
+    state = {"model": {"w": torch.arange(6.0)}, "extra": {"sched": _Schedule(100)}}
+    tdcp.save(state, tmp_path / "x", sign_with=private, allow_objects=True)
+    target = {"model": {"w": torch.zeros(6)}, "extra": {"sched": None}}
+    tdcp.load(target, tmp_path / "x", trust=[public])
+    assert torch.equal(target["model"]["w"], torch.arange(6.0))
+    sched = target["extra"]["sched"]
+    assert type(sched) is tensorseal.Object, sched
+    assert (sched.module, sched.name) == (__name__, "_Schedule")
+    assert sched.state == {"warmup": 100, "seen": [1, 2]}
+
+
 def test_writer_refuses_a_folder_that_already_holds_a_checkpoint(tmp_path, signer):
     private, _ = signer
     state = {"w": torch.ones(3), "step": 1}

@@ -2,6 +2,8 @@
 
 import argparse
 import collections
+import dataclasses
+import enum
 import os
 import subprocess
 import sys
@@ -233,3 +235,44 @@ def test_save_arguments(tmp, keys):
         tensorseal.save({}, tmp / "x.tseal", sign_with=b"not a key")
     with pytest.raises(tensorseal.InvalidInputError):
         tensorseal.save({}, tmp / "missing-dir" / "x.tseal")
+
+
+class _Plain:
+    """A class the format does not know, for allow_objects."""
+
+    def __init__(self, a, b):
+        self.a, self.b = a, b
+
+
+class _Colour(enum.Enum):
+    RED = 1
+
+
+@dataclasses.dataclass
+class _Point:
+    x: float
+    y: list
+
+
+def test_allow_objects_records_unknown_classes_inert_and_load_never_imports_them(tmp, keys):
+    w = torch.arange(4.0)
+    obj = {"p": _Plain(3, {"w": w}), "c": _Colour.RED, "pt": _Point(1.5, [w, None]),
+           "fn": len, "keep": [1, 2]}
+    with pytest.raises(tensorseal.UnsupportedError, match=r"obj\['p'\].*allow_objects=True"):
+        tensorseal.save(obj, tmp / "x.tseal")
+    assert not (tmp / "x.tseal").exists()
+    tensorseal.save(obj, tmp / "x.tseal", sign_with=keys[0][0], allow_objects=True)
+    got = tensorseal.load(tmp / "x.tseal", trust=[keys[0][1]])
+    p = got["p"]
+    assert type(p) is tensorseal.Object
+    assert (p.module, p.name) == (__name__, "_Plain")
+    assert p.state["a"] == 3 and torch.equal(p.state["b"]["w"], w)
+    c = got["c"]
+    assert (c.module, c.name, c.args) == (__name__, "_Colour", [1])
+    pt = got["pt"]
+    assert (pt.name, pt.state["x"]) == ("_Point", 1.5) and torch.equal(pt.state["y"][0], w)
+    assert got["fn"] == tensorseal.Global("builtins", "len")
+    assert got["keep"] == [1, 2]
+    # The same object gives the same bytes.
+    tensorseal.save(obj, tmp / "y.tseal", sign_with=keys[0][0], allow_objects=True)
+    assert (tmp / "x.tseal").read_bytes() == (tmp / "y.tseal").read_bytes()

@@ -415,7 +415,7 @@ def compression(compress):
     return _native.canonical_compression(compress)
 
 
-def save(obj, path, sign_with=None, compress=None, metadata=None) -> None:
+def save(obj, path, sign_with=None, compress=None, metadata=None, allow_objects=False) -> None:
     """Saves ``obj`` to ``path`` (atomically: written to a temporary file, synced, renamed).
 
     Accepts what :func:`load` returns: dict, OrderedDict (with attributes such as a state
@@ -424,7 +424,11 @@ def save(obj, path, sign_with=None, compress=None, metadata=None) -> None:
     ``nn.Parameter`` of every dtype (on any device; stored as CPU bytes), numpy arrays and
     scalars, torch.Size, torch.dtype, torch.device, and :class:`Object` / :class:`Global` /
     :class:`Typed` records. Anything else raises :class:`UnsupportedError` naming where it is
-    in ``obj``; nothing is ever pickled.
+    in ``obj``, unless ``allow_objects=True``: then it is recorded as an inert :class:`Object`
+    (its class's module and name, and the arguments and state its ``__reduce_ex__`` gives,
+    encoded like everything else), as ``tensorseal convert --allow-objects`` records unknown
+    classes; :func:`load` gives that record back and never imports the class. Nothing is ever
+    pickled.
 
     ``sign_with``: a private key (PKCS#8 PEM file path, or its bytes), or several.
     ``compress``: ``None`` (raw, zero-copy readable), ``"zstd"`` (level 1) or ``"zstd=LEVEL"``
@@ -444,7 +448,7 @@ def save(obj, path, sign_with=None, compress=None, metadata=None) -> None:
             raise InvalidInputError(f"metadata must map str to str, got {k!r}: {v!r}")
         meta[k] = v
     signers = _keys(sign_with, "sign_with")
-    enc = Encoder()
+    enc = Encoder(allow_objects=bool(allow_objects))
     root = enc.node(obj)
     _native.save(path, root, enc.sources, meta, signers, compress)
 

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import argparse
 import collections
+import copyreg
 import sys
 
 from . import _dtypes
 from ._errors import UnsupportedError
-from ._records import Global, Object, Typed
+from ._records import NO_STATE, Global, Object, Typed
 from ._restore import _seg
 
 _TYPED_RECORDS = ("torch.Size", "torch.dtype", "torch.device")
@@ -22,7 +23,10 @@ class Encoder:
     byte range: tensors that share memory exactly (tied weights) share a source, hence a blob,
     and load back sharing memory."""
 
-    def __init__(self):
+    def __init__(self, allow_objects=False):
+        #: Record values of other classes as inert :class:`Object` records (their class name
+        #: and what ``__reduce_ex__`` gives), as the converter records unknown classes.
+        self.allow_objects = allow_objects
         self.sources = []
         self._by_memory = {}
         self._active = set()
@@ -144,10 +148,49 @@ class Encoder:
                 return self.ndarray(x, path)
             if isinstance(x, np.generic):
                 return self.numpy_scalar(x, path)
+        if self.allow_objects:
+            return self._inert(x, t, path)
         raise UnsupportedError(
             f"{path}: cannot save a value of type {t.__module__}.{t.__qualname__}: tensorseal "
             f"saves tensors, numpy arrays and Python containers and scalars, never pickles "
-            f"(convert it to one of those, or record it as tensorseal.Object)")
+            f"(convert it to one of those, record it as tensorseal.Object, or pass "
+            f"allow_objects=True to record it so)")
+
+    def _inert(self, x, t, path):
+        """``x`` as the inert record a pickle of it would give the converter: its class, the
+        arguments and state of ``__reduce_ex__(4)``. The values inside are encoded as any
+        others (and may be records too); nothing of them is pickled."""
+        if isinstance(x, type) or callable(x) and hasattr(x, "__qualname__"):
+            return ("global", x.__module__, x.__qualname__)
+        try:
+            rv = x.__reduce_ex__(4)
+        except Exception as e:  # noqa: BLE001 - the object's own refusal, reported with its path
+            raise UnsupportedError(
+                f"{path}: cannot record a value of type {t.__module__}.{t.__qualname__}: "
+                f"its __reduce_ex__ fails ({type(e).__name__}: {e})") from None
+        if isinstance(rv, str):  # a module-level singleton, pickled by name
+            return ("global", t.__module__, rv)
+        func, args, *rest = tuple(rv) + (None,) * (5 - len(rv))
+        state, listitems, dictitems = rest[0], rest[1], rest[2]
+        args = list(args or ())
+        if func is copyreg.__newobj__ and args:
+            cls, args = args[0], args[1:]
+        elif getattr(func, "__name__", "") == "_reconstructor" and len(args) == 3:
+            cls, args = args[0], []  # copyreg._reconstructor(cls, object, None)
+        else:
+            cls = func
+        module = getattr(cls, "__module__", None) or "builtins"
+        name = getattr(cls, "__qualname__", None) or getattr(cls, "__name__", repr(cls))
+        record = Object(module, name, args, {}, NO_STATE if state is None else state,
+                        list(listitems) if listitems is not None else [],
+                        dict(dictitems) if dictitems is not None else {})
+        if id(x) in self._active:
+            raise UnsupportedError(f"{path}: the object contains itself (a cycle)")
+        self._active.add(id(x))
+        try:
+            return self._container(record, Object, path)
+        finally:
+            self._active.discard(id(x))
 
     def _container(self, x, t, path):
         if t is list:

@@ -134,11 +134,13 @@ class SealWriter(StorageWriter):
 
     Non-tensor values are stored as the typed tree (ints, floats, str, bytes, bool, None, lists,
     tuples, dicts, sets, torch.Size/dtype/device, tensors inside them). A value the tree cannot
-    represent raises :class:`tensorseal.UnsupportedError` naming its fully qualified name; there
-    is no opt-in: convert it (or wrap it in :class:`tensorseal.Object`) before saving.
+    represent raises :class:`tensorseal.UnsupportedError` naming its fully qualified name,
+    unless ``allow_objects=True``: then it is stored as an inert :class:`tensorseal.Object`
+    record (class name, ``__reduce_ex__`` arguments and state), which loading gives back as that
+    record, never importing the class.
     """
 
-    def __init__(self, path, sign_with, run_id=None, step=None):
+    def __init__(self, path, sign_with, run_id=None, step=None, allow_objects=False):
         super().__init__()
         self.path = _path(path)
         self._signers = _keys(sign_with, "sign_with")
@@ -150,6 +152,7 @@ class SealWriter(StorageWriter):
             raise InvalidInputError(f"step must be a non-negative int, not {step!r}")
         self.run_id = run_id
         self.step = step
+        self.allow_objects = bool(allow_objects)
         self.is_coordinator = False
         self.save_id = uuid.uuid4().hex
 
@@ -200,7 +203,7 @@ class SealWriter(StorageWriter):
         if not items:
             fut.set_result([])
             return fut
-        enc = Encoder()
+        enc = Encoder(allow_objects=self.allow_objects)
         pairs, stored = [], []
         for i, item in enumerate(items):
             fqn = item.index.fqn
@@ -716,14 +719,16 @@ def _unwrap(e, reader=None):
     return None
 
 
-def save(state_dict, path, sign_with, *, run_id=None, step=None, **kwargs):
+def save(state_dict, path, sign_with, *, run_id=None, step=None, allow_objects=False,
+         **kwargs):
     """``torch.distributed.checkpoint.save`` through :class:`SealWriter` (``kwargs`` go to it:
     ``process_group``, ``planner``, ...), raising tensorseal's exception (for instance the
     :class:`tensorseal.UnsupportedError` naming a value that cannot be stored) instead of DCP's
     ``CheckpointException`` when one caused the failure, on this rank or another."""
     from torch.distributed.checkpoint import save as dcp_save
 
-    writer = SealWriter(path, sign_with=sign_with, run_id=run_id, step=step)
+    writer = SealWriter(path, sign_with=sign_with, run_id=run_id, step=step,
+                        allow_objects=allow_objects)
     try:
         return dcp_save(state_dict, storage_writer=writer, **kwargs)
     except BaseException as e:
