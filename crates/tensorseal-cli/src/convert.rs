@@ -39,6 +39,7 @@ Examples:
   tensorseal convert pytorch_model.bin.index.json model.tseal --compress zstd --meta run_id=run-42
   tensorseal convert checkpoint.ckpt out.tseal --allow-objects --json
   tensorseal convert ckpt/step-1000 step-1000.tseal   # a torch.distributed.checkpoint folder
+  tensorseal convert dcp-set/ whole.tseal             # a tensorseal.dcp shard set, consolidated
 
 Inputs (recognised from content, never from the file name): torch zip checkpoints
 (torch >= 1.6), torch legacy files and pre-0.1.10 tar checkpoints, plain pickles, numpy
@@ -46,6 +47,8 @@ Inputs (recognised from content, never from the file name): torch zip checkpoint
 torch.distributed.checkpoint (DCP) folders written by FileSystemWriter (.metadata and
 *.distcp), consolidated into one file whose tree is what dcp_to_torch_save gives: every
 tensor's chunks must tile it exactly once, each chunk read as the torch.save zip it is.
+A tensorseal shard set (a folder holding index.tseal) is consolidated the same way, every
+shard bound to the index and every chunk's digests checked as it is read.
 Pickles are interpreted as data: known constructors become typed values, code-execution
 primitives make the file refused (exit 4), and unknown classes are refused (exit 4) unless
 --allow-objects keeps them as inert records. The process locks itself down (seccomp + Landlock) after
@@ -126,6 +129,9 @@ pub(crate) fn convert(args: ConvertArgs) -> Result<(), Failure> {
         progress: Some(&progress),
         ..ConvertOptions::default()
     };
+    if tensorseal::is_shard_set(&args.input) {
+        return consolidate(&args, &options);
+    }
     let result = tensorseal_convert::convert(&args.input, &args.output, &options);
     if let Some(b) = &bar {
         b.finish_and_clear();
@@ -333,6 +339,49 @@ pub(crate) fn scan(args: ScanArgs) -> Result<(), Failure> {
     }
 }
 
+/// `convert SET OUT.tseal` of a shard set: one file, every shard bound and every chunk verified
+/// as it is read (integrity: signatures present must be valid; none is required). No pickle is
+/// involved, so no sandbox either.
+fn consolidate(args: &ConvertArgs, options: &ConvertOptions<'_>) -> Result<(), Failure> {
+    let report = tensorseal_convert::consolidate(
+        &args.input,
+        &args.output,
+        &TrustPolicy::integrity_only(),
+        options,
+    )
+    .map_err(|e| Failure::of(&args.input, &e))?;
+    if args.json {
+        let v = json!({
+            "input": args.input.display().to_string(),
+            "output": args.output.display().to_string(),
+            "ok": true,
+            "exit_code": 0,
+            "source_format": "tensorseal-shard-set",
+            "index_manifest_sha256": report.index_manifest_sha256,
+            "shards": report.shards,
+            "tensors": report.tensors,
+            "values": report.values,
+            "manifest_sha256": hex::encode(report.output.manifest_sha256),
+            "file_length": report.output.length,
+            "error": null,
+        });
+        outln!(
+            "{}",
+            serde_json::to_string_pretty(&v).expect("JSON values serialize")
+        );
+    } else if !args.quiet {
+        eprintln!(
+            "consolidated {} (shard set, {} shard(s)) -> {}: {} tensors, {} other values",
+            args.input.display(),
+            report.shards,
+            args.output.display(),
+            report.tensors,
+            report.values
+        );
+    }
+    Ok(())
+}
+
 /// Write a tensorseal file's tensors as a safetensors file, after verifying it.
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -370,8 +419,13 @@ pub(crate) fn export(args: ExportArgs) -> Result<(), Failure> {
         }
         options.policy = TrustPolicy::trusting(keys);
     }
-    let report = tensorseal_convert::export(&args.input, &args.output, &options)
-        .map_err(|e| Failure::of(&args.input, &e))?;
+    let report = if tensorseal::is_shard_set(&args.input) {
+        tensorseal_convert::export_shard_set(&args.input, &args.output, &options)
+            .map_err(|e| Failure::of(&args.input, &e))?
+    } else {
+        tensorseal_convert::export(&args.input, &args.output, &options)
+            .map_err(|e| Failure::of(&args.input, &e))?
+    };
     eprintln!(
         "exported {} tensor(s), {} bytes, to {}",
         report.written.len(),

@@ -623,3 +623,83 @@ fn inspect_a_shard_set_folder_shows_its_index() {
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["metadata"]["tensorseal.dcp"], "index", "{v}");
 }
+
+#[test]
+fn convert_and_export_consolidate_a_shard_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let set = d.join("set");
+    std::fs::create_dir(&set).unwrap();
+    for e in std::fs::read_dir(vectors().join("shard-set")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), set.join(e.file_name())).unwrap();
+    }
+    let key = vectors().join("test-key.pub");
+    let key = key.to_str().unwrap();
+    let o = run(&["convert", "set", "one.tseal", "--json"], d);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["shards"].clone(), v["tensors"].clone()),
+        (2.into(), 2.into())
+    );
+    // The whole weight, assembled from the two ranks' rows: 0..12 as float32.
+    let ckpt =
+        tensorseal::Checkpoint::open(&d.join("one.tseal"), &tensorseal::Limits::default()).unwrap();
+    let tensors = ckpt.root().tensors();
+    let (_, w) = tensors
+        .iter()
+        .find(|(p, _)| tensorseal::dotted_path(p) == "model.weight")
+        .unwrap();
+    let want: Vec<u8> = (0..12).flat_map(|i| (i as f32).to_le_bytes()).collect();
+    assert_eq!(
+        (w.shape.clone(), &*ckpt.tensor_bytes(w).unwrap()),
+        (vec![4, 3], &want[..])
+    );
+    assert_eq!(ckpt.metadata()["run_id"], "vectors");
+
+    // export: the same tensors as safetensors, under the policy given.
+    let o = run(&["export", "set", "out.safetensors", "--trust", key], d);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let bytes = std::fs::read(d.join("out.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    assert_eq!(st.tensor("model.weight").unwrap().data(), &want[..]);
+    let leftovers: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains("consolidating"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    let other = d.join("other.pub");
+    std::fs::write(
+        &other,
+        tensorseal::SecretKey::from_seed(&[5; 32])
+            .public_key()
+            .to_pem()
+            .unwrap(),
+    )
+    .unwrap();
+    let o = run(
+        &[
+            "export",
+            "set",
+            "no.safetensors",
+            "--trust",
+            other.to_str().unwrap(),
+        ],
+        d,
+    );
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(!d.join("no.safetensors").exists());
+
+    // A swapped shard is refused by both, binding checked even without trusted keys.
+    std::fs::rename(set.join("__0_0.tseal"), d.join("tmp")).unwrap();
+    std::fs::rename(set.join("__1_0.tseal"), set.join("__0_0.tseal")).unwrap();
+    std::fs::rename(d.join("tmp"), set.join("__1_0.tseal")).unwrap();
+    let o = run(&["convert", "set", "two.tseal"], d);
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("truncated or replaced") || stderr(&o).contains("another checkpoint")
+    );
+    assert!(!d.join("two.tseal").exists());
+}

@@ -105,7 +105,8 @@ struct Stored {
 }
 
 /// A key of `planner_data`'s paths: a dict key or a list index.
-enum Key {
+#[derive(Clone)]
+pub(crate) enum Key {
     Str(String),
     Index(usize),
 }
@@ -556,67 +557,9 @@ fn assemble(
     stats: &mut TreeStats,
 ) -> Result<Node, ConvertError> {
     let at = format!("tensor {fqn}");
-    let rank = t.size.len();
-    check("max_rank", rank as u64, limits.max_rank, 0)?;
-    check(
-        "max_dcp_chunks",
-        t.chunks.len() as u64,
-        limits.max_dcp_chunks,
-        0,
-    )?;
-    let item = t.dtype.itemsize();
-    let numel = t
-        .size
-        .iter()
-        .try_fold(1u64, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| invalid(&at, "too many elements"))?;
-    let bytes = numel
-        .checked_mul(item)
-        .ok_or_else(|| invalid(&at, "too large"))?;
-    check("max_dcp_tensor", bytes, limits.max_dcp_tensor, 0)?;
-    let mut covered = 0u64;
-    for (i, (off, sz)) in t.chunks.iter().enumerate() {
-        if off.len() != rank || sz.len() != rank {
-            return Err(invalid(
-                &at,
-                format!(
-                    "chunk {i} has {} dimensions, the tensor {rank}",
-                    off.len().max(sz.len())
-                ),
-            ));
-        }
-        if (0..rank).any(|d| off[d].checked_add(sz[d]).is_none_or(|e| e > t.size[d])) {
-            return Err(invalid(
-                &at,
-                format!(
-                    "chunk {i} at {off:?} of size {sz:?} lies outside the tensor's size {:?}",
-                    t.size
-                ),
-            ));
-        }
-        for (j, (o2, s2)) in t.chunks[..i].iter().enumerate() {
-            let overlap = (0..rank).all(|d| off[d] < o2[d] + s2[d] && o2[d] < off[d] + sz[d]);
-            if overlap && sz.iter().all(|&x| x > 0) && s2.iter().all(|&x| x > 0) {
-                return Err(invalid(
-                    &at,
-                    format!("chunks {j} at {o2:?} and {i} at {off:?} overlap"),
-                ));
-            }
-        }
-        covered += sz.iter().product::<u64>();
-    }
-    if covered != numel {
-        return Err(invalid(
-            &at,
-            format!("its chunks cover {covered} of its {numel} elements (a gap)"),
-        ));
-    }
+    let bytes = check_tiling(METADATA_FILE, fqn, t.dtype, &t.size, &t.chunks, limits)?;
     let mut whole = vec![0u8; usize::try_from(bytes).map_err(|_| invalid(&at, "too large"))?];
-    // Row-major element strides of the whole tensor.
-    let mut strides = vec![1u64; rank];
-    for d in (0..rank.saturating_sub(1)).rev() {
-        strides[d] = strides[d + 1] * t.size[d + 1];
-    }
+    let strides = row_major_strides(&t.size);
     for (off, sz) in &t.chunks {
         let s = storage
             .get(&(fqn.to_string(), Some(off.clone())))
@@ -651,7 +594,7 @@ fn assemble(
             Some(b) => &capture.blobs[b],
             None => &[],
         };
-        copy_chunk(&mut whole, data, off, sz, &strides, item);
+        copy_chunk(&mut whole, data, off, sz, &strides, t.dtype.itemsize());
     }
     let blob = if whole.is_empty() {
         None
@@ -668,8 +611,98 @@ fn assemble(
     ))))
 }
 
+/// Checks that `chunks` (offsets, sizes) tile a tensor of `size` exactly once: each inside it,
+/// no two overlapping, no gap; returns the tensor's byte size, within the limits. `member` is
+/// the file the chunk layout came from, for errors.
+pub(crate) fn check_tiling(
+    member: &str,
+    fqn: &str,
+    dtype: DType,
+    size: &[u64],
+    chunks: &[(Vec<u64>, Vec<u64>)],
+    limits: &Limits,
+) -> Result<u64, ConvertError> {
+    let invalid = |path: &str, what: String| ConvertError::Invalid {
+        member: member.into(),
+        path: path.into(),
+        what,
+    };
+    let at = format!("tensor {fqn}");
+    let rank = size.len();
+    check("max_rank", rank as u64, limits.max_rank, 0)?;
+    check(
+        "max_dcp_chunks",
+        chunks.len() as u64,
+        limits.max_dcp_chunks,
+        0,
+    )?;
+    let item = dtype.itemsize();
+    let numel = size
+        .iter()
+        .try_fold(1u64, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| invalid(&at, "too many elements".into()))?;
+    let bytes = numel
+        .checked_mul(item)
+        .ok_or_else(|| invalid(&at, "too large".into()))?;
+    check("max_dcp_tensor", bytes, limits.max_dcp_tensor, 0)?;
+    let mut covered = 0u64;
+    for (i, (off, sz)) in chunks.iter().enumerate() {
+        if off.len() != rank || sz.len() != rank {
+            return Err(invalid(
+                &at,
+                format!(
+                    "chunk {i} has {} dimensions, the tensor {rank}",
+                    off.len().max(sz.len())
+                ),
+            ));
+        }
+        if (0..rank).any(|d| off[d].checked_add(sz[d]).is_none_or(|e| e > size[d])) {
+            return Err(invalid(
+                &at,
+                format!(
+                    "chunk {i} at {off:?} of size {sz:?} lies outside the tensor's size {size:?}"
+                ),
+            ));
+        }
+        for (j, (o2, s2)) in chunks[..i].iter().enumerate() {
+            let overlap = (0..rank).all(|d| off[d] < o2[d] + s2[d] && o2[d] < off[d] + sz[d]);
+            if overlap && sz.iter().all(|&x| x > 0) && s2.iter().all(|&x| x > 0) {
+                return Err(invalid(
+                    &at,
+                    format!("chunks {j} at {o2:?} and {i} at {off:?} overlap"),
+                ));
+            }
+        }
+        covered += sz.iter().product::<u64>();
+    }
+    if covered != numel {
+        return Err(invalid(
+            &at,
+            format!("its chunks cover {covered} of its {numel} elements (a gap)"),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// Row-major element strides of a tensor of `size`.
+pub(crate) fn row_major_strides(size: &[u64]) -> Vec<u64> {
+    let rank = size.len();
+    let mut strides = vec![1u64; rank];
+    for d in (0..rank.saturating_sub(1)).rev() {
+        strides[d] = strides[d + 1] * size[d + 1];
+    }
+    strides
+}
+
 /// Copies a C-contiguous chunk into its place in the whole tensor, one innermost run at a time.
-fn copy_chunk(whole: &mut [u8], chunk: &[u8], off: &[u64], sz: &[u64], strides: &[u64], item: u64) {
+pub(crate) fn copy_chunk(
+    whole: &mut [u8],
+    chunk: &[u8],
+    off: &[u64],
+    sz: &[u64],
+    strides: &[u64],
+    item: u64,
+) {
     let rank = sz.len();
     if sz.contains(&0) {
         return;
@@ -701,7 +734,12 @@ fn copy_chunk(whole: &mut [u8], chunk: &[u8], off: &[u64], sz: &[u64], strides: 
 
 /// Places `value` at `path` in the nested state dict, as DCP's `set_element` does: a text key
 /// in a dict, an index in a list (extended with None), containers made on the way.
-fn set_element(root: &mut Node, path: &[Key], value: Node, fqn: &str) -> Result<(), ConvertError> {
+pub(crate) fn set_element(
+    root: &mut Node,
+    path: &[Key],
+    value: Node,
+    fqn: &str,
+) -> Result<(), ConvertError> {
     let clash = || {
         invalid(
             format!("planner_data[{fqn:?}]"),

@@ -707,6 +707,9 @@ pub enum ConvertError {
     /// Writing the tensorseal file failed.
     #[error(transparent)]
     Write(#[from] tensorseal::WriteError),
+    /// A shard set given as input does not verify or bind (spec §11.3).
+    #[error(transparent)]
+    ShardSet(#[from] tensorseal::ShardSetError),
 }
 
 impl ConvertError {
@@ -725,6 +728,7 @@ impl Classify for ConvertError {
             ConvertError::Unsafe { .. } => FailureClass::Unsafe,
             ConvertError::UnknownObjects { .. } => FailureClass::UnknownObjects,
             ConvertError::Sandbox(_) => FailureClass::Sandbox,
+            ConvertError::ShardSet(e) => e.class(),
             // A source the format cannot hold faithfully is bad input for `convert` (exit 1).
             _ => FailureClass::Invalid,
         }
@@ -737,6 +741,7 @@ impl Classify for ConvertError {
             ConvertError::Io { .. } => "io",
             ConvertError::Unsupported { .. } => "unsupported",
             ConvertError::Sandbox(_) => "sandbox",
+            ConvertError::ShardSet(e) => e.kind(),
             ConvertError::Write(tensorseal::WriteError::Io(_)) => "io",
             ConvertError::Detect(_)
             | ConvertError::Zip(_)

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod byte_order;
+mod consolidate;
 mod convert;
 mod dcp;
 mod detect;
@@ -29,6 +30,7 @@ mod zip;
 pub mod zip_test_support;
 
 pub use byte_order::ByteOrder;
+pub use consolidate::{ConsolidateReport, consolidate, export_shard_set};
 pub use convert::{ConvertOptions, ConvertReport, PRODUCER, RESERVED_METADATA, convert};
 pub use detect::{Format, TORCH_LEGACY_MAGIC, ZipKind, detect, zip_kind};
 pub use error::{

@@ -517,3 +517,28 @@ def test_filesystemwriter_checkpoints_convert_to_what_dcp_to_torch_save_gives(wo
     dcp_to_torch_save(folder, root / f"{name}.ref.pt")
     expected = torch.load(root / f"{name}.ref.pt", weights_only=False)
     assert_same(tensorseal.load(out, verify=False), expected)
+
+
+def test_cli_consolidates_a_set_saved_at_4_into_the_whole_state(world4, root, trust):
+    """`tensorseal convert SET OUT.tseal`: one file holding what a load at any world size gives
+    (chunks of 10 rows over 4 ranks, Adam state, non-tensor values), binding every shard."""
+    from test_convert_api import CLI
+
+    if CLI is None:
+        pytest.skip("no tensorseal CLI binary (cargo build, or set TENSORSEAL_CLI)")
+    out = root / "a1-whole.tseal"
+    p = subprocess.run([CLI, "convert", str(root / "a1"), str(out)], capture_output=True,
+                       text=True)
+    assert p.returncode == 0, p.stderr
+
+    def by_key(x):
+        # Entries come in DCP's metadata order, as dcp_to_torch_save gives them, not the
+        # original dicts' insertion order.
+        if isinstance(x, dict):
+            return {k: by_key(x[k]) for k in sorted(x, key=str)}
+        if isinstance(x, list):
+            return [by_key(v) for v in x]
+        return x
+
+    assert_same(by_key(tensorseal.load(out, verify=False)), by_key(full_state(1)))
+    assert tensorseal.verify(out, digests_only=True).blobs > 0

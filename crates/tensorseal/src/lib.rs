@@ -45,8 +45,8 @@ pub use policy::{
 };
 pub use reader::Checkpoint;
 pub use shard_set::{
-    MAX_SHARDS, SHARD_INDEX_FILE, SHARD_INDEX_FORMAT, ShardBinding, ShardIndex, ShardSetError,
-    ShardSetReport, is_shard_set, verify_shard_set,
+    BoundShardSet, MAX_SHARDS, SHARD_INDEX_FILE, SHARD_INDEX_FORMAT, ShardBinding, ShardIndex,
+    ShardSetError, ShardSetReport, bind_shard_set, is_shard_set, verify_shard_set,
 };
 pub use source::{ReadAt, SourceChanged};
 pub use tree::{

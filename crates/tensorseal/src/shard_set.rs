@@ -3,9 +3,12 @@
 //! verify a whole set (the CLI); the Python DCP reader applies the same rules.
 
 use crate::failure::{Classify, FailureClass};
-use crate::{Checkpoint, Limits, Node, TrustPolicy, VerifyError, VerifyReport};
+use crate::{
+    Checkpoint, Limits, Loader, Node, ReadAt as _, TrustPolicy, VerifyError, VerifyReport,
+};
 use rayon::prelude::*;
 use std::collections::{BTreeMap, BTreeSet};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 /// File name of the shard index inside a shard-set folder.
@@ -157,14 +160,31 @@ pub fn is_shard_set(path: &Path) -> bool {
     }
 }
 
-/// Verifies a shard set (its folder, or its index file) under `policy` (spec §11.3): the index,
-/// its tree, the folder's `.tseal` files against the listed shards, then every shard in
-/// parallel, completely (every digest), with its length and manifest digest bound.
-pub fn verify_shard_set(
+/// A shard set whose index verified and whose shards are bound to it (spec §11.3 steps 1 to 3):
+/// every shard open, its signatures and manifest checked, its length and manifest digest the
+/// ones the index lists. Blob digests are checked as blobs are read through [`Self::shards`].
+pub struct BoundShardSet {
+    /// The index file.
+    pub index_path: PathBuf,
+    /// The index's verification.
+    pub index: VerifyReport,
+    /// The index's tree (spec §11.2), checked by [`ShardIndex::from_tree`].
+    pub index_root: Node,
+    /// What the index binds.
+    pub shard_index: ShardIndex,
+    /// Each shard, opened, in the index's order.
+    pub shards: Vec<(String, Loader<File>)>,
+}
+
+/// Opens a shard set (its folder, or its index file) under `policy` and binds every shard to
+/// the index (spec §11.3): the index verified, its tree checked, the folder's `.tseal` files
+/// exactly the listed shards, each opened under the same policy with the listed length and
+/// manifest digest. No blob is read.
+pub fn bind_shard_set(
     path: &Path,
     policy: &TrustPolicy,
     limits: &Limits,
-) -> Result<ShardSetReport, ShardSetError> {
+) -> Result<BoundShardSet, ShardSetError> {
     let (folder, index_path) = if path.is_dir() {
         (path.to_path_buf(), path.join(SHARD_INDEX_FILE))
     } else {
@@ -193,6 +213,7 @@ pub fn verify_shard_set(
         ));
     }
     let shard_index = ShardIndex::from_tree(index_ckpt.root()).map_err(invalid)?;
+    let index_root = index_ckpt.root().clone();
     drop(index_ckpt);
 
     let listed: BTreeSet<&str> = shard_index.shards.iter().map(|s| s.file.as_str()).collect();
@@ -232,25 +253,58 @@ pub fn verify_shard_set(
     }
     let shards = shard_index
         .shards
-        .par_iter()
-        .map(|s| {
-            verify_shard(&folder.join(&s.file), s, policy, limits).map(|r| (s.file.clone(), r))
-        })
+        .iter()
+        .map(|s| bind_shard(&folder.join(&s.file), s, policy, limits).map(|l| (s.file.clone(), l)))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(ShardSetReport {
+    Ok(BoundShardSet {
         index_path,
         index,
+        index_root,
         shard_index,
         shards,
     })
 }
 
-fn verify_shard(
+/// Verifies a shard set (its folder, or its index file) under `policy` (spec §11.3):
+/// [`bind_shard_set`], then every blob of every shard, the shards in parallel.
+pub fn verify_shard_set(
+    path: &Path,
+    policy: &TrustPolicy,
+    limits: &Limits,
+) -> Result<ShardSetReport, ShardSetError> {
+    let set = bind_shard_set(path, policy, limits)?;
+    let folder = set
+        .index_path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let shards = set
+        .shards
+        .par_iter()
+        .map(|(file, loader)| {
+            loader
+                .verify_all()
+                .map(|r| (file.clone(), r))
+                .map_err(|source| ShardSetError::Shard {
+                    path: folder.join(file),
+                    source: Box::new(source),
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ShardSetReport {
+        index_path: set.index_path,
+        index: set.index,
+        shard_index: set.shard_index,
+        shards,
+    })
+}
+
+fn bind_shard(
     path: &Path,
     bound: &ShardBinding,
     policy: &TrustPolicy,
     limits: &Limits,
-) -> Result<VerifyReport, ShardSetError> {
+) -> Result<Loader<File>, ShardSetError> {
     let mismatch = |what: String| ShardSetError::Mismatch {
         path: path.to_path_buf(),
         what,
@@ -265,20 +319,20 @@ fn verify_shard(
             bound.length
         )));
     }
-    let (_, report) =
-        Checkpoint::open_verified(path, policy, limits).map_err(|source| ShardSetError::Shard {
-            path: path.to_path_buf(),
-            source: Box::new(source),
-        })?;
-    if report.manifest_sha256 != bound.manifest_sha256 || report.file_length != bound.length {
+    let loader = Loader::open(path, policy, limits).map_err(|source| ShardSetError::Shard {
+        path: path.to_path_buf(),
+        source: Box::new(source),
+    })?;
+    let digest = loader.footer().manifest_sha256;
+    if digest != bound.manifest_sha256 || loader.source().length().ok() != Some(bound.length) {
         return Err(mismatch(format!(
             "manifest SHA-256 {}, the signed index says {} (a shard from another checkpoint, \
              step or run)",
-            hex::encode(report.manifest_sha256),
+            hex::encode(digest),
             hex::encode(bound.manifest_sha256)
         )));
     }
-    Ok(report)
+    Ok(loader)
 }
 
 fn dict(node: &Node) -> Option<BTreeMap<&str, &Node>> {

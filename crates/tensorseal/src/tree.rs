@@ -611,6 +611,58 @@ impl Node {
         }
     }
 
+    /// The children of this node that [`Node::children`] lists, mutable, in the same order.
+    pub fn children_mut(&mut self) -> Vec<&mut Node> {
+        fn attrs(a: &mut [(String, Node)]) -> impl Iterator<Item = &mut Node> {
+            a.iter_mut().map(|(_, v)| v)
+        }
+        match self {
+            Node::List(items) | Node::Tuple(items) | Node::Set(items) | Node::FrozenSet(items) => {
+                items.iter_mut().collect()
+            }
+            Node::Dict(pairs) => pairs.iter_mut().map(|(_, v)| v).collect(),
+            Node::Tensor(t) => attrs(&mut t.attrs).collect(),
+            Node::Typed(t) => match &mut **t {
+                Typed::OrderedDict { items, attrs: a } | Typed::Counter { items, attrs: a } => {
+                    items.iter_mut().map(|(_, v)| v).chain(attrs(a)).collect()
+                }
+                Typed::Namespace(fields) => attrs(fields).collect(),
+                Typed::Slice(parts) => parts.iter_mut().collect(),
+                _ => Vec::new(),
+            },
+            Node::Object(o) => {
+                let o = &mut **o;
+                o.args
+                    .iter_mut()
+                    .chain(attrs(&mut o.kwargs))
+                    .chain(o.state.iter_mut())
+                    .chain(o.dict_items.iter_mut().map(|(_, v)| v))
+                    .chain(o.list_items.iter_mut())
+                    .collect()
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// Calls `f` with every tensor in the tree, mutable, in depth-first document order (an
+    /// explicit stack: the tree may be deeper than the native stack allows); stops at the first
+    /// error. What moving a subtree's blobs to another file needs.
+    pub fn try_for_each_tensor_mut<E>(
+        &mut self,
+        mut f: impl FnMut(&mut Tensor) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let mut stack = vec![self];
+        while let Some(node) = stack.pop() {
+            if let Node::Tensor(t) = node {
+                f(t)?;
+            }
+            let mut children = node.children_mut();
+            children.reverse();
+            stack.extend(children);
+        }
+        Ok(())
+    }
+
     /// Every tensor in the tree with its path, in depth-first document order.
     pub fn tensors(&self) -> Vec<(Vec<PathSegment<'_>>, &Tensor)> {
         let mut out = Vec::new();
