@@ -278,14 +278,17 @@ fn assemble(
         &chunks,
         &options.limits,
     )?;
-    let mut whole = vec![0u8; usize::try_from(bytes).map_err(|_| invalid(&at, "too large"))?];
-    let strides = row_major_strides(&size);
-    for ((off, sz), (file, key)) in chunks.iter().zip(&places) {
-        let loader = loaders
+    // Every chunk found, of the right dtype and shape, before the whole tensor is allocated:
+    // the chunks' blobs lie inside verified shards, so their sizes bound what is allocated.
+    let mut found = Vec::with_capacity(chunks.len());
+    for ((_, sz), (file, key)) in chunks.iter().zip(&places) {
+        let loader = *loaders
             .get(file)
             .ok_or_else(|| invalid(&at, format!("chunk in {file:?}, not a listed shard")))?;
-        let chunk = match shard_value(loader, key, file)? {
-            Node::Tensor(t) if t.dtype == dtype && t.shape == *sz => t,
+        match shard_value(loader, key, file)? {
+            Node::Tensor(t) if t.dtype == dtype && t.shape == *sz => {
+                found.push((loader, &**t, *file))
+            }
             Node::Tensor(t) => {
                 return Err(ConvertError::Invalid {
                     member: (*file).into(),
@@ -303,7 +306,11 @@ fn assemble(
                     what: format!("not a tensor, the index says a chunk of {fqn}"),
                 });
             }
-        };
+        }
+    }
+    let mut whole = vec![0u8; usize::try_from(bytes).map_err(|_| invalid(&at, "too large"))?];
+    let strides = row_major_strides(&size);
+    for ((off, sz), (loader, chunk, file)) in chunks.iter().zip(found) {
         let data = match chunk.blob {
             Some(b) => loader.read_blob(b).map_err(|e| verify_error(file, e))?,
             None => Vec::new(),

@@ -558,6 +558,24 @@ fn assemble(
 ) -> Result<Node, ConvertError> {
     let at = format!("tensor {fqn}");
     let bytes = check_tiling(METADATA_FILE, fqn, t.dtype, &t.size, &t.chunks, limits)?;
+    // Before allocating the whole tensor: its chunks' items must be in the folder, and must be
+    // able to hold its bytes (torch.save stores tensor data uncompressed), so that a small
+    // .metadata cannot make the converter reserve gigabytes for data that does not exist.
+    let mut stored = 0u64;
+    for (off, _) in &t.chunks {
+        if let Some(s) = storage.get(&(fqn.to_string(), Some(off.clone()))) {
+            stored = stored.saturating_add(s.length);
+        }
+    }
+    let most = stored
+        .saturating_mul(limits.max_output_ratio)
+        .saturating_add(limits.output_slack);
+    if bytes > most {
+        return Err(invalid(
+            &at,
+            format!("declares {bytes} bytes, more than its chunks' {stored} stored bytes can hold"),
+        ));
+    }
     let mut whole = vec![0u8; usize::try_from(bytes).map_err(|_| invalid(&at, "too large"))?];
     let strides = row_major_strides(&t.size);
     for (off, sz) in &t.chunks {

@@ -104,6 +104,10 @@ fn broken_tilings_ranges_and_dtypes_are_refused_naming_the_tensor() {
             "missing_file",
             "\"__9_0.distcp\", which is not a .distcp file of the folder",
         ),
+        (
+            "oversized",
+            "declares 1610612736 bytes, more than its chunks'",
+        ),
     ] {
         let (code, message) = refused(name, &o);
         assert_eq!(code, 1, "{name}: {message}");

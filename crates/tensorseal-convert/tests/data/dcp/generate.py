@@ -81,6 +81,16 @@ def variant(name, edit):
     (d / ".metadata").write_bytes(pickle.dumps(md, protocol=4))
 
 
+def oversized(m):
+    """model.w declared as 2^26 x 6 floats (1.5 GiB), its two chunks stretched to tile that:
+    more than the chunks' stored items can hold."""
+    rows = 1 << 26
+    c0, c1 = m.chunks
+    m.size = torch.Size([rows, 6])
+    m.chunks = [dataclasses.replace(c0, sizes=torch.Size([rows - 4, 6])),
+                dataclasses.replace(c1, offsets=torch.Size([rows - 4, 0]), sizes=torch.Size([4, 6]))]
+
+
 def chunk_edit(fqn, fn):
     def edit(md):
         fn(md.state_dict_metadata[fqn])
@@ -123,6 +133,7 @@ def main():
         m.properties = dataclasses.replace(m.properties, dtype=torch.float64)
 
     variant("gap", chunk_edit("model.w", drop_chunk))
+    variant("oversized", chunk_edit("model.w", oversized))
     variant("overlap", chunk_edit("model.w", overlap))
     variant("dtype_mismatch", chunk_edit("model.w", f64))
     variant("past_end", storage_edit("model.bias", lambda s: dataclasses.replace(s, length=s.length + 10**6)))
