@@ -130,7 +130,7 @@ pub(crate) fn dcp_tree(
     let options = pickles::options(ctx.limits, true, false);
     let graph = pickles::load(meta, 0, METADATA_FILE, &options, &mut pk::NoStorages)?;
     let report = pk::scan(meta, 0, &options, &mut pk::DeclaredStorages);
-    let foreign: Vec<String> = report
+    let foreign: Vec<&pk::Finding> = report
         .findings()
         .iter()
         .filter(|f| f.verdict == pk::Verdict::Unknown)
@@ -140,17 +140,26 @@ pub(crate) fn dcp_tree(
             }
             _ => true,
         })
-        .map(|f| f.to_string())
-        .collect();
+        .collect::<Vec<_>>();
     let mut inert = Vec::new();
     if !foreign.is_empty() {
+        let findings: Vec<String> = foreign.iter().map(|f| f.to_string()).collect();
         if !ctx.allow_objects {
             return Err(ConvertError::UnknownObjects {
                 member: METADATA_FILE.into(),
-                findings: foreign,
+                findings,
             });
         }
-        inert = foreign;
+        // Inert objects are named by class, as for any converted pickle.
+        inert = foreign
+            .iter()
+            .filter_map(|f| match &f.kind {
+                pk::FindingKind::Global(g)
+                | pk::FindingKind::Call(g)
+                | pk::FindingKind::Build(g) => Some(g.to_string()),
+                _ => None,
+            })
+            .collect();
     }
     let m = Meta { g: &graph };
     let root = m.record(graph.root(), "Metadata", "the root")?;
@@ -230,7 +239,16 @@ impl Meta<'_, '_> {
     fn class_of(&self, id: pk::NodeId, at: &str) -> Result<String, ConvertError> {
         match self.g.node(id) {
             pk::Node::Object(o) => match self.g.node(o.callee()) {
-                pk::Node::Global(gid) => Ok(self.g.global(*gid).name().name.to_string()),
+                // DCP's classes by their short name; any other by its full name, which no
+                // expectation below matches (a foreign `Metadata` is not DCP's).
+                pk::Node::Global(gid) => {
+                    let g = self.g.global(*gid).name();
+                    Ok(if is_dcp_class(g) {
+                        g.name.to_string()
+                    } else {
+                        g.to_string()
+                    })
+                }
                 _ => Err(invalid(at, "a record whose class is not a global")),
             },
             other => Err(invalid(
