@@ -4,7 +4,6 @@
 use crate::error::AttestError;
 use base64ct::{Base64, Encoding as _};
 use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
 use std::io::Read as _;
 use std::path::Path;
 use tensorseal::{Checkpoint, Limits, PublicKey, SecretKey, TrustPolicy};
@@ -32,16 +31,8 @@ pub fn pae(payload_type: &str, body: &[u8]) -> Vec<u8> {
 }
 
 fn file_sha256(path: &Path) -> Result<String, AttestError> {
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            return Ok(hex::encode(h.finalize()));
-        }
-        h.update(&buf[..n]);
-    }
+    let (digest, _) = crate::file_digest::sha256_to_end(std::fs::File::open(path)?)?;
+    Ok(hex::encode(digest))
 }
 
 /// Facts about how the file was made, recorded in the predicate (all optional).

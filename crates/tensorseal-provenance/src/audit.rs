@@ -64,16 +64,7 @@ pub fn file_facts(path: &Path, hash_limit: u64) -> Value {
         let mut f = File::open(path)?;
         let length = f.metadata()?.len();
         let sha256 = if length <= hash_limit {
-            let mut h = Sha256::new();
-            let mut buf = vec![0u8; 1 << 16];
-            loop {
-                let n = f.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
-            }
-            Value::String(hex::encode(h.finalize()))
+            Value::String(hex::encode(crate::file_digest::sha256_to_end(&mut f)?.0))
         } else {
             Value::Null
         };

@@ -4,6 +4,7 @@
 mod attest;
 mod audit;
 mod error;
+mod file_digest;
 mod model_signing;
 
 pub use attest::{

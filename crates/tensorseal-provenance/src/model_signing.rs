@@ -15,8 +15,7 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::Read as _;
-use std::os::unix::fs::FileExt as _;
+use std::io::{Read as _, Seek as _, SeekFrom};
 use std::path::{Component, Path, PathBuf};
 use tensorseal::{Classify, FailureClass};
 
@@ -618,23 +617,17 @@ fn hash_range(item: &WorkItem) -> Result<[u8; 32], BundleError> {
         path: item.path.clone(),
         source,
     };
-    let f = File::open(&item.path).map_err(io)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; (1 << 20).min((item.end - item.start) as usize).max(1)];
-    let mut at = item.start;
-    while at < item.end {
-        let want = buf.len().min((item.end - at) as usize);
-        let n = f.read_at(&mut buf[..want], at).map_err(io)?;
-        if n == 0 {
-            return Err(io(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                format!("shorter than {} bytes while hashing", item.end),
-            )));
-        }
-        h.update(&buf[..n]);
-        at += n as u64;
+    let mut f = File::open(&item.path).map_err(io)?;
+    f.seek(SeekFrom::Start(item.start)).map_err(io)?;
+    let want = item.end - item.start;
+    let (digest, n) = crate::file_digest::sha256_to_end(f.take(want)).map_err(io)?;
+    if n < want {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("shorter than {} bytes while hashing", item.end),
+        )));
     }
-    Ok(h.finalize().into())
+    Ok(digest)
 }
 
 /// Runs every parsing stage on arbitrary bytes, for the `model_signing_bundle` fuzz target: as a
