@@ -61,6 +61,21 @@ fn is_dcp_class(g: &pk::GlobalName) -> bool {
         .any(|(m, n)| *m == &*g.module && *n == &*g.name)
 }
 
+/// The class or function a finding is about, if any.
+fn finding_global(f: &pk::Finding) -> Option<&pk::GlobalName> {
+    match &f.kind {
+        pk::FindingKind::Global(g) | pk::FindingKind::Call(g) | pk::FindingKind::Build(g) => {
+            Some(g)
+        }
+        _ => None,
+    }
+}
+
+/// Whether a finding is about something other than DCP's own classes.
+fn is_foreign(f: &pk::Finding) -> bool {
+    finding_global(f).is_none_or(|g| !is_dcp_class(g))
+}
+
 /// The verdict of a scan of `.metadata` with DCP's own classes counted as allowed: what the
 /// converter's reading of it implies.
 pub(crate) fn verdict_of_metadata(report: &pk::ScanReport) -> pk::Verdict {
@@ -70,12 +85,7 @@ pub(crate) fn verdict_of_metadata(report: &pk::ScanReport) -> pk::Verdict {
     report
         .findings()
         .iter()
-        .filter(|f| match &f.kind {
-            pk::FindingKind::Global(g) | pk::FindingKind::Call(g) | pk::FindingKind::Build(g) => {
-                !is_dcp_class(g)
-            }
-            _ => true,
-        })
+        .filter(|f| is_foreign(f))
         .map(|f| f.verdict)
         .max()
         .unwrap_or(pk::Verdict::Allowed)
@@ -133,13 +143,7 @@ pub(crate) fn dcp_tree(
     let foreign: Vec<&pk::Finding> = report
         .findings()
         .iter()
-        .filter(|f| f.verdict == pk::Verdict::Unknown)
-        .filter(|f| match &f.kind {
-            pk::FindingKind::Global(g) | pk::FindingKind::Call(g) | pk::FindingKind::Build(g) => {
-                !is_dcp_class(g)
-            }
-            _ => true,
-        })
+        .filter(|f| f.verdict == pk::Verdict::Unknown && is_foreign(f))
         .collect::<Vec<_>>();
     let mut inert = Vec::new();
     if !foreign.is_empty() {
@@ -153,12 +157,7 @@ pub(crate) fn dcp_tree(
         // Inert objects are named by class, as for any converted pickle.
         inert = foreign
             .iter()
-            .filter_map(|f| match &f.kind {
-                pk::FindingKind::Global(g)
-                | pk::FindingKind::Call(g)
-                | pk::FindingKind::Build(g) => Some(g.to_string()),
-                _ => None,
-            })
+            .filter_map(|f| finding_global(f).map(|g| g.to_string()))
             .collect();
     }
     let m = Meta { g: &graph };
