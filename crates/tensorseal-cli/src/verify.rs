@@ -161,12 +161,12 @@ pub(crate) fn run(args: VerifyArgs) -> Result<(), Failure> {
     let outcomes: Vec<Outcome> = match policy(&args) {
         Ok(policy) => files
             .par_iter()
-            .map(|file| match crate::remote::url_of(file) {
-                None if is_shard_set(file) => shard_set_outcome(file, &policy, &args),
-                _ => Outcome {
-                file: file.clone(),
-                set: None,
-                result: match crate::remote::url_of(file) {
+            .map(|file| {
+                let url = crate::remote::url_of(file);
+                if url.is_none() && is_shard_set(file) {
+                    return shard_set_outcome(file, &policy, &args);
+                }
+                let result = match url {
                     Some(url) => crate::remote::verify(url, &policy),
                     None => Checkpoint::open_verified(file, &policy, &Limits::default())
                         .map(|(_, report)| report)
@@ -177,8 +177,13 @@ pub(crate) fn run(args: VerifyArgs) -> Result<(), Failure> {
                         .map(|()| report)
                         .map_err(|(f, kind)| (f.code, kind, f.message)),
                     None => Ok(report),
-                }),
-            }})
+                });
+                Outcome {
+                    file: file.clone(),
+                    set: None,
+                    result,
+                }
+            })
             .collect(),
         Err(PolicyError::NoTrust) => files
             .iter()
