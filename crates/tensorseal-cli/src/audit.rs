@@ -195,10 +195,7 @@ pub(crate) fn run(args: AuditArgs) -> Result<(), Failure> {
                 let v = json!({"log": log.display().to_string(), "ok": true, "exit_code": 0,
                     "lines": r.lines, "records": r.records, "checkpoints": r.checkpoints,
                     "head": r.head, "checkpoint_key_ids": r.checkpoint_keys, "error": null});
-                outln!(
-                    "{}",
-                    serde_json::to_string_pretty(&v).expect("JSON values serialize")
-                );
+                crate::output::json(&v);
             } else {
                 outln!(
                     "{}: OK, {} line(s): {} record(s), {} signed checkpoint(s); head {}",
@@ -222,10 +219,7 @@ pub(crate) fn run(args: AuditArgs) -> Result<(), Failure> {
                 let v = json!({"log": log.display().to_string(), "ok": false, "exit_code": code,
                     "error": {"kind": e.kind(), "message": message,
                               "line": match &e { tensorseal_provenance::AuditError::Broken { line, .. } => Some(*line), _ => None }}});
-                outln!(
-                    "{}",
-                    serde_json::to_string_pretty(&v).expect("JSON values serialize")
-                );
+                crate::output::json(&v);
             }
             Err(Failure::new(code, message).with_kind(e.kind()))
         }

@@ -174,10 +174,7 @@ pub(crate) fn convert(args: ConvertArgs) -> Result<(), Failure> {
                 let report_json = report.to_json(args.sandbox.mode());
                 merge(&mut v, report_json);
                 v["error"] = Value::Null;
-                outln!(
-                    "{}",
-                    serde_json::to_string_pretty(&v).expect("JSON values serialize")
-                );
+                crate::output::json(&v);
             } else if !args.quiet {
                 eprintln!(
                     "converted {} ({}) -> {}: {} tensors, {} blobs, {} bytes{}{}",
@@ -221,10 +218,7 @@ pub(crate) fn convert(args: ConvertArgs) -> Result<(), Failure> {
                     "exit_code": code,
                     "error": {"kind": kind, "message": message},
                 });
-                outln!(
-                    "{}",
-                    serde_json::to_string_pretty(&v).expect("JSON values serialize")
-                );
+                crate::output::json(&v);
             }
             Err(Failure::new(code, message).with_kind(kind))
         }
@@ -280,10 +274,7 @@ pub(crate) fn scan(args: ScanArgs) -> Result<(), Failure> {
     if args.json {
         let mut v = json!({"input": args.input.display().to_string()});
         merge(&mut v, outcome.to_json());
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&v).expect("JSON values serialize")
-        );
+        crate::output::json(&v);
     } else {
         outln!(
             "{}: {} ({})",
@@ -365,10 +356,7 @@ fn consolidate(args: &ConvertArgs, options: &ConvertOptions<'_>) -> Result<(), F
             "file_length": report.output.length,
             "error": null,
         });
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&v).expect("JSON values serialize")
-        );
+        crate::output::json(&v);
     } else if !args.quiet {
         eprintln!(
             "consolidated {} (shard set, {} shard(s)) -> {}: {} tensors, {} other values",

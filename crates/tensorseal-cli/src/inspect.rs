@@ -161,10 +161,7 @@ fn show<'b>(
             "tensors": tensors_json,
             "tree": tree,
         });
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&value).expect("JSON values serialize")
-        );
+        crate::output::json(&value);
         return Ok(());
     }
 

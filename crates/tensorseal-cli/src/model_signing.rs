@@ -72,10 +72,7 @@ pub(crate) fn run(args: ModelSigningArgs) -> Result<(), Failure> {
                     "bytes": r.bytes,
                     "error": null,
                 });
-                outln!(
-                    "{}",
-                    serde_json::to_string_pretty(&v).expect("JSON values serialize")
-                );
+                crate::output::json(&v);
             } else {
                 outln!(
                     "OK {}: {} file(s), {} {} resource(s), {} bytes, signed with {} \
@@ -102,10 +99,7 @@ pub(crate) fn run(args: ModelSigningArgs) -> Result<(), Failure> {
                     "exit_code": code,
                     "error": {"kind": kind, "message": message},
                 });
-                outln!(
-                    "{}",
-                    serde_json::to_string_pretty(&v).expect("JSON values serialize")
-                );
+                crate::output::json(&v);
             }
             Err(Failure::new(code, message).with_kind(kind))
         }

@@ -15,6 +15,12 @@ pub(crate) fn write(args: std::fmt::Arguments<'_>) {
     }
 }
 
+/// A `--json` report on stdout: pretty-printed, one trailing newline.
+pub(crate) fn json(value: &serde_json::Value) {
+    let text = serde_json::to_string_pretty(value).expect("JSON values serialize");
+    write(format_args!("{text}\n"));
+}
+
 /// `println!` to stdout through [`write`].
 macro_rules! outln {
     () => { $crate::output::write(format_args!("\n")) };

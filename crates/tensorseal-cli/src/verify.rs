@@ -206,10 +206,7 @@ pub(crate) fn run(args: VerifyArgs) -> Result<(), Failure> {
         } else {
             values.into_iter().next().expect("one file")
         };
-        outln!(
-            "{}",
-            serde_json::to_string_pretty(&value).expect("JSON values serialize")
-        );
+        crate::output::json(&value);
     } else {
         for o in &outcomes {
             if let Ok(report) = &o.result {
