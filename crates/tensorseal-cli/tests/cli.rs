@@ -28,6 +28,15 @@ fn vectors() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../spec/vectors")
 }
 
+/// A copy of the golden shard set (spec/vectors/shard-set) at `to`, to change.
+fn copy_shard_set(to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(vectors().join("shard-set")).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
 /// A copy of an unsigned-then-signed vector in a scratch directory.
 fn scratch_file(dir: &Path, vector: &str) -> PathBuf {
     let dst = dir.join(vector);
@@ -560,11 +569,7 @@ fn verify_shard_sets_by_folder_index_or_inside_a_directory() {
     let key = vectors().join("test-key.pub");
     let key = key.to_str().unwrap();
     let repo = d.join("repo");
-    std::fs::create_dir_all(repo.join("step-1")).unwrap();
-    for e in std::fs::read_dir(vectors().join("shard-set")).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), repo.join("step-1").join(e.file_name())).unwrap();
-    }
+    copy_shard_set(&repo.join("step-1"));
     std::fs::copy(scratch_file(d, "simple.tseal"), repo.join("a.tseal")).unwrap();
 
     let o = run(&["verify", "repo/step-1", "--trust", key, "--json"], d);
@@ -629,11 +634,7 @@ fn convert_and_export_consolidate_a_shard_set() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let set = d.join("set");
-    std::fs::create_dir(&set).unwrap();
-    for e in std::fs::read_dir(vectors().join("shard-set")).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), set.join(e.file_name())).unwrap();
-    }
+    copy_shard_set(&set);
     let key = vectors().join("test-key.pub");
     let key = key.to_str().unwrap();
     let o = run(&["convert", "set", "one.tseal", "--json"], d);
