@@ -310,8 +310,8 @@ fn print_set(set: &ShardSetReport) {
         set.shards.len(),
         set.index_path.display(),
         ix.world_size,
-        ix.entries,
-        ix.chunks,
+        ix.entries.len(),
+        ix.chunk_count(),
         ix.run_id
             .as_ref()
             .map_or_else(String::new, |r| format!(", run_id {r}")),
@@ -376,8 +376,8 @@ fn to_json(args: &VerifyArgs, o: &Outcome) -> Value {
             "run_id": set.shard_index.run_id,
             "step": set.shard_index.step,
             "world_size": set.shard_index.world_size,
-            "entries": set.shard_index.entries,
-            "chunks": set.shard_index.chunks,
+            "entries": set.shard_index.entries.len(),
+            "chunks": set.shard_index.chunk_count(),
             "shards": set.shards.iter().map(|(file, r)| json!({
                 "file": file,
                 "file_length": r.file_length,

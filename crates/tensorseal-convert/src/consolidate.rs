@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::Path;
 use tensorseal::{
-    BlobId, DType, Loader, Node, SHARD_INDEX_FILE, Tensor, TrustPolicy, Typed, WriteOptions,
-    Writer, WrittenFile, bind_shard_set,
+    BlobId, IndexTensor, IndexValue, Loader, Node, SHARD_INDEX_FILE, Tensor, TrustPolicy,
+    WriteOptions, Writer, WrittenFile, bind_shard_set,
 };
 
 /// What [`consolidate`] wrote.
@@ -47,26 +47,6 @@ fn field<'n>(d: &'n [(Node, Node)], key: &str) -> Option<&'n Node> {
     d.iter()
         .find(|(k, _)| matches!(k, Node::Str(s) if s == key))
         .map(|(_, v)| v)
-}
-
-fn text<'n>(d: &'n [(Node, Node)], key: &str, at: &str) -> Result<&'n str, ConvertError> {
-    match field(d, key) {
-        Some(Node::Str(s)) => Ok(s),
-        _ => Err(invalid(at, format!("{key} is not text"))),
-    }
-}
-
-fn uints(node: Option<&Node>, at: &str) -> Result<Vec<u64>, ConvertError> {
-    match node {
-        Some(Node::List(items)) => items
-            .iter()
-            .map(|n| match n {
-                Node::Int(i) => i.to_u64().ok_or_else(|| invalid(at, "a negative int")),
-                _ => Err(invalid(at, "not an int")),
-            })
-            .collect(),
-        _ => Err(invalid(at, "not a list of ints")),
-    }
 }
 
 /// The value at text key `key` of a shard's root dict.
@@ -121,41 +101,32 @@ pub fn consolidate(
         },
         other => other.into(),
     })?;
-    let Node::Dict(top) = &bound.index_root else {
-        return Err(invalid("the root", "not a dict"));
-    };
-    let planner = planner_paths(field(top, "planner_data"))?;
-    let Some(Node::List(entries)) = field(top, "entries") else {
-        return Err(invalid("entries", "not a list"));
-    };
+    let ix = &bound.shard_index;
+    let planner = planner_paths(ix.planner_data.as_ref())?;
     let mut root = Node::Dict(Vec::new());
     let (mut tensors, mut values) = (0, 0);
     // Blobs of non-tensor values already moved, by shard and blob: shared tensors stay shared.
-    let mut moved: HashMap<(String, BlobId), BlobId> = HashMap::new();
-    for (i, e) in entries.iter().enumerate() {
-        let at = format!("entries[{i}]");
-        let Node::Dict(d) = e else {
-            return Err(invalid(&at, "not a dict"));
-        };
-        let fqn = text(d, "fqn", &at)?;
-        let node = match text(d, "type", &at)? {
-            "tensor" => {
+    let mut moved: HashMap<(&str, BlobId), BlobId> = HashMap::new();
+    for e in &ix.entries {
+        let fqn = e.fqn.as_str();
+        let node = match &e.value {
+            IndexValue::Tensor(t) => {
                 tensors += 1;
-                assemble(fqn, d, &loaders, &mut writer, options)?
+                assemble(fqn, t, &loaders, &mut writer, options)?
             }
-            "bytes" => {
+            IndexValue::Bytes(place) => {
                 values += 1;
-                let file = text(d, "file", &at)?;
+                let file = place.file.as_str();
                 let loader = loaders[file];
-                let mut value = shard_value(loader, text(d, "key", &at)?, file)?.clone();
+                let mut value = shard_value(loader, &place.key, file)?.clone();
                 value.try_for_each_tensor_mut(|t| {
                     let Some(b) = t.blob else { return Ok(()) };
-                    let new = match moved.get(&(file.to_string(), b)) {
+                    let new = match moved.get(&(file, b)) {
                         Some(&id) => id,
                         None => {
                             let data = loader.read_blob(b).map_err(|e| verify_error(file, e))?;
                             let id = writer.write_blob(&data, t.dtype)?;
-                            moved.insert((file.to_string(), b), id);
+                            moved.insert((file, b), id);
                             id
                         }
                     };
@@ -164,11 +135,10 @@ pub fn consolidate(
                 })?;
                 value
             }
-            other => return Err(invalid(&at, format!("type {other:?}"))),
         };
         let path = planner
             .get(fqn)
-            .map(|p| p.iter().map(Key::clone).collect())
+            .cloned()
             .unwrap_or_else(|| vec![Key::Str(fqn.to_string())]);
         set_element(&mut root, &path, node, fqn)?;
     }
@@ -239,59 +209,41 @@ fn planner_paths(node: Option<&Node>) -> Result<HashMap<String, Vec<Key>>, Conve
 /// shards, copied into the whole tensor, written as one blob.
 fn assemble(
     fqn: &str,
-    d: &[(Node, Node)],
+    t: &IndexTensor,
     loaders: &HashMap<&str, &Loader<File>>,
     writer: &mut Writer,
     options: &ConvertOptions<'_>,
 ) -> Result<Node, ConvertError> {
     let at = format!("tensor {fqn}");
-    let dtype = match field(d, "dtype") {
-        Some(Node::Typed(t)) => match &**t {
-            Typed::TorchDtype(name) => DType::from_name(name)
-                .ok_or_else(|| invalid(&at, format!("dtype {name} has no tensor encoding")))?,
-            _ => return Err(invalid(&at, "dtype is not a torch.dtype")),
-        },
-        _ => return Err(invalid(&at, "no dtype")),
-    };
-    let size = uints(field(d, "size"), &format!("{at}.size"))?;
-    let Some(Node::List(list)) = field(d, "chunks") else {
-        return Err(invalid(&at, "no chunks"));
-    };
-    let mut chunks = Vec::with_capacity(list.len());
-    let mut places = Vec::with_capacity(list.len());
-    for (j, c) in list.iter().enumerate() {
-        let cat = format!("{at}.chunks[{j}]");
-        let Node::Dict(c) = c else {
-            return Err(invalid(&cat, "not a dict"));
-        };
-        chunks.push((
-            uints(field(c, "offsets"), &cat)?,
-            uints(field(c, "sizes"), &cat)?,
-        ));
-        places.push((text(c, "file", &cat)?, text(c, "key", &cat)?));
-    }
+    let dtype = t.dtype;
+    let chunks: Vec<(Vec<u64>, Vec<u64>)> = t
+        .chunks
+        .iter()
+        .map(|c| (c.offsets.clone(), c.sizes.clone()))
+        .collect();
     let bytes = check_tiling(
         SHARD_INDEX_FILE,
         fqn,
         dtype,
-        &size,
+        &t.size,
         &chunks,
         &options.limits,
     )?;
     // Every chunk found, of the right dtype and shape, before the whole tensor is allocated:
     // the chunks' blobs lie inside verified shards, so their sizes bound what is allocated.
     let mut found = Vec::with_capacity(chunks.len());
-    for ((_, sz), (file, key)) in chunks.iter().zip(&places) {
+    for c in &t.chunks {
+        let (file, key, sz) = (c.place.file.as_str(), c.place.key.as_str(), &c.sizes);
         let loader = *loaders
             .get(file)
             .ok_or_else(|| invalid(&at, format!("chunk in {file:?}, not a listed shard")))?;
         match shard_value(loader, key, file)? {
             Node::Tensor(t) if t.dtype == dtype && t.shape == *sz => {
-                found.push((loader, &**t, *file))
+                found.push((loader, &**t, file))
             }
             Node::Tensor(t) => {
                 return Err(ConvertError::Invalid {
-                    member: (*file).into(),
+                    member: file.into(),
                     path: format!("key {key:?}"),
                     what: format!(
                         "a {} tensor of shape {:?}, the index says {dtype} {sz:?} for {fqn}",
@@ -301,7 +253,7 @@ fn assemble(
             }
             _ => {
                 return Err(ConvertError::Invalid {
-                    member: (*file).into(),
+                    member: file.into(),
                     path: format!("key {key:?}"),
                     what: format!("not a tensor, the index says a chunk of {fqn}"),
                 });
@@ -309,7 +261,7 @@ fn assemble(
         }
     }
     let mut whole = vec![0u8; usize::try_from(bytes).map_err(|_| invalid(&at, "too large"))?];
-    let strides = row_major_strides(&size);
+    let strides = row_major_strides(&t.size);
     for ((off, sz), (loader, chunk, file)) in chunks.iter().zip(found) {
         let data = match chunk.blob {
             Some(b) => loader.read_blob(b).map_err(|e| verify_error(file, e))?,
@@ -322,7 +274,11 @@ fn assemble(
     } else {
         Some(writer.write_blob(&whole, dtype)?)
     };
-    Ok(Node::Tensor(Box::new(Tensor::new(dtype, size, blob))))
+    Ok(Node::Tensor(Box::new(Tensor::new(
+        dtype,
+        t.size.clone(),
+        blob,
+    ))))
 }
 
 /// `export` of a shard set: [`consolidate`] into a temporary file beside `output` (removed

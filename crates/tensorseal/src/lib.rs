@@ -18,6 +18,7 @@ pub mod planes;
 mod policy;
 mod python_eq;
 mod reader;
+mod shard_index;
 mod shard_set;
 mod source;
 mod tree;
@@ -44,9 +45,12 @@ pub use policy::{
     KeyRefusal, KeyRule, MAX_POLICY_FILE, MAX_POLICY_KEYS, MAX_RUN_ID_PATTERNS, format_utc,
 };
 pub use reader::Checkpoint;
+pub use shard_index::{
+    IndexChunk, IndexEntry, IndexTensor, IndexValue, MAX_SHARDS, MEMORY_FORMATS, SHARD_INDEX_FILE,
+    SHARD_INDEX_FORMAT, ShardBinding, ShardIndex, ShardPlace,
+};
 pub use shard_set::{
-    BoundShardSet, MAX_SHARDS, SHARD_INDEX_FILE, SHARD_INDEX_FORMAT, ShardBinding, ShardIndex,
-    ShardSetError, ShardSetReport, bind_shard_set, is_shard_set, verify_shard_set,
+    BoundShardSet, ShardSetError, ShardSetReport, bind_shard_set, is_shard_set, verify_shard_set,
 };
 pub use source::{ReadAt, SourceChanged};
 pub use tree::{

@@ -3,48 +3,12 @@
 //! verify a whole set (the CLI); the Python DCP reader applies the same rules.
 
 use crate::failure::{Classify, FailureClass};
-use crate::{
-    Checkpoint, Limits, Loader, Node, ReadAt as _, TrustPolicy, VerifyError, VerifyReport,
-};
+use crate::shard_index::{SHARD_INDEX_FILE, ShardBinding, ShardIndex};
+use crate::{Checkpoint, Limits, Loader, ReadAt as _, TrustPolicy, VerifyError, VerifyReport};
 use rayon::prelude::*;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-
-/// File name of the shard index inside a shard-set folder.
-pub const SHARD_INDEX_FILE: &str = "index.tseal";
-/// The `format` value of a shard index's tree.
-pub const SHARD_INDEX_FORMAT: &str = "tensorseal.dcp.index/1";
-/// The most shards, and the most entries, an index may list.
-pub const MAX_SHARDS: usize = 1 << 16;
-
-/// One shard as the index binds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShardBinding {
-    /// The shard's file name in the folder.
-    pub file: String,
-    /// Its length in bytes.
-    pub length: u64,
-    /// The SHA-256 of its manifest bytes.
-    pub manifest_sha256: [u8; 32],
-}
-
-/// The parts of a shard index that bind the set (spec §11.2), checked.
-#[derive(Debug, Clone)]
-pub struct ShardIndex {
-    /// The run id the writer was given.
-    pub run_id: Option<String>,
-    /// The step the writer was given.
-    pub step: Option<i64>,
-    /// Ranks that took part in the save.
-    pub world_size: u64,
-    /// The shards, sorted by file name.
-    pub shards: Vec<ShardBinding>,
-    /// State-dict entries (tensors and non-tensor values).
-    pub entries: usize,
-    /// Tensor chunks over all entries.
-    pub chunks: usize,
-}
 
 /// A shard set that verified: the index's report, and each shard's.
 #[derive(Debug, Clone)]
@@ -168,8 +132,6 @@ pub struct BoundShardSet {
     pub index_path: PathBuf,
     /// The index's verification.
     pub index: VerifyReport,
-    /// The index's tree (spec §11.2), checked by [`ShardIndex::from_tree`].
-    pub index_root: Node,
     /// What the index binds.
     pub shard_index: ShardIndex,
     /// Each shard, opened, in the index's order.
@@ -213,7 +175,6 @@ pub fn bind_shard_set(
         ));
     }
     let shard_index = ShardIndex::from_tree(index_ckpt.root()).map_err(invalid)?;
-    let index_root = index_ckpt.root().clone();
     drop(index_ckpt);
 
     let listed: BTreeSet<&str> = shard_index.shards.iter().map(|s| s.file.as_str()).collect();
@@ -259,7 +220,6 @@ pub fn bind_shard_set(
     Ok(BoundShardSet {
         index_path,
         index,
-        index_root,
         shard_index,
         shards,
     })
@@ -333,169 +293,4 @@ fn bind_shard(
         )));
     }
     Ok(loader)
-}
-
-fn dict(node: &Node) -> Option<BTreeMap<&str, &Node>> {
-    let Node::Dict(items) = node else { return None };
-    let mut out = BTreeMap::new();
-    for (k, v) in items {
-        let Node::Str(k) = k else { return None };
-        out.insert(k.as_str(), v);
-    }
-    Some(out)
-}
-
-fn text<'n>(d: &BTreeMap<&str, &'n Node>, key: &str, at: &str) -> Result<&'n str, String> {
-    match d.get(key) {
-        Some(Node::Str(s)) => Ok(s),
-        _ => Err(format!("{at}: {key} is not text")),
-    }
-}
-
-fn uint(node: Option<&&Node>, what: &str) -> Result<u64, String> {
-    match node {
-        Some(Node::Int(i)) => i
-            .to_u64()
-            .ok_or_else(|| format!("{what} is negative or too large")),
-        _ => Err(format!("{what} is not an int")),
-    }
-}
-
-fn uints(node: Option<&&Node>, what: &str) -> Result<Vec<u64>, String> {
-    match node {
-        Some(Node::List(items)) => items
-            .iter()
-            .enumerate()
-            .map(|(i, n)| uint(Some(&n), &format!("{what}[{i}]")))
-            .collect(),
-        _ => Err(format!("{what} is not a list")),
-    }
-}
-
-fn list<'n>(d: &BTreeMap<&str, &'n Node>, key: &str) -> Result<&'n [Node], String> {
-    match d.get(key) {
-        Some(Node::List(items)) if items.len() <= MAX_SHARDS * 64 => Ok(items),
-        Some(Node::List(_)) => Err(format!("{key} has too many items")),
-        _ => Err(format!("{key} is not a list")),
-    }
-}
-
-/// A plain shard file name: one path component ending in `.tseal`, not the index.
-fn plain_shard_name(name: &str) -> bool {
-    name.ends_with(".tseal")
-        && name != SHARD_INDEX_FILE
-        && !name.contains(['/', '\\', '\0'])
-        && !name.starts_with('.')
-}
-
-impl ShardIndex {
-    /// Reads and checks an index tree against every rule of spec §11.2 that binds the set.
-    pub fn from_tree(root: &Node) -> Result<ShardIndex, String> {
-        let top = dict(root).ok_or("the root is not a dict with text keys")?;
-        if text(&top, "format", "the index")? != SHARD_INDEX_FORMAT {
-            return Err(format!("format is not {SHARD_INDEX_FORMAT:?}"));
-        }
-        let run_id = match top.get("run_id") {
-            None | Some(Node::None) => None,
-            Some(Node::Str(s)) => Some(s.clone()),
-            _ => return Err("run_id is not text or None".into()),
-        };
-        let step = match top.get("step") {
-            None | Some(Node::None) => None,
-            Some(Node::Int(i)) => Some(i.to_i64().ok_or("step is out of range")?),
-            _ => return Err("step is not an int or None".into()),
-        };
-        let world_size = uint(top.get("world_size"), "world_size")?;
-        let listed = list(&top, "shards")?;
-        if listed.len() > MAX_SHARDS {
-            return Err(format!("more than {MAX_SHARDS} shards"));
-        }
-        let mut shards = Vec::with_capacity(listed.len());
-        let mut names = BTreeSet::new();
-        for (i, s) in listed.iter().enumerate() {
-            let at = format!("shards[{i}]");
-            let d = dict(s).ok_or_else(|| format!("{at} is not a dict"))?;
-            let file = text(&d, "file", &at)?;
-            if !plain_shard_name(file) {
-                return Err(format!("{at}: {file:?} is not a plain .tseal file name"));
-            }
-            if !names.insert(file.to_string()) {
-                return Err(format!("{at}: {file:?} is listed twice"));
-            }
-            let digest = text(&d, "manifest_sha256", &at)?;
-            let manifest_sha256: [u8; 32] = hex::decode(digest)
-                .ok()
-                .filter(|_| digest.bytes().all(|b| !b.is_ascii_uppercase()))
-                .and_then(|v| v.try_into().ok())
-                .ok_or_else(|| format!("{at}: manifest_sha256 is not 64 lowercase hex digits"))?;
-            shards.push(ShardBinding {
-                file: file.to_string(),
-                length: uint(d.get("length"), &format!("{at}.length"))?,
-                manifest_sha256,
-            });
-        }
-        let entries = list(&top, "entries")?;
-        let mut fqns = BTreeSet::new();
-        let mut chunks = 0usize;
-        for (i, e) in entries.iter().enumerate() {
-            let at = format!("entries[{i}]");
-            let d = dict(e).ok_or_else(|| format!("{at} is not a dict"))?;
-            let fqn = text(&d, "fqn", &at)?;
-            if !fqns.insert(fqn) {
-                return Err(format!("{at}: fqn {fqn:?} appears twice"));
-            }
-            let in_shards = |f: &str, at: &str| {
-                if names.contains(f) {
-                    Ok(())
-                } else {
-                    Err(format!("{at}: file {f:?} is not in shards"))
-                }
-            };
-            match text(&d, "type", &at)? {
-                "bytes" => {
-                    in_shards(text(&d, "file", &at)?, &at)?;
-                    text(&d, "key", &at)?;
-                }
-                "tensor" => {
-                    let size = uints(d.get("size"), &format!("{at}.size"))?;
-                    if !matches!(d.get("dtype"), Some(Node::Typed(_))) {
-                        return Err(format!("{at} ({fqn}): dtype is not a typed value"));
-                    }
-                    for (j, c) in list(&d, "chunks")?.iter().enumerate() {
-                        let at = format!("{at} ({fqn}).chunks[{j}]");
-                        let c = dict(c).ok_or_else(|| format!("{at} is not a dict"))?;
-                        let offsets = uints(c.get("offsets"), &format!("{at}.offsets"))?;
-                        let sizes = uints(c.get("sizes"), &format!("{at}.sizes"))?;
-                        if offsets.len() != size.len() || sizes.len() != size.len() {
-                            return Err(format!(
-                                "{at}: {} offsets and {} sizes for a tensor of {} dimensions",
-                                offsets.len(),
-                                sizes.len(),
-                                size.len()
-                            ));
-                        }
-                        let outside = (0..size.len())
-                            .any(|k| offsets[k].checked_add(sizes[k]).is_none_or(|e| e > size[k]));
-                        if outside {
-                            return Err(format!(
-                                "{at}: offsets {offsets:?} + sizes {sizes:?} lie outside size {size:?}"
-                            ));
-                        }
-                        in_shards(text(&c, "file", &at)?, &at)?;
-                        text(&c, "key", &at)?;
-                        chunks += 1;
-                    }
-                }
-                other => return Err(format!("{at}: type {other:?} is not tensor or bytes")),
-            }
-        }
-        Ok(ShardIndex {
-            run_id,
-            step,
-            world_size,
-            shards,
-            entries: entries.len(),
-            chunks,
-        })
-    }
 }
