@@ -40,6 +40,8 @@ Examples:
   tensorseal convert checkpoint.ckpt out.tseal --allow-objects --json
   tensorseal convert ckpt/step-1000 step-1000.tseal   # a torch.distributed.checkpoint folder
   tensorseal convert dcp-set/ whole.tseal             # a tensorseal.dcp shard set, consolidated
+  tensorseal convert ckpt/step-1000 sealed/step-1000/ --sign ci-signer.key --meta step=1000
+                                                      # a DCP folder to a signed shard set
 
 Inputs (recognised from content, never from the file name): torch zip checkpoints
 (torch >= 1.6), torch legacy files and pre-0.1.10 tar checkpoints, plain pickles, numpy
@@ -47,6 +49,10 @@ Inputs (recognised from content, never from the file name): torch zip checkpoint
 torch.distributed.checkpoint (DCP) folders written by FileSystemWriter (.metadata and
 *.distcp), consolidated into one file whose tree is what dcp_to_torch_save gives: every
 tensor's chunks must tile it exactly once, each chunk read as the torch.save zip it is.
+When OUTPUT is a folder (an existing directory, or a path ending in '/'), a DCP folder becomes
+a shard set instead (spec §11): each __RANK_N.distcp file one signed shard __RANK_N.tseal with
+its chunks as saved, then the signed index.tseal that binds them, which tensorseal.dcp loads at
+any world size; the folder must not hold .tseal files, and a failed run leaves none.
 A tensorseal shard set (a folder holding index.tseal) is consolidated the same way, every
 shard bound to the index and every chunk's digests checked as it is read.
 Pickles are interpreted as data: known constructors become typed values, code-execution
@@ -60,7 +66,7 @@ or unsupported input, 2 usage, 4 refused as unsafe or unknown.")]
 pub(crate) struct ConvertArgs {
     /// The checkpoint to convert: a file, or a DCP checkpoint folder.
     input: PathBuf,
-    /// The tensorseal file to write.
+    /// The tensorseal file to write (for a DCP folder: or a folder, for a shard set).
     output: PathBuf,
     /// Sign with this private key (PKCS#8 PEM: a path, env:VAR or fd:N); repeatable.
     #[arg(long, value_name = "KEY")]
@@ -132,6 +138,16 @@ pub(crate) fn convert(args: ConvertArgs) -> Result<(), Failure> {
     if tensorseal::is_shard_set(&args.input) {
         return consolidate(&args, &options);
     }
+    if tensorseal_convert::is_folder_output(&args.output) {
+        let result = tensorseal_convert::convert_to_shard_set(&args.input, &args.output, &options);
+        if let Some(b) = &bar {
+            b.finish_and_clear();
+        }
+        return match result {
+            Ok(report) => to_shard_set(&args, keys.first(), &report),
+            Err(e) => Err(refused(&args, &e)),
+        };
+    }
     let result = tensorseal_convert::convert(&args.input, &args.output, &options);
     if let Some(b) = &bar {
         b.finish_and_clear();
@@ -140,28 +156,12 @@ pub(crate) fn convert(args: ConvertArgs) -> Result<(), Failure> {
         Ok(report) => {
             report.sandbox.eprint_warnings();
             if let (Some(out), Some(key)) = (&args.attest, keys.first()) {
-                let input = tensorseal_provenance::AttestationInput {
-                    source_format: Some(report.source_format.to_string()),
-                    source_sha256: Some(report.source_sha256.to_string()),
-                    source_uri: Some(args.input.display().to_string()),
-                    // A conversion that succeeded passed the same pickle policy that `scan`
-                    // applies: safe, or unknown classes kept as inert records when allowed.
-                    scan_verdict: Some(
-                        if report.inert_objects.is_empty() {
-                            ScanVerdict::Safe
-                        } else {
-                            ScanVerdict::UnknownObjects
-                        }
-                        .name()
-                        .to_string(),
-                    ),
-                    inert_objects: report.inert_objects.clone(),
-                    options: json!({
-                        "allow_objects": args.allow_objects,
-                        "compress": args.compress.is_some(),
-                        "inert_objects": report.inert_objects.len(),
-                    }),
-                };
+                let input = attestation_input(
+                    &args,
+                    report.source_format,
+                    &report.source_sha256,
+                    &report.inert_objects,
+                );
                 crate::attest::write(&args.output, key, &input, out)?;
             }
             if args.json {
@@ -207,22 +207,98 @@ pub(crate) fn convert(args: ConvertArgs) -> Result<(), Failure> {
             }
             Ok(())
         }
-        Err(e) => {
-            let (code, kind) = (e.class().exit_code(), e.kind());
-            let message = format!("{}: {}", args.input.display(), error_chain(&e));
-            if args.json {
-                let v = json!({
-                    "input": args.input.display().to_string(),
-                    "output": args.output.display().to_string(),
-                    "ok": false,
-                    "exit_code": code,
-                    "error": {"kind": kind, "message": message},
-                });
-                crate::output::json(&v);
-            }
-            Err(Failure::new(code, message).with_kind(kind))
-        }
+        Err(e) => Err(refused(&args, &e)),
     }
+}
+
+/// The attestation's account of a conversion that succeeded: it passed the same pickle policy
+/// that `scan` applies, so its verdict is safe, or unknown classes kept as inert records.
+fn attestation_input(
+    args: &ConvertArgs,
+    source_format: &str,
+    source_sha256: &str,
+    inert_objects: &[String],
+) -> tensorseal_provenance::AttestationInput {
+    tensorseal_provenance::AttestationInput {
+        source_format: Some(source_format.to_string()),
+        source_sha256: Some(source_sha256.to_string()),
+        source_uri: Some(args.input.display().to_string()),
+        scan_verdict: Some(
+            if inert_objects.is_empty() {
+                ScanVerdict::Safe
+            } else {
+                ScanVerdict::UnknownObjects
+            }
+            .name()
+            .to_string(),
+        ),
+        inert_objects: inert_objects.to_vec(),
+        options: json!({
+            "allow_objects": args.allow_objects,
+            "compress": args.compress.is_some(),
+            "inert_objects": inert_objects.len(),
+        }),
+    }
+}
+
+/// A failed conversion: its JSON report (with --json) and its exit code and kind.
+fn refused(args: &ConvertArgs, e: &tensorseal_convert::ConvertError) -> Failure {
+    let (code, kind) = (e.class().exit_code(), e.kind());
+    let message = format!("{}: {}", args.input.display(), error_chain(e));
+    if args.json {
+        let v = json!({
+            "input": args.input.display().to_string(),
+            "output": args.output.display().to_string(),
+            "ok": false,
+            "exit_code": code,
+            "error": {"kind": kind, "message": message},
+        });
+        crate::output::json(&v);
+    }
+    Failure::new(code, message).with_kind(kind)
+}
+
+/// `convert DCP_DIR SET/`: reports the shard set written; an attestation covers its index,
+/// which binds every shard.
+fn to_shard_set(
+    args: &ConvertArgs,
+    key: Option<&tensorseal::SecretKey>,
+    report: &tensorseal_convert::ShardSetConversion,
+) -> Result<(), Failure> {
+    report.sandbox.eprint_warnings();
+    if let (Some(out), Some(key)) = (&args.attest, key) {
+        let input = attestation_input(args, "dcp", &report.source_sha256, &report.inert_objects);
+        crate::attest::write(&report.index.path, key, &input, out)?;
+    }
+    if args.json {
+        let mut v = json!({
+            "input": args.input.display().to_string(),
+            "output": args.output.display().to_string(),
+            "ok": true,
+            "exit_code": 0,
+        });
+        merge(&mut v, report.to_json(args.sandbox.mode()));
+        v["error"] = Value::Null;
+        crate::output::json(&v);
+    } else if !args.quiet {
+        eprintln!(
+            "converted {} (dcp) -> {}: shard set of {} shard(s) bound by {}, {} tensors, {} \
+             blobs, {} bytes{}",
+            args.input.display(),
+            args.output.display(),
+            report.shards.len(),
+            report.index.path.display(),
+            report.stats.tensors,
+            report.stats.blobs,
+            report.stats.bytes,
+            if report.signed_by.is_empty() {
+                ", unsigned".to_string()
+            } else {
+                format!(", signed by {} key(s)", report.signed_by.len())
+            },
+        );
+    }
+    Ok(())
 }
 
 /// Adds the members of `more` (an object) to `v` (an object).

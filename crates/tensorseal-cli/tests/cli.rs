@@ -704,3 +704,86 @@ fn convert_and_export_consolidate_a_shard_set() {
     );
     assert!(!d.join("two.tseal").exists());
 }
+
+#[test]
+fn convert_a_dcp_folder_to_a_signed_shard_set_when_output_is_a_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let dcp = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tensorseal-convert/tests/data/dcp/two_rank");
+    let dcp = dcp.to_str().unwrap();
+    let key = vectors().join("test-key.key");
+    let key = key.to_str().unwrap();
+    let trust = vectors().join("test-key.pub");
+    let trust = trust.to_str().unwrap();
+    let o = run(
+        &[
+            "convert", dcp, "set/", "--sign", key, "--meta", "step=5", "--json",
+        ],
+        d,
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["ok"].clone(), v["shard_set"].clone()),
+        (true.into(), true.into())
+    );
+    let files: Vec<&str> = v["shards"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["file"].as_str().unwrap())
+        .collect();
+    assert_eq!(files, ["__0_0.tseal", "__1_0.tseal"]);
+    let o = run(
+        &[
+            "verify",
+            "set",
+            "--trust",
+            trust,
+            "--min-step",
+            "5",
+            "--json",
+        ],
+        d,
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["shard_set"]["entries"], 10, "{v}");
+
+    // An existing folder is a folder output too, but one that holds a set is refused as it is.
+    let o = run(&["convert", dcp, "set", "--json"], d);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already holds __0_0.tseal, __1_0.tseal, index.tseal"),
+        "{v}"
+    );
+    // A hostile .metadata: exit 4, and nothing is left in the folder (the sandbox, on by
+    // default, forbids removing the folder itself once it is in force).
+    let payload = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tensorseal-convert/tests/data/dcp/payload");
+    let o = run(&["convert", payload.to_str().unwrap(), "bad/"], d);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert_eq!(std::fs::read_dir(d.join("bad")).unwrap().count(), 0);
+    let o = run(
+        &[
+            "convert",
+            payload.to_str().unwrap(),
+            "bad2/",
+            "--no-sandbox",
+        ],
+        d,
+    );
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    assert!(!d.join("bad2").exists());
+    // A single file does not convert to a set.
+    let single = vectors().join("simple.tseal");
+    let o = run(&["convert", single.to_str().unwrap(), "other/"], d);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("only a torch.distributed.checkpoint folder"));
+    assert!(!d.join("other").exists());
+}

@@ -512,9 +512,19 @@ pub(crate) fn convert_source(
     })
 }
 
+/// How pickles are read under `options`.
+pub(crate) fn pickle_context<'o>(options: &'o ConvertOptions<'_>) -> PickleContext<'o> {
+    PickleContext {
+        limits: &options.pickle_limits,
+        allow_objects: options.allow_objects,
+        max_tree_depth: options.format_limits.max_tree_depth,
+        max_tree_nodes: (options.format_limits.max_cbor_items / 4) as u64,
+    }
+}
+
 /// The SHA-256 of a DCP folder's files as one stream: `.metadata`, then each `*.distcp` file in
 /// name order (spec §5: `source_sha256` of a folder).
-fn folder_digest(source: &Source<'_>) -> [u8; 32] {
+pub(crate) fn folder_digest(source: &Source<'_>) -> [u8; 32] {
     let mut sha = Sha256::new();
     sha.update(source.bytes);
     for shard in &source.shards {
@@ -546,12 +556,7 @@ fn convert_format(
     notes: &mut Vec<String>,
 ) -> Result<Converted, ConvertError> {
     let bytes = source.bytes;
-    let ctx = PickleContext {
-        limits: &options.pickle_limits,
-        allow_objects: options.allow_objects,
-        max_tree_depth: options.format_limits.max_tree_depth,
-        max_tree_nodes: (options.format_limits.max_cbor_items / 4) as u64,
-    };
+    let ctx = pickle_context(options);
     let name = source.name.clone();
     let pickled = |(root, outcome): (Node, PickleOutcome), format| {
         Ok((root, format, outcome.stats, outcome.inert))

@@ -107,11 +107,12 @@ pub(crate) struct DcpFiles<'s> {
     pub(crate) data: Vec<(&'s str, &'s [u8])>,
 }
 
-/// Where one item is stored.
-struct Stored {
-    file: usize,
-    offset: u64,
-    length: u64,
+/// Where one item is stored: a `.distcp` file (by position in [`DcpFiles::data`]) and a byte
+/// range of it.
+pub(crate) struct Stored {
+    pub(crate) file: usize,
+    pub(crate) offset: u64,
+    pub(crate) length: u64,
 }
 
 /// A key of `planner_data`'s paths: a dict key or a list index.
@@ -121,13 +122,55 @@ pub(crate) enum Key {
     Index(usize),
 }
 
-/// Converts a DCP folder into one tree, tensors assembled and handed to `sink`.
-pub(crate) fn dcp_tree(
+/// `.metadata`, read and checked: what both the consolidating conversion ([`dcp_tree`]) and the
+/// shard-set writer (`crate::dcp_set`) start from.
+pub(crate) struct DcpMetadata {
+    /// `state_dict_metadata`, in its order.
+    pub(crate) entries: Vec<(String, DcpEntry)>,
+    /// `storage_data`: where each item lies, by (fqn, chunk offsets).
+    pub(crate) storage: HashMap<(String, Option<Vec<u64>>), Stored>,
+    /// `planner_data`, in its order: each flattened name's path in the nested state dict.
+    pub(crate) planner: Vec<(String, Vec<Key>)>,
+    /// `Metadata.version`.
+    pub(crate) version: Option<String>,
+    /// `StorageMeta.modules`.
+    pub(crate) modules: Vec<String>,
+    /// Classes other than DCP's kept as inert records (only with `allow_objects`).
+    pub(crate) inert: Vec<String>,
+}
+
+/// One entry of `state_dict_metadata`.
+pub(crate) enum DcpEntry {
+    /// `TensorStorageMetadata`.
+    Tensor(TensorEntry),
+    /// `BytesStorageMetadata`.
+    Bytes,
+}
+
+impl DcpMetadata {
+    /// Where the item `fqn` (a chunk at `offset`, or a value) is stored.
+    pub(crate) fn stored(&self, fqn: &str, offset: Option<&[u64]>) -> Option<&Stored> {
+        self.storage
+            .get(&(fqn.to_string(), offset.map(<[u64]>::to_vec)))
+    }
+
+    /// The path of `fqn` in the nested state dict: its planner path, or the name itself.
+    pub(crate) fn path_of(&self, fqn: &str) -> Vec<Key> {
+        self.planner
+            .iter()
+            .find(|(f, _)| f == fqn)
+            .map_or_else(|| vec![Key::Str(fqn.to_string())], |(_, p)| p.clone())
+    }
+}
+
+/// Reads `.metadata` through the pickle VM (DCP's classes as inert records; any other class
+/// refused unless `allow_objects`, payloads always) and checks every item's byte range against
+/// its `.distcp` file.
+pub(crate) fn read_metadata(
     files: &DcpFiles<'_>,
     ctx: &PickleContext<'_>,
     limits: &Limits,
-    sink: &mut dyn BlobSink,
-) -> Result<(Node, TreeStats, Vec<String>), ConvertError> {
+) -> Result<DcpMetadata, ConvertError> {
     let meta = files.metadata;
     check(
         "max_pickle_size",
@@ -163,40 +206,27 @@ pub(crate) fn dcp_tree(
     let m = Meta { g: &graph };
     let root = m.record(graph.root(), "Metadata", "the root")?;
     let fields = m.fields(root, "Metadata")?;
-    let entries = m.dict(
+    let listed = m.dict(
         m.field(&fields, "state_dict_metadata", "Metadata")?,
         "state_dict_metadata",
     )?;
     let storage = m.storage(m.field(&fields, "storage_data", "Metadata")?, files)?;
     let planner = match fields.get("planner_data") {
         Some(&id) if !matches!(m.g.node(id), pk::Node::None) => m.planner(id)?,
-        _ => HashMap::new(),
+        _ => Vec::new(),
     };
-
-    let mut stats = TreeStats::default();
-    let mut top = Node::Dict(Vec::new());
-    for (key, value) in entries {
+    let version = match fields.get("version").map(|&id| (id, m.g.node(id))) {
+        Some((id, pk::Node::Str(_))) => Some(m.text(id, "Metadata.version")?),
+        _ => None,
+    };
+    let modules = m.modules(fields.get("storage_meta").copied())?;
+    let mut entries = Vec::with_capacity(listed.len());
+    for (key, value) in listed {
         let fqn = m.text(key, "state_dict_metadata key")?;
         let at = format!("state_dict_metadata[{fqn:?}]");
-        let class = m.class_of(value, &at)?;
-        let node = match class.as_str() {
-            "TensorStorageMetadata" => {
-                let t = m.tensor_entry(value, &at)?;
-                assemble(&fqn, &t, &storage, files, ctx, limits, sink, &mut stats)?
-            }
-            "BytesStorageMetadata" => {
-                let s = storage
-                    .get(&(fqn.clone(), None))
-                    .ok_or_else(|| invalid(&at, "no storage_data entry for this value"))?;
-                let slice = item_bytes(s, files, &fqn)?;
-                let (node, outcome) = torch_save_tree(slice, &fqn, files, s, ctx, limits, sink)?;
-                stats.tensors += outcome.stats.tensors;
-                stats.blobs += outcome.stats.blobs;
-                stats.bytes += outcome.stats.bytes;
-                stats.shared += outcome.stats.shared;
-                inert.extend(outcome.inert);
-                node
-            }
+        let entry = match m.class_of(value, &at)?.as_str() {
+            "TensorStorageMetadata" => DcpEntry::Tensor(m.tensor_entry(value, &at)?),
+            "BytesStorageMetadata" => DcpEntry::Bytes,
             other => {
                 return Err(invalid(
                     at,
@@ -204,18 +234,49 @@ pub(crate) fn dcp_tree(
                 ));
             }
         };
-        let path = planner.get(&fqn).map_or_else(
-            || vec![Key::Str(fqn.clone())],
-            |p| {
-                p.iter()
-                    .map(|k| match k {
-                        Key::Str(s) => Key::Str(s.clone()),
-                        Key::Index(i) => Key::Index(*i),
-                    })
-                    .collect()
-            },
-        );
-        set_element(&mut top, &path, node, &fqn)?;
+        entries.push((fqn, entry));
+    }
+    inert.sort();
+    inert.dedup();
+    Ok(DcpMetadata {
+        entries,
+        storage,
+        planner,
+        version,
+        modules,
+        inert,
+    })
+}
+
+/// Converts a DCP folder into one tree, tensors assembled and handed to `sink`.
+pub(crate) fn dcp_tree(
+    files: &DcpFiles<'_>,
+    ctx: &PickleContext<'_>,
+    limits: &Limits,
+    sink: &mut dyn BlobSink,
+) -> Result<(Node, TreeStats, Vec<String>), ConvertError> {
+    let md = read_metadata(files, ctx, limits)?;
+    let mut inert = md.inert.clone();
+    let mut stats = TreeStats::default();
+    let mut top = Node::Dict(Vec::new());
+    for (fqn, entry) in &md.entries {
+        let at = format!("state_dict_metadata[{fqn:?}]");
+        let node = match entry {
+            DcpEntry::Tensor(t) => assemble(fqn, t, &md, files, ctx, limits, sink, &mut stats)?,
+            DcpEntry::Bytes => {
+                let s = md
+                    .stored(fqn, None)
+                    .ok_or_else(|| invalid(&at, "no storage_data entry for this value"))?;
+                let (node, outcome) = value_tree(fqn, s, files, ctx, limits, sink)?;
+                stats.tensors += outcome.stats.tensors;
+                stats.blobs += outcome.stats.blobs;
+                stats.bytes += outcome.stats.bytes;
+                stats.shared += outcome.stats.shared;
+                inert.extend(outcome.inert);
+                node
+            }
+        };
+        set_element(&mut top, &md.path_of(fqn), node, fqn)?;
     }
     inert.sort();
     inert.dedup();
@@ -223,10 +284,23 @@ pub(crate) fn dcp_tree(
 }
 
 /// A tensor entry of `state_dict_metadata`.
-struct TensorEntry {
-    dtype: DType,
-    size: Vec<u64>,
-    chunks: Vec<(Vec<u64>, Vec<u64>)>,
+pub(crate) struct TensorEntry {
+    pub(crate) dtype: DType,
+    pub(crate) size: Vec<u64>,
+    /// (offsets, sizes) of each chunk, in DCP's order.
+    pub(crate) chunks: Vec<(Vec<u64>, Vec<u64>)>,
+    /// `TensorProperties` besides the dtype.
+    pub(crate) properties: Properties,
+}
+
+/// What DCP's `TensorProperties` records besides the dtype (its `__getstate__` tuple: dtype,
+/// layout, requires_grad, memory format, pin_memory, and strides from torch 2.6 on).
+pub(crate) struct Properties {
+    pub(crate) requires_grad: bool,
+    /// One of [`tensorseal::MEMORY_FORMATS`].
+    pub(crate) memory_format: &'static str,
+    pub(crate) pin_memory: bool,
+    pub(crate) strides: Option<Vec<u64>>,
 }
 
 /// Reads DCP records out of the VM's graph.
@@ -350,19 +424,21 @@ impl Meta<'_, '_> {
         let pat = format!("{at}.properties");
         let props = self.record(self.field(&f, "properties", at)?, "TensorProperties", &pat)?;
         // TensorProperties pickles its state as a tuple, dtype first (DCP's __getstate__).
-        let dtype = match props.state().map(|s| self.g.node(s)) {
-            Some(pk::Node::Tuple(items)) if !items.is_empty() => match self.g.node(items[0]) {
-                pk::Node::TorchDtype(d) => {
-                    DType::from_name(d.torch_name()).ok_or_else(|| ConvertError::Unsupported {
-                        member: METADATA_FILE.into(),
-                        path: pat.clone(),
-                        what: format!("dtype torch.{}", d.torch_name()),
-                    })?
-                }
-                other => return Err(invalid(&pat, format!("dtype is a {}", other.type_name()))),
-            },
+        let state = match props.state().map(|s| self.g.node(s)) {
+            Some(pk::Node::Tuple(items)) if !items.is_empty() => items.clone(),
             _ => return Err(invalid(&pat, "no (dtype, ...) state")),
         };
+        let dtype = match self.g.node(state[0]) {
+            pk::Node::TorchDtype(d) => {
+                DType::from_name(d.torch_name()).ok_or_else(|| ConvertError::Unsupported {
+                    member: METADATA_FILE.into(),
+                    path: pat.clone(),
+                    what: format!("dtype torch.{}", d.torch_name()),
+                })?
+            }
+            other => return Err(invalid(&pat, format!("dtype is a {}", other.type_name()))),
+        };
+        let properties = self.properties(&state, &pat)?;
         let list = match self.g.node(self.field(&f, "chunks", at)?) {
             pk::Node::List(items) => items.clone(),
             other => return Err(invalid(at, format!("chunks is a {}", other.type_name()))),
@@ -381,7 +457,85 @@ impl Meta<'_, '_> {
             dtype,
             size,
             chunks,
+            properties,
         })
+    }
+
+    /// The rest of `TensorProperties`' state tuple; fields that older torch does not write take
+    /// its defaults.
+    fn properties(&self, state: &[pk::NodeId], at: &str) -> Result<Properties, ConvertError> {
+        let flag = |i: usize, name: &str| match state.get(i).map(|&id| self.g.node(id)) {
+            None => Ok(false),
+            Some(pk::Node::Bool(b)) => Ok(*b),
+            Some(other) => Err(invalid(at, format!("{name} is a {}", other.type_name()))),
+        };
+        match state.get(1).map(|&id| self.g.node(id)) {
+            None => {}
+            Some(pk::Node::TorchLayout(l)) if &**l == "torch.strided" => {}
+            Some(other) => {
+                return Err(ConvertError::Unsupported {
+                    member: METADATA_FILE.into(),
+                    path: at.into(),
+                    what: format!("layout {other:?}: only dense (strided) tensors"),
+                });
+            }
+        }
+        let memory_format = match state.get(3) {
+            None => tensorseal::MEMORY_FORMATS[0],
+            Some(&id) => {
+                let rec = self.record(id, "_MEM_FORMAT_ENCODING", at)?;
+                let code = match self.g.node(rec.args()) {
+                    pk::Node::Tuple(a) if a.len() == 1 => self.uint(a[0], at)?,
+                    _ => {
+                        return Err(invalid(
+                            at,
+                            "a memory format that is not _MEM_FORMAT_ENCODING(n)",
+                        ));
+                    }
+                };
+                usize::try_from(code)
+                    .ok()
+                    .and_then(|c| tensorseal::MEMORY_FORMATS.get(c).copied())
+                    .ok_or_else(|| invalid(at, format!("memory format code {code}")))?
+            }
+        };
+        let strides = match state.get(5).map(|&id| (id, self.g.node(id))) {
+            None | Some((_, pk::Node::None)) => None,
+            Some((_, pk::Node::Tuple(items) | pk::Node::List(items))) => Some(
+                items
+                    .clone()
+                    .into_iter()
+                    .map(|i| self.uint(i, &format!("{at}.strides")))
+                    .collect::<Result<_, _>>()?,
+            ),
+            Some((_, other)) => {
+                return Err(invalid(at, format!("strides is a {}", other.type_name())));
+            }
+        };
+        Ok(Properties {
+            requires_grad: flag(2, "requires_grad")?,
+            memory_format,
+            pin_memory: flag(4, "pin_memory")?,
+            strides,
+        })
+    }
+
+    /// `StorageMeta.modules`, if the metadata records a storage meta.
+    fn modules(&self, id: Option<pk::NodeId>) -> Result<Vec<String>, ConvertError> {
+        let Some(id) = id.filter(|&id| !matches!(self.g.node(id), pk::Node::None)) else {
+            return Ok(Vec::new());
+        };
+        let at = "Metadata.storage_meta";
+        let f = self.fields(self.record(id, "StorageMeta", at)?, at)?;
+        match f.get("modules").map(|&m| self.g.node(m)) {
+            None | Some(pk::Node::None) => Ok(Vec::new()),
+            Some(pk::Node::List(items)) => items
+                .clone()
+                .into_iter()
+                .map(|i| self.text(i, "Metadata.storage_meta.modules"))
+                .collect(),
+            Some(other) => Err(invalid(at, format!("modules is a {}", other.type_name()))),
+        }
     }
 
     /// `storage_data`: `MetadataIndex(fqn, offset)` to the file and byte range of the item.
@@ -459,8 +613,8 @@ impl Meta<'_, '_> {
     }
 
     /// `planner_data`: each flattened name to its path in the nested state dict.
-    fn planner(&self, id: pk::NodeId) -> Result<HashMap<String, Vec<Key>>, ConvertError> {
-        let mut out = HashMap::new();
+    fn planner(&self, id: pk::NodeId) -> Result<Vec<(String, Vec<Key>)>, ConvertError> {
+        let mut out = Vec::new();
         for (k, v) in self.dict(id, "planner_data")? {
             let fqn = self.text(k, "planner_data key")?;
             let at = format!("planner_data[{fqn:?}]");
@@ -496,7 +650,7 @@ impl Meta<'_, '_> {
                     }
                 });
             }
-            out.insert(fqn, path);
+            out.push((fqn, path));
         }
         Ok(out)
     }
@@ -510,6 +664,20 @@ fn item_bytes<'s>(s: &Stored, files: &DcpFiles<'s>, fqn: &str) -> Result<&'s [u8
     range
         .and_then(|(a, b)| bytes.get(a..b))
         .ok_or_else(|| invalid(fqn, format!("range past the end of {name}")))
+}
+
+/// A non-tensor value stored at `s`: its `torch.save` zip converted to a tree, tensors inside
+/// it handed to `sink`.
+pub(crate) fn value_tree(
+    fqn: &str,
+    s: &Stored,
+    files: &DcpFiles<'_>,
+    ctx: &PickleContext<'_>,
+    limits: &Limits,
+    sink: &mut dyn BlobSink,
+) -> Result<(Node, PickleOutcome), ConvertError> {
+    let slice = item_bytes(s, files, fqn)?;
+    torch_save_tree(slice, fqn, files, s, ctx, limits, sink)
 }
 
 /// One item: a `torch.save` zip inside a `.distcp` file, converted like a torch zip file.
@@ -566,7 +734,7 @@ impl BlobSink for Capture {
 fn assemble(
     fqn: &str,
     t: &TensorEntry,
-    storage: &HashMap<(String, Option<Vec<u64>>), Stored>,
+    md: &DcpMetadata,
     files: &DcpFiles<'_>,
     ctx: &PickleContext<'_>,
     limits: &Limits,
@@ -580,7 +748,7 @@ fn assemble(
     // .metadata cannot make the converter reserve gigabytes for data that does not exist.
     let mut stored = 0u64;
     for (off, _) in &t.chunks {
-        if let Some(s) = storage.get(&(fqn.to_string(), Some(off.clone()))) {
+        if let Some(s) = md.stored(fqn, Some(off)) {
             stored = stored.saturating_add(s.length);
         }
     }
@@ -596,35 +764,8 @@ fn assemble(
     let mut whole = vec![0u8; usize::try_from(bytes).map_err(|_| invalid(&at, "too large"))?];
     let strides = row_major_strides(&t.size);
     for (off, sz) in &t.chunks {
-        let s = storage
-            .get(&(fqn.to_string(), Some(off.clone())))
-            .ok_or_else(|| {
-                invalid(
-                    &at,
-                    format!("no storage_data entry for the chunk at {off:?}"),
-                )
-            })?;
-        let slice = item_bytes(s, files, fqn)?;
         let mut capture = Capture::default();
-        let (node, _) = torch_save_tree(slice, fqn, files, s, ctx, limits, &mut capture)?;
-        let chunk = match node {
-            Node::Tensor(c) if c.dtype == t.dtype && c.shape == *sz => c,
-            Node::Tensor(c) => {
-                return Err(invalid(
-                    &at,
-                    format!(
-                        "the chunk at {off:?} holds a {} tensor of shape {:?}, the metadata says {} {sz:?}",
-                        c.dtype, c.shape, t.dtype
-                    ),
-                ));
-            }
-            _ => {
-                return Err(invalid(
-                    &at,
-                    format!("the chunk at {off:?} is not a tensor"),
-                ));
-            }
-        };
+        let chunk = read_chunk(fqn, t, off, sz, md, files, ctx, limits, &mut capture)?;
         let data: &[u8] = match chunk.blob {
             Some(b) => &capture.blobs[b],
             None => &[],
@@ -644,6 +785,45 @@ fn assemble(
         t.size.clone(),
         blob,
     ))))
+}
+
+/// Reads the chunk of tensor `fqn` at `off` from its `.distcp` item, handing its data to `sink`:
+/// a tensor of the entry's dtype and the chunk's `sz`, or an error naming both.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn read_chunk(
+    fqn: &str,
+    t: &TensorEntry,
+    off: &[u64],
+    sz: &[u64],
+    md: &DcpMetadata,
+    files: &DcpFiles<'_>,
+    ctx: &PickleContext<'_>,
+    limits: &Limits,
+    sink: &mut dyn BlobSink,
+) -> Result<Tensor, ConvertError> {
+    let at = format!("tensor {fqn}");
+    let s = md.stored(fqn, Some(off)).ok_or_else(|| {
+        invalid(
+            &at,
+            format!("no storage_data entry for the chunk at {off:?}"),
+        )
+    })?;
+    let slice = item_bytes(s, files, fqn)?;
+    let (node, _) = torch_save_tree(slice, fqn, files, s, ctx, limits, sink)?;
+    match node {
+        Node::Tensor(c) if c.dtype == t.dtype && c.shape == sz => Ok(*c),
+        Node::Tensor(c) => Err(invalid(
+            &at,
+            format!(
+                "the chunk at {off:?} holds a {} tensor of shape {:?}, the metadata says {} {sz:?}",
+                c.dtype, c.shape, t.dtype
+            ),
+        )),
+        _ => Err(invalid(
+            &at,
+            format!("the chunk at {off:?} is not a tensor"),
+        )),
+    }
 }
 
 /// Checks that `chunks` (offsets, sizes) tile a tensor of `size` exactly once: each inside it,

@@ -5,6 +5,7 @@ mod byte_order;
 mod consolidate;
 mod convert;
 mod dcp;
+mod dcp_set;
 mod detect;
 mod dry_run;
 mod error;
@@ -32,6 +33,7 @@ pub mod zip_test_support;
 pub use byte_order::ByteOrder;
 pub use consolidate::{ConsolidateReport, consolidate, export_shard_set};
 pub use convert::{ConvertOptions, ConvertReport, PRODUCER, RESERVED_METADATA, convert};
+pub use dcp_set::{ShardSetConversion, convert_to_shard_set, is_folder_output};
 pub use detect::{Format, TORCH_LEGACY_MAGIC, ZipKind, detect, zip_kind};
 pub use error::{
     ConvertError, DetectError, ExportError, HfIndexError, NpyError, SafetensorsError, SandboxError,

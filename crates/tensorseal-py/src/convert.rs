@@ -58,8 +58,8 @@ fn convert_error(py: Python<'_>, input: &Path, e: &ConvertError) -> PyErr {
     }
 }
 
-/// Converts `input` to a tensorseal file at `output`, as `tensorseal convert` does, and returns
-/// the report as JSON. `signers` are `(label, PKCS#8 PEM)`; `compress` is a compression
+/// Converts `input` to a tensorseal file at `output` (a DCP folder to a folder `output`: a
+/// shard set), as `tensorseal convert` does, and returns the report as JSON. `signers` are `(label, PKCS#8 PEM)`; `compress` is a compression
 /// option as [`compression`](crate::compression) reads it, or `None`; `sandbox` is `"off"`, or `"best-effort"` / `"required"` together with
 /// `lock_down_this_process=True` (the child process only).
 #[pyfunction]
@@ -87,9 +87,15 @@ pub(crate) fn convert(
         sandbox: mode,
         ..ConvertOptions::default()
     };
-    let result = py.detach(|| tensorseal_convert::convert(&input, &output, &options));
-    let report = result.map_err(|e| convert_error(py, &input, &e))?;
-    let v = report.to_json(mode);
+    let v = if tensorseal_convert::is_folder_output(&output) {
+        py.detach(|| tensorseal_convert::convert_to_shard_set(&input, &output, &options))
+            .map_err(|e| convert_error(py, &input, &e))?
+            .to_json(mode)
+    } else {
+        py.detach(|| tensorseal_convert::convert(&input, &output, &options))
+            .map_err(|e| convert_error(py, &input, &e))?
+            .to_json(mode)
+    };
     Ok(v.to_string())
 }
 

@@ -173,6 +173,20 @@ def tampered(root, world4):
     return make_tampered(root)
 
 
+def _cli_set(root, key_files):
+    """`tensorseal convert fs4 fs4-set/ --sign rank0.key`; False where no CLI was built."""
+    from test_convert_api import CLI
+
+    if CLI is None:
+        return False
+    p = subprocess.run([CLI, "convert", str(root / "fs4"), str(root / "fs4-set") + "/",
+                        "--sign", key_files[0][0], "--meta", "run_id=fs4", "--meta", "step=3",
+                        "--json"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+    (root / "fs4-set.json").write_text(p.stdout)
+    return True
+
+
 @pytest.fixture(scope="module")
 def world2(root, key_files, tampered):
     """2 ranks: A1 (saved by 4) loaded; C saved by 2 and loaded; every tampered copy tried."""
@@ -188,6 +202,10 @@ def world2(root, key_files, tampered):
     ] + [{"do": "load", "dir": str(d), "seed": 1, "case": name} for name, d in tampered.items()
          ] + [{"do": "load", "dir": str(tampered[name]), "seed": 1, "case": name, "wrapper": True}
               for name in WRAPPED_CASES]
+    # Last, so that the positions above stay: FileSystemWriter's 4-rank checkpoint converted
+    # by the CLI to a signed shard set, loaded at world size 2 (resharded).
+    if _cli_set(root, key_files):
+        ops.append({"do": "load", "dir": str(root / "fs4-set"), "seed": 4})
     results, codes, job_dir = launch(root, "job2", 2, ops, key_files)
     assert codes == [0, 0], logs(job_dir)
     return results
@@ -517,6 +535,49 @@ def test_filesystemwriter_checkpoints_convert_to_what_dcp_to_torch_save_gives(wo
     dcp_to_torch_save(folder, root / f"{name}.ref.pt")
     expected = torch.load(root / f"{name}.ref.pt", weights_only=False)
     assert_same(tensorseal.load(out, verify=False), expected)
+
+
+def test_cli_converts_a_filesystemwriter_checkpoint_to_a_set_loadable_at_2_and_1(
+        world2, root, trust):
+    """`tensorseal convert DCP_DIR SET/`: DCP's pickle-based 4-rank checkpoint (DTensors split
+    unevenly over 4 ranks) becomes a signed shard set, one shard per .distcp file, that
+    tensorseal.dcp loads at world size 2 and 1 to the state that was saved, and that refuses a
+    shard swapped in from another set."""
+    from test_convert_api import CLI
+
+    if CLI is None:
+        pytest.skip("no tensorseal CLI binary (cargo build, or set TENSORSEAL_CLI)")
+    report = json.loads((root / "fs4-set.json").read_text())
+    assert report["ok"] and report["shard_set"] and report["source_format"] == "dcp"
+    distcp = sorted(p.name[:-len(".distcp")] for p in (root / "fs4").glob("*.distcp"))
+    assert [s["file"] for s in report["shards"]] == [f"{n}.tseal" for n in distcp]
+    last = [r[-1] for r in world2]
+    assert [r["dir"] for r in last] == [str(root / "fs4-set")] * 2
+    assert [r["ok"] for r in last] == [True, True], last
+    expected = full_state(4)
+    target = template(expected, None)
+    dcp.load(target, storage_reader=SealReader(root / "fs4-set", trust=trust,
+                                               expect={"run_id": "fs4"}, min_step=3))
+    assert_same(target, expected)
+    assert tdcp.verify(root / "fs4-set", trust=trust).bytes > 0
+    # The Python API writes the same set, byte for byte (same key, options and input).
+    r = tensorseal.convert(root / "fs4", f"{root}/fs4-set-py/", sign_with=root / "rank0.key",
+                           metadata={"run_id": "fs4", "step": "3"})
+    assert r.shard_set and r.shards == report["shards"]
+    assert r.manifest_sha256 == report["manifest_sha256"]
+    for name in [INDEX_NAME] + [s["file"] for s in report["shards"]]:
+        assert (root / "fs4-set-py" / name).read_bytes() == (root / "fs4-set" / name).read_bytes()
+    # A shard of the same name from another conversion (another step) is refused.
+    other = root / "fs4-set-step4"
+    p = subprocess.run([CLI, "convert", str(root / "fs4"), str(other) + "/", "--sign",
+                        root / "rank0.key", "--meta", "step=4"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    swapped = root / "fs4-set-swapped"
+    shutil.copytree(root / "fs4-set", swapped)
+    shutil.copy(other / report["shards"][0]["file"], swapped / report["shards"][0]["file"])
+    with pytest.raises(VerificationError) as e:
+        tdcp.load(template(expected, None), swapped, trust=trust)
+    assert e.value.kind == "shard_mismatch", e.value
 
 
 def test_cli_consolidates_a_set_saved_at_4_into_the_whole_state(world4, root, trust):

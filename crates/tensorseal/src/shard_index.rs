@@ -168,16 +168,6 @@ impl ShardIndex {
                 manifest_sha256,
             });
         }
-        let place = |d: &BTreeMap<&str, &Node>, at: &str| -> Result<ShardPlace, String> {
-            let file = text(d, "file", at)?;
-            if !names.contains(file) {
-                return Err(format!("{at}: file {file:?} is not in shards"));
-            }
-            Ok(ShardPlace {
-                file: file.to_string(),
-                key: text(d, "key", at)?.to_string(),
-            })
-        };
         let listed_entries = list(&top, "entries")?;
         let mut fqns = BTreeSet::new();
         let mut entries = Vec::with_capacity(listed_entries.len());
@@ -189,8 +179,8 @@ impl ShardIndex {
                 return Err(format!("{at}: fqn {fqn:?} appears twice"));
             }
             let value = match text(&d, "type", &at)? {
-                "bytes" => IndexValue::Bytes(place(&d, &at)?),
-                "tensor" => IndexValue::Tensor(tensor_entry(&d, &format!("{at} ({fqn})"), &place)?),
+                "bytes" => IndexValue::Bytes(place(&d, &at, &names)?),
+                "tensor" => IndexValue::Tensor(tensor_entry(&d, &format!("{at} ({fqn})"), &names)?),
                 other => return Err(format!("{at}: type {other:?} is not tensor or bytes")),
             };
             entries.push(IndexEntry {
@@ -319,10 +309,26 @@ impl ShardIndex {
     }
 }
 
+/// The `file` and `key` of an entry or chunk; the file must be one of the listed `shards`.
+fn place(
+    d: &BTreeMap<&str, &Node>,
+    at: &str,
+    shards: &BTreeSet<String>,
+) -> Result<ShardPlace, String> {
+    let file = text(d, "file", at)?;
+    if !shards.contains(file) {
+        return Err(format!("{at}: file {file:?} is not in shards"));
+    }
+    Ok(ShardPlace {
+        file: file.to_string(),
+        key: text(d, "key", at)?.to_string(),
+    })
+}
+
 fn tensor_entry(
     d: &BTreeMap<&str, &Node>,
     at: &str,
-    place: &dyn Fn(&BTreeMap<&str, &Node>, &str) -> Result<ShardPlace, String>,
+    shards: &BTreeSet<String>,
 ) -> Result<IndexTensor, String> {
     let size = uints(d.get("size"), &format!("{at}.size"))?;
     let dtype = match d.get("dtype") {
@@ -372,7 +378,7 @@ fn tensor_entry(
         chunks.push(IndexChunk {
             offsets,
             sizes,
-            place: place(&c, &at)?,
+            place: place(&c, &at, shards)?,
         });
     }
     Ok(IndexTensor {

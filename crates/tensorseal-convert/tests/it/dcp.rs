@@ -6,7 +6,9 @@
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
 use tensorseal::{Checkpoint, Classify, Limits, Node, TrustPolicy};
-use tensorseal_convert::{ConvertError, ConvertOptions, convert, scan};
+use tensorseal_convert::{
+    ConvertError, ConvertOptions, consolidate, convert, convert_to_shard_set, scan,
+};
 
 fn dcp(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -73,6 +75,11 @@ fn refused(name: &str, options: &ConvertOptions<'_>) -> (u8, String) {
     let e = convert(&dcp(name), &out, options).unwrap_err();
     assert!(!out.exists(), "{name}: an output was left");
     let code = e.class().exit_code();
+    // Converting to a shard set refuses it the same way, and leaves no folder behind.
+    let set = dir.path().join("set");
+    let e2 = convert_to_shard_set(&dcp(name), &set, options).unwrap_err();
+    assert_eq!(e2.class().exit_code(), code, "{name}: {e2}");
+    assert!(!set.exists(), "{name}: a shard-set folder was left");
     // scan says the same, without writing.
     let outcome = scan(&dcp(name), options).unwrap();
     assert_eq!(
@@ -149,4 +156,94 @@ fn a_folder_scans_safe_with_dcp_classes_and_names_foreign_ones() {
         convert(&dcp("payload"), Path::new("/nonexistent/x.tseal"), &o),
         Err(ConvertError::Io { .. } | ConvertError::Unsafe { .. })
     ));
+}
+
+#[test]
+fn a_two_rank_checkpoint_converts_to_a_signed_shard_set_that_consolidates_to_the_same_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = tensorseal::SecretKey::from_seed(&[7; 32]);
+    let options = ConvertOptions {
+        signers: vec![&key],
+        metadata: [("run_id", "run-9"), ("step", "12")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        ..ConvertOptions::default()
+    };
+    let set = dir.path().join("set");
+    let report = convert_to_shard_set(&dcp("two_rank"), &set, &options).unwrap();
+    let names: Vec<String> = report
+        .shards
+        .iter()
+        .map(|s| s.path.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["__0_0.tseal", "__1_0.tseal"]);
+    let single = convert(&dcp("two_rank"), &dir.path().join("one.tseal"), &options).unwrap();
+    assert_eq!(report.source_sha256, single.source_sha256);
+
+    // Bound and verified under the signer's key, with run_id and step in the signed index.
+    let policy = TrustPolicy::trusting(vec![key.public_key()]);
+    let verified = tensorseal::verify_shard_set(&set, &policy, &Limits::default()).unwrap();
+    assert_eq!(verified.shard_index.run_id.as_deref(), Some("run-9"));
+    assert_eq!(verified.shard_index.step, Some(12));
+    assert_eq!(verified.shard_index.world_size, 2);
+    assert_eq!(verified.shards.len(), 2);
+    let other = tensorseal::SecretKey::from_seed(&[8; 32]);
+    let wrong = TrustPolicy::trusting(vec![other.public_key()]);
+    assert!(tensorseal::verify_shard_set(&set, &wrong, &Limits::default()).is_err());
+
+    // Each shard holds its file's chunks as saved: plain tensors under t{i}, values under b{i}.
+    for (file, loader) in &tensorseal::bind_shard_set(&set, &policy, &Limits::default())
+        .unwrap()
+        .shards
+    {
+        let Node::Dict(items) = loader.root() else {
+            panic!("{file}: root is not a dict")
+        };
+        for (i, (k, v)) in items.iter().enumerate() {
+            let Node::Str(k) = k else { panic!() };
+            match v {
+                Node::Tensor(t) => {
+                    assert_eq!(k, &format!("t{i}"));
+                    assert!(t.attrs.is_empty() && !t.requires_grad);
+                }
+                _ => assert_eq!(k, &format!("b{i}")),
+            }
+        }
+    }
+
+    // Consolidated, it is the tree dcp_to_torch_save gives, as the direct conversion is.
+    let whole = dir.path().join("whole.tseal");
+    consolidate(&set, &whole, &policy, &ConvertOptions::default()).unwrap();
+    let (ckpt, _) =
+        Checkpoint::open_verified(&whole, &TrustPolicy::integrity_only(), &Limits::default())
+            .unwrap();
+    let expected: Value =
+        serde_json::from_slice(&std::fs::read(dcp("two_rank").join("expected.json")).unwrap())
+            .unwrap();
+    assert_eq!(describe(ckpt.root(), &ckpt), expected);
+
+    // Deterministic: every file byte-identical on a second run.
+    let again = dir.path().join("again");
+    convert_to_shard_set(&dcp("two_rank"), &again, &options).unwrap();
+    for name in ["__0_0.tseal", "__1_0.tseal", "index.tseal"] {
+        assert_eq!(
+            std::fs::read(set.join(name)).unwrap(),
+            std::fs::read(again.join(name)).unwrap(),
+            "{name}"
+        );
+    }
+
+    // A folder that already holds a checkpoint is refused, and left as it was.
+    let before = std::fs::read(set.join("index.tseal")).unwrap();
+    let e = convert_to_shard_set(&dcp("two_rank"), &set, &options).unwrap_err();
+    assert!(e.to_string().contains("already holds"), "{e}");
+    assert_eq!(std::fs::read(set.join("index.tseal")).unwrap(), before);
+    // Only a DCP folder converts to a set.
+    let e = convert_to_shard_set(&whole, &dir.path().join("no"), &options).unwrap_err();
+    assert!(
+        tensorseal::error_chain(&e).contains("only a torch.distributed.checkpoint folder"),
+        "{e}"
+    );
+    assert!(!dir.path().join("no").exists());
 }

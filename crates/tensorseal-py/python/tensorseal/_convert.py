@@ -63,10 +63,16 @@ class ConvertReport:
     inert_objects: list  # unknown classes kept as inert records (allow_objects=True)
     notes: list
     sandbox: SandboxReport
+    # A DCP folder converted to a shard set (``dst`` a folder): manifest_sha256 and file_length
+    # are the index's, and each shard is {"file", "length", "manifest_sha256"}.
+    shard_set: bool = False
+    shards: list = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict:
         """The JSON object ``tensorseal convert --json`` prints for this conversion."""
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        if not self.shard_set:
+            del d["shard_set"], d["shards"]
         d["sandbox"] = self.sandbox.to_dict()
         d.update(ok=True, exit_code=0, error=None)
         return d
@@ -89,6 +95,11 @@ def convert(src, dst, sign_with=None, compress=None, allow_objects=False, metada
     ``producer``, ``source_format`` and ``source_sha256`` are set by the converter.
     ``allow_objects=True`` keeps instances of unknown classes as inert records instead of
     refusing the file.
+
+    A ``torch.distributed.checkpoint`` folder converts to one consolidated file, or, when
+    ``dst`` is a folder (an existing directory, or a path ending in ``/``), to a signed shard
+    set that :mod:`tensorseal.dcp` loads at any world size (``report.shards`` lists it; the
+    folder must not hold ``.tseal`` files yet); as ``tensorseal convert DCP_DIR SET/``.
 
     ``sandbox``: ``"best-effort"`` (default) and ``"required"`` run the conversion in a fresh
     child process that locks itself down (seccomp: no exec, no new sockets, no ptrace, ...;
