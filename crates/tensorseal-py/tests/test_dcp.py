@@ -512,12 +512,55 @@ def test_readme_example_runs(tmp_path):
 
 
 def test_load_in_batches_of_one_chunk(world4, root, trust, monkeypatch):
-    # Each chunk its own read-verify-copy batch: the bounded-memory path gives the same state.
+    # Each chunk its own read-verify-copy batch: the bounded-memory path gives the same state
+    # (whole chunks are read in place otherwise, so that is turned off here).
     monkeypatch.setattr(tdcp, "READ_BATCH_BYTES", 1)
+    monkeypatch.setattr(SealReader, "_in_place_targets", lambda *a: None)
     expected = full_state(1)
     target = template(expected, None)
     tdcp.load(target, root / "a1", trust=trust)
     assert_same(target, expected)
+
+
+def test_whole_chunks_are_read_in_place_and_scrubbed_when_a_digest_fails(tmp_path, signer):
+    """At the saving world size every chunk is taken whole: it is read and hashed straight in
+    its target (no staging buffer; only non-tensor values go through materialize). A chunk
+    whose bytes changed after signing leaves no unverified byte in any target: the targets of
+    that read are zeroed before VerificationError reaches the caller."""
+    state = {"w": torch.arange(64 * 1024, dtype=torch.float32).view(256, 256),
+             "b": torch.ones(7, dtype=torch.bfloat16), "step": 3}
+    private, public = signer
+    path = tmp_path / "ckpt"
+    tdcp.save(state, path, sign_with=private)
+    calls = []
+    real = tdcp.materialize
+
+    def counting(native, nodes, framework, *a):
+        if type(nodes) is list:  # a batch of chunks and values (the index is one tree)
+            calls.append(len(nodes))
+        return real(native, nodes, framework, *a)
+
+    target = {"w": torch.zeros(256, 256), "b": torch.zeros(7, dtype=torch.bfloat16), "step": 0}
+    tdcp.materialize = counting
+    try:
+        tdcp.load(target, path, trust=[public])
+    finally:
+        tdcp.materialize = real
+    assert_same(target, state)
+    assert calls == [1], calls  # the int only
+    # One byte of w's data flipped on disk: the file still opens (its manifest is intact).
+    shard = path / "__0_0.tseal"
+    data = bytearray(shard.read_bytes())
+    needle = state["w"][100].numpy().tobytes()
+    at = bytes(data).index(needle)
+    data[at + 5] ^= 0x40
+    shard.write_bytes(bytes(data))
+    target = {"w": torch.full((256, 256), 7.0), "b": torch.full((7,), 7.0, dtype=torch.bfloat16),
+              "step": 0}
+    with pytest.raises(VerificationError) as e:
+        tdcp.load(target, path, trust=[public])
+    assert e.value.kind == "digest_mismatch", e.value
+    assert bool((target["w"] == 0).all()) and bool((target["b"] == 0).all())
 
 
 @pytest.mark.parametrize("name", ["fs4", "fs4-fsdp"])

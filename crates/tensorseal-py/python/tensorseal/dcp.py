@@ -54,6 +54,7 @@ from . import _native
 from ._api import _keys, _path, _policy
 from ._encode import Encoder
 from ._errors import InvalidInputError, UnsupportedError, VerificationError
+from . import _dtypes
 from ._restore import materialize
 
 __all__ = ["SealWriter", "SealReader", "save", "load", "verify", "ShardSetReport", "INDEX_NAME",
@@ -474,8 +475,29 @@ class SealReader(StorageReader):
         if missing:
             raise VerificationError(f"{path}: has no entry {missing[0]!r} that the index names",
                                     "index_invalid")
-        # In batches of at most READ_BATCH_BYTES (or one larger chunk): each batch's blobs are
-        # read and verified (in parallel) before any of them is copied, and memory stays bounded.
+        # Chunks that a request takes whole into a CPU-contiguous target of its dtype and shape
+        # (a load at the saving world size, mostly) are read straight into the target and hashed
+        # there, in parallel: no staging copy. A chunk that fails its digest check makes every
+        # target of that read zeroed before the error is raised, so no unverified byte stays.
+        in_place = []
+        for key in list(by_key):
+            targets = self._in_place_targets(nodes[key], by_key[key], planner)
+            if targets is not None:
+                in_place.extend((nodes[key][1], req, t) for (req, _), t in zip(by_key[key], targets))
+                del by_key[key]
+        if in_place:
+            views = [(blob, t.view(-1).view(torch.uint8).numpy()) for blob, _, t in in_place]
+            try:
+                native.read_into(views)
+            except BaseException:
+                for _, _, t in in_place:
+                    t.zero_()
+                raise
+            for _, req, t in in_place:
+                planner.commit_tensor(req, t)
+        # The rest in batches of at most READ_BATCH_BYTES (or one larger chunk): each batch's
+        # blobs are read and verified (in parallel) into staging memory before any of them is
+        # copied into a target, and memory stays bounded.
         batch, size = [], 0
         for key, key_reqs in by_key.items():
             n = self._index.nbytes.get(key_reqs[0][0].storage_index, 0)
@@ -486,6 +508,28 @@ class SealReader(StorageReader):
             size += n
         if batch:
             self._restore(path, native, nodes, batch, by_key, planner)
+
+    def _in_place_targets(self, node, reqs, planner):
+        """The targets of a key's requests if every one takes the key's chunk whole into a
+        CPU-contiguous tensor of the chunk's dtype and shape; else None (the batched path,
+        which also reports a chunk that is not what the index says)."""
+        if type(node) is not tuple or node[0] != "tensor" or node[1] is None:
+            return None
+        targets = []
+        for req, _ in reqs:
+            if req.type == LoadItemType.BYTE_IO:
+                return None
+            expected = self._index.chunk_sizes.get(req.storage_index)
+            dtype = self._index.dtypes[req.storage_index.fqn]
+            if (tuple(node[3]) != expected or _dtypes.torch_dtype(node[2], "a chunk") != dtype
+                    or any(req.storage_offsets) or tuple(req.lengths) != expected):
+                return None
+            target = planner.resolve_tensor(req).detach()
+            if (target.device.type != "cpu" or target.dtype != dtype
+                    or tuple(target.shape) != expected or not target.is_contiguous()):
+                return None
+            targets.append(target)
+        return targets
 
     def _restore(self, path, native, nodes, keys, by_key, planner):
         values = dict(zip(keys, materialize(native, [nodes[k] for k in keys], "torch")))
