@@ -6,11 +6,7 @@ use std::path::Path;
 use tensorseal::{
     Classify, FailureClass, Limits, Loader, TrustPolicy, VerifyError, VerifyReport, error_chain,
 };
-use tensorseal_store::{Location, ObjectReader, StoreOptions};
-
-/// Range GETs in flight at once while verifying an object: enough to hide request latency, and
-/// with one chunk (16 MiB, twice for compressed chunks) per request, a bound on memory.
-const CONCURRENCY: usize = 8;
+use tensorseal_store::{Location, ObjectReader};
 
 /// The URL in `arg`, when it is one (`scheme://...`) rather than a path.
 pub(crate) fn url_of(arg: &Path) -> Option<&str> {
@@ -26,30 +22,26 @@ fn verify_refusal(e: &VerifyError) -> Refusal {
 
 /// Opens the object at `url` and reads its footer, signatures and manifest under `policy`.
 fn open(url: &str, policy: &TrustPolicy) -> Result<Loader<ObjectReader>, Refusal> {
-    // Store errors name the URL; the caller prefixes every message with it already.
-    let io = |e: tensorseal_store::StoreError| {
-        let message = e.to_string();
+    tensorseal_store::open_checkpoint(url, policy, &Limits::default()).map_err(|e| {
+        // Store errors name the URL; the caller prefixes every message with it already.
+        let message = match &e {
+            tensorseal_store::OpenError::Verify(v) => return verify_refusal(v),
+            other => other.to_string(),
+        };
         let message = message
             .strip_prefix(&format!("{url}: "))
-            .unwrap_or(&message);
-        (FailureClass::Invalid.exit_code(), "io", message.to_string())
-    };
-    let Location::S3 { bucket, key } = Location::parse(url).map_err(io)? else {
-        unreachable!("url_of only passes URLs");
-    };
-    let object = ObjectReader::open(&bucket, &key, &StoreOptions::default()).map_err(io)?;
-    Loader::from_source(object, policy, &Limits::default()).map_err(|e| verify_refusal(&e))
+            .unwrap_or(&message)
+            .to_string();
+        (e.class().exit_code(), e.kind(), message)
+    })
 }
 
-/// `verify` of one object: the loader's checks, then every chunk fetched and hashed, at most
-/// [`CONCURRENCY`] range GETs at a time.
+/// `verify` of one object: the loader's checks, then every chunk fetched and hashed, with
+/// [`tensorseal_store::READ_CONCURRENCY`] range GETs in flight.
 pub(crate) fn verify(url: &str, policy: &TrustPolicy) -> Result<VerifyReport, Refusal> {
     let loader = open(url, policy)?;
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(CONCURRENCY)
-        .build()
-        .map_err(|e| (FailureClass::Invalid.exit_code(), "io", e.to_string()))?;
-    pool.install(|| loader.verify_all())
+    tensorseal_store::in_read_pool(|| loader.verify_all())
+        .map_err(|e| (FailureClass::Invalid.exit_code(), "io", e.to_string()))?
         .map_err(|e| verify_refusal(&e))
 }
 

@@ -61,6 +61,11 @@ pub(crate) fn failure(py: Python<'_>, about: &dyn Display, e: &dyn Classify) -> 
     raise(py, e.class(), message, Some(e.kind()), None)
 }
 
+/// As [`failure`], with the message given whole (for errors that name what they are about).
+pub(crate) fn with_message(py: Python<'_>, message: String, e: &dyn Classify) -> PyErr {
+    raise(py, e.class(), message, Some(e.kind()), None)
+}
+
 /// As [`failure`], for a refused pickle: the exception also carries its member and findings.
 pub(crate) fn refusal(
     py: Python<'_>,

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use tensorseal::{Checkpoint, Limits, MappedLoader, Node, TrustPolicy};
+use tensorseal_store::ObjectReader;
 
 /// What the caller requires of a file.
 fn policy(
@@ -58,6 +59,9 @@ enum Opened {
     /// Verified in place in a private, copy-on-write mapping and exported as [`MappedBlob`]s;
     /// compressed blobs are decoded into buffers Python allocated (`tensorseal::MappedLoader`).
     Mapped(Arc<MappedLoader>),
+    /// An `s3://` object: copied by range GETs pinned to the object first seen into buffers
+    /// Python allocated, hashed there, [`tensorseal_store::READ_CONCURRENCY`] requests in flight.
+    Object(Box<tensorseal::Loader<ObjectReader>>),
 }
 
 impl Opened {
@@ -65,6 +69,7 @@ impl Opened {
         match self {
             Opened::Copy(l) => l.root(),
             Opened::Mapped(l) => l.root(),
+            Opened::Object(l) => l.root(),
         }
     }
 
@@ -72,6 +77,7 @@ impl Opened {
         match self {
             Opened::Copy(l) => l.manifest(),
             Opened::Mapped(l) => l.manifest(),
+            Opened::Object(l) => l.manifest(),
         }
     }
 
@@ -79,6 +85,7 @@ impl Opened {
         match self {
             Opened::Copy(l) => l.signers(),
             Opened::Mapped(l) => l.signers(),
+            Opened::Object(l) => l.signers(),
         }
     }
 
@@ -86,6 +93,7 @@ impl Opened {
         match self {
             Opened::Copy(l) => l.footer(),
             Opened::Mapped(l) => l.footer(),
+            Opened::Object(l) => l.footer(),
         }
     }
 
@@ -93,8 +101,15 @@ impl Opened {
         match self {
             Opened::Copy(l) => l.read_blob_into(blob, dst),
             Opened::Mapped(l) => l.read_blob_into(blob, dst),
+            Opened::Object(l) => l.read_blob_into(blob, dst),
         }
     }
+}
+
+/// The `s3://` URL `path` names, if it is one rather than a local path.
+fn url_of(path: &std::path::Path) -> Option<&str> {
+    path.to_str()
+        .filter(|s| tensorseal_store::Location::is_url(s))
 }
 
 /// A file opened under a trust policy: signatures, manifest and metadata are checked, no tensor
@@ -142,6 +157,22 @@ pub(crate) fn open(
         policy_file.as_deref(),
     )?;
     let limits = Limits::default();
+    if let Some(url) = url_of(&path) {
+        if mapped {
+            return Err(errors::invalid(
+                py,
+                format!("{url}: mode='mmap' maps a local file; an object is read with mode='copy'"),
+            ));
+        }
+        return match py.detach(|| tensorseal_store::open_checkpoint(url, &policy, &limits)) {
+            Ok(l) => Ok(PyLoader {
+                inner: Some(Opened::Object(Box::new(l))),
+                path,
+                mapped,
+            }),
+            Err(e) => Err(store_failure(py, url, &e)),
+        };
+    }
     let opened = py.detach(|| {
         if mapped {
             MappedLoader::open(&path, &policy, &limits).map(|l| Opened::Mapped(Arc::new(l)))
@@ -261,11 +292,19 @@ impl PyLoader {
             .collect::<PyResult<Vec<_>>>()?;
         let slices = WritableBuffer::slices(&mut buffers).map_err(|e| errors::invalid(py, e))?;
         let mut jobs: Vec<(usize, &mut [u8])> = blobs.into_iter().zip(slices).collect();
-        let result = py.detach(|| {
+        let read = |jobs: &mut Vec<(usize, &mut [u8])>| {
             jobs.par_iter_mut()
                 .try_for_each(|(blob, dst)| opened.read_blob_into(*blob, dst))
+        };
+        let result = py.detach(|| -> Result<(), tensorseal_store::OpenError> {
+            match opened {
+                // Each read blocks on a request: a pool sized for the network, not the cores.
+                Opened::Object(_) => Ok(tensorseal_store::in_read_pool(|| read(&mut jobs))??),
+                _ => Ok(read(&mut jobs)?),
+            }
         });
-        result.map_err(|e| errors::failure(py, &self.path.display(), &e))
+        let about = self.path.display().to_string();
+        result.map_err(|e| store_failure(py, &about, &e))
     }
 
     /// `mmap` mode: verifies the raw `blobs` in place (every chunk of all of them in parallel,
@@ -311,6 +350,15 @@ impl PyLoader {
     }
 }
 
+/// The exception of a failure to open or read the object at `url`: store errors name the URL
+/// already, verification errors get it as a prefix, as for a file.
+fn store_failure(py: Python<'_>, url: &str, e: &tensorseal_store::OpenError) -> PyErr {
+    match e {
+        tensorseal_store::OpenError::Verify(v) => errors::failure(py, &url, v),
+        other => errors::with_message(py, other.to_string(), other),
+    }
+}
+
 /// Verifies a whole file, as `tensorseal verify` does, and returns the report as a dict.
 #[pyfunction]
 #[pyo3(signature = (path, trust, threshold, expect, min_step, authenticate, policy_file=None))]
@@ -334,10 +382,19 @@ pub(crate) fn verify<'py>(
         authenticate,
         policy_file.as_deref(),
     )?;
-    let verified = py.detach(|| Checkpoint::open_verified(&path, &policy, &Limits::default()));
-    let report = match verified {
-        Ok((_, report)) => report,
-        Err(e) => return Err(errors::failure(py, &path.display(), &e)),
+    let report = if let Some(url) = url_of(&path) {
+        let verified = py.detach(|| {
+            let loader = tensorseal_store::open_checkpoint(url, &policy, &Limits::default())?;
+            let report = tensorseal_store::in_read_pool(|| loader.verify_all())?;
+            Ok::<_, tensorseal_store::OpenError>(report?)
+        });
+        verified.map_err(|e| store_failure(py, url, &e))?
+    } else {
+        let verified = py.detach(|| Checkpoint::open_verified(&path, &policy, &Limits::default()));
+        match verified {
+            Ok((_, report)) => report,
+            Err(e) => return Err(errors::failure(py, &path.display(), &e)),
+        }
     };
     let d = PyDict::new(py);
     d.set_item("manifest_sha256", hex::encode(report.manifest_sha256))?;

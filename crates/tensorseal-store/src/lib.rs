@@ -4,7 +4,9 @@
 mod error;
 mod location;
 mod object;
+mod remote;
 
 pub use error::StoreError;
 pub use location::Location;
 pub use object::{ObjectReader, StoreOptions};
+pub use remote::{OpenError, READ_CONCURRENCY, in_read_pool, open_checkpoint};
