@@ -16,6 +16,7 @@ mod ir;
 mod keys;
 mod load;
 mod save;
+mod transfer;
 
 use pyo3::prelude::*;
 
@@ -60,6 +61,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(canonical_compression, m)?)?;
     m.add_function(wrap_pyfunction!(load::open, m)?)?;
     m.add_function(wrap_pyfunction!(load::verify, m)?)?;
+    m.add_function(wrap_pyfunction!(transfer::upload, m)?)?;
+    m.add_function(wrap_pyfunction!(transfer::download, m)?)?;
     m.add_function(wrap_pyfunction!(save::save, m)?)?;
     m.add_function(wrap_pyfunction!(convert::convert, m)?)?;
     m.add_function(wrap_pyfunction!(convert::scan, m)?)?;

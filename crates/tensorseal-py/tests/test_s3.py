@@ -130,3 +130,45 @@ def test_an_object_replaced_after_open_is_refused_not_mixed(s3, ckpt, tmp_path, 
     assert "changed" in str(e.value), e.value
     # Opened afresh, the new object is what loads.
     assert torch.equal(tensorseal.load(url, trust=[public])["model"]["big"], torch.ones(5 << 20))
+
+
+def test_save_and_convert_write_objects_only_when_complete(s3, ckpt, keys, tmp_path):
+    path, state, public = ckpt
+    private = keys[0][0]
+    url = f"s3://{BUCKET}/d/saved.tseal"
+    tensorseal.save(state, url, sign_with=private, metadata={"step": "3"})
+    assert_same(tensorseal.load(url, trust=[public], min_step=3), state)
+    before = s3.get_object(Bucket=BUCKET, Key="d/saved.tseal")["Body"].read()
+    # A save that fails (a value the format cannot hold) uploads nothing: the object stays.
+    with pytest.raises(tensorseal.UnsupportedError):
+        tensorseal.save({"x": object()}, url, sign_with=private)
+    assert s3.get_object(Bucket=BUCKET, Key="d/saved.tseal")["Body"].read() == before
+    with pytest.raises(tensorseal.UnsupportedError):
+        tensorseal.save({"x": object()}, f"s3://{BUCKET}/d/never.tseal", sign_with=private)
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="d/never")
+    # A legacy checkpoint converted from a bucket to a bucket: the source object's URL and
+    # ETag are signed metadata next to source_sha256.
+    legacy = tmp_path / "legacy.pt"
+    torch.save({"w": torch.arange(12.0).view(3, 4), "epoch": 2}, legacy)
+    src = put(s3, "d/legacy.pt", legacy.read_bytes())
+    etag = s3.head_object(Bucket=BUCKET, Key="d/legacy.pt")["ETag"].strip('"')
+    out = f"s3://{BUCKET}/d/converted.tseal"
+    report = tensorseal.convert(src, out, sign_with=private)
+    assert (report.input, report.output, report.source_format) == (src, out, "torch-zip")
+    with tensorseal.open(out, trust=[public]) as c:
+        assert c.metadata["source_url"] == src and c.metadata["source_etag"] == etag
+        assert c.metadata["source_sha256"] == report.source_sha256
+    assert torch.equal(tensorseal.load(out, trust=[public])["w"], torch.arange(12.0).view(3, 4))
+    # Two writers to one key: the object is one of the two checkpoints, whole.
+    import threading
+
+    a, b = {"w": torch.zeros(3 << 20)}, {"w": torch.ones(3 << 20)}
+    race = f"s3://{BUCKET}/d/race.tseal"
+    threads = [threading.Thread(target=tensorseal.save, args=(x, race), kwargs={
+        "sign_with": private}) for x in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    got = tensorseal.load(race, trust=[public])["w"]
+    assert torch.equal(got, a["w"]) or torch.equal(got, b["w"])

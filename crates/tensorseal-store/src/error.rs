@@ -85,6 +85,15 @@ pub enum StoreError {
         #[source]
         source: object_store::Error,
     },
+    /// The local side of a transfer failed: the file to upload, or the one downloaded into.
+    #[error("{path}: {source}")]
+    Local {
+        /// The local file.
+        path: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The async runtime under the synchronous API could not start.
     #[error("cannot start the I/O runtime")]
     Runtime(#[source] std::io::Error),

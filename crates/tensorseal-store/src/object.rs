@@ -69,6 +69,77 @@ impl std::fmt::Debug for ObjectReader {
     }
 }
 
+/// A client for `bucket` configured from the environment and `options`, and the runtime that
+/// drives its requests. `url` names the object, for errors.
+pub(crate) fn connect(
+    url: &str,
+    bucket: &str,
+    options: &StoreOptions,
+) -> Result<(AmazonS3, tokio::runtime::Runtime), StoreError> {
+    let url = url.to_string();
+    let setting = |name: &str| {
+        options
+            .config
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .or_else(|| std::env::var(name).ok())
+    };
+    let mut builder = AmazonS3Builder::from_env();
+    for (name, value) in &options.config {
+        let key = name
+            .to_ascii_lowercase()
+            .parse()
+            .map_err(|source| StoreError::Config {
+                url: url.clone(),
+                source,
+            })?;
+        builder = builder.with_config(key, value);
+    }
+    let endpoint = setting("AWS_ENDPOINT_URL");
+    if let Some(e) = endpoint.as_deref().filter(|e| {
+        e.get(..7)
+            .is_some_and(|p| p.eq_ignore_ascii_case("http://"))
+            && !is_loopback(e)
+    }) {
+        return Err(StoreError::InsecureEndpoint {
+            url,
+            endpoint: e.to_string(),
+        });
+    }
+    builder = builder
+        .with_bucket_name(bucket)
+        .with_retry(RetryConfig {
+            backoff: BackoffConfig::default(),
+            max_retries: options.max_retries,
+            retry_timeout: options.retry_budget,
+        })
+        .with_client_options(
+            ClientOptions::new()
+                .with_connect_timeout(options.connect_timeout)
+                .with_timeout(options.request_timeout)
+                .with_allow_http(endpoint.as_deref().is_some_and(is_loopback)),
+        );
+    // S3-compatible stores on a custom endpoint expect path-style requests; the setting
+    // still wins when given.
+    if setting("AWS_VIRTUAL_HOSTED_STYLE_REQUEST").is_none() {
+        builder = builder.with_virtual_hosted_style_request(false);
+    }
+    if setting("AWS_REGION").is_none() && setting("AWS_DEFAULT_REGION").is_none() {
+        builder = builder.with_region("us-east-1");
+    }
+    let store = builder.build().map_err(|source| StoreError::Config {
+        url: url.clone(),
+        source,
+    })?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(StoreError::Runtime)?;
+    Ok((store, runtime))
+}
+
 /// Whether an endpoint URL is on this machine, where plain HTTP exposes nothing.
 fn is_loopback(endpoint: &str) -> bool {
     let Some(rest) = endpoint.strip_prefix("http://") else {
@@ -95,66 +166,7 @@ impl ObjectReader {
         options: &StoreOptions,
     ) -> Result<ObjectReader, StoreError> {
         let url = format!("s3://{bucket}/{key}");
-        let setting = |name: &str| {
-            options
-                .config
-                .iter()
-                .rev()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.clone())
-                .or_else(|| std::env::var(name).ok())
-        };
-        let mut builder = AmazonS3Builder::from_env();
-        for (name, value) in &options.config {
-            let key = name
-                .to_ascii_lowercase()
-                .parse()
-                .map_err(|source| StoreError::Config {
-                    url: url.clone(),
-                    source,
-                })?;
-            builder = builder.with_config(key, value);
-        }
-        let endpoint = setting("AWS_ENDPOINT_URL");
-        if let Some(e) = endpoint.as_deref().filter(|e| {
-            e.get(..7)
-                .is_some_and(|p| p.eq_ignore_ascii_case("http://"))
-                && !is_loopback(e)
-        }) {
-            return Err(StoreError::InsecureEndpoint {
-                url,
-                endpoint: e.to_string(),
-            });
-        }
-        builder = builder
-            .with_bucket_name(bucket)
-            .with_retry(RetryConfig {
-                backoff: BackoffConfig::default(),
-                max_retries: options.max_retries,
-                retry_timeout: options.retry_budget,
-            })
-            .with_client_options(
-                ClientOptions::new()
-                    .with_connect_timeout(options.connect_timeout)
-                    .with_timeout(options.request_timeout)
-                    .with_allow_http(endpoint.as_deref().is_some_and(is_loopback)),
-            );
-        // S3-compatible stores on a custom endpoint expect path-style requests; the setting
-        // still wins when given.
-        if setting("AWS_VIRTUAL_HOSTED_STYLE_REQUEST").is_none() {
-            builder = builder.with_virtual_hosted_style_request(false);
-        }
-        if setting("AWS_REGION").is_none() && setting("AWS_DEFAULT_REGION").is_none() {
-            builder = builder.with_region("us-east-1");
-        }
-        let store = builder.build().map_err(|source| StoreError::Config {
-            url: url.clone(),
-            source,
-        })?;
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(StoreError::Runtime)?;
+        let (store, runtime) = connect(&url, bucket, options)?;
         let path = ObjectPath::from(key);
         let meta = runtime
             .block_on(store.head(&path))
@@ -181,6 +193,11 @@ impl ObjectReader {
     /// The object's length as first seen.
     pub fn length(&self) -> u64 {
         self.length
+    }
+
+    /// The version id every read is pinned to, on a versioned bucket.
+    pub fn version(&self) -> Option<&str> {
+        self.version.as_deref()
     }
 
     /// The ETag every read is pinned to.

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
+import tempfile
 import time
 
 from . import _native
@@ -417,6 +419,9 @@ def compression(compress):
 
 def save(obj, path, sign_with=None, compress=None, metadata=None, allow_objects=False) -> None:
     """Saves ``obj`` to ``path`` (atomically: written to a temporary file, synced, renamed).
+    ``path`` may be ``s3://BUCKET/KEY``: the file is written locally in full, then uploaded in
+    one multipart upload that completes only after its last part (nothing appears under the key
+    before, and a failure aborts it, leaving an existing object untouched).
 
     Accepts what :func:`load` returns: dict, OrderedDict (with attributes such as a state
     dict's ``_metadata``), Counter, list, tuple, set, frozenset, str, bytes, bytearray, int
@@ -450,7 +455,26 @@ def save(obj, path, sign_with=None, compress=None, metadata=None, allow_objects=
     signers = _keys(sign_with, "sign_with")
     enc = Encoder(allow_objects=bool(allow_objects))
     root = enc.node(obj)
-    _native.save(path, root, enc.sources, meta, signers, compress)
+    if not _is_url(path):
+        _native.save(path, root, enc.sources, meta, signers, compress)
+        return
+    with _local_copy(path) as local:
+        _native.save(local, root, enc.sources, meta, signers, compress)
+        _native.upload(local, path)
+
+
+def _is_url(path):
+    return isinstance(path, str) and path.startswith("s3://")
+
+
+@contextlib.contextmanager
+def _local_copy(url):
+    """A fresh local file name for what goes to (or comes from) ``url``, removed afterwards:
+    a save or conversion to ``s3://`` is written there in full, then uploaded in one multipart
+    upload that is completed only after its last part (so no half-written object ever appears
+    under the key, and a failure leaves an existing object untouched)."""
+    with tempfile.TemporaryDirectory(prefix="tensorseal-s3-") as d:
+        yield os.path.join(d, os.path.basename(url.rstrip("/")) or "object")
 
 
 # -- verify ------------------------------------------------------------------------------------

@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import dataclasses
 import json
 import warnings
 
 from . import _convert_child, _native
-from ._api import _keys, _path, compression
+from ._api import _is_url, _keys, _local_copy, _path, compression
 from ._errors import InvalidInputError, SandboxWarning
 
 SANDBOX_MODES = ("best-effort", "required", "off")
@@ -124,6 +125,9 @@ def convert(src, dst, sign_with=None, compress=None, allow_objects=False, metada
         meta[k] = v
     sandbox = sandbox_arg(sandbox)
     signers = _keys(sign_with, "sign_with")
+    if _is_url(src_path) or _is_url(dst_path):
+        return _convert_remote(src_path, dst_path, signers, compress, allow_objects, meta,
+                               sandbox)
     if sandbox == "off":
         report = _native.convert(src_path, dst_path, signers, compress, allow_objects, meta, "off")
     else:
@@ -138,3 +142,29 @@ def convert(src, dst, sign_with=None, compress=None, allow_objects=False, metada
     return ConvertReport(
         input=src_path, output=dst_path,
         sandbox=SandboxReport(child_process=sandbox != "off", **r.pop("sandbox")), **r)
+
+
+def _convert_remote(src, dst, signers, compress, allow_objects, meta, sandbox):
+    """``convert`` with an ``s3://`` source or destination: the source is downloaded first (its
+    range GETs pinned to one object, whose URL, ETag and version id become signed metadata
+    next to ``source_sha256``), the conversion runs on local files as usual (sandboxed in its
+    child process), and the result is uploaded in one multipart upload completed only after
+    its last part, from this process, which the sandbox never restricts."""
+    with contextlib.ExitStack() as stack:
+        local_src, local_dst, meta = src, dst, dict(meta)
+        if _is_url(src):
+            local_src = stack.enter_context(_local_copy(src))
+            _, etag, version = _native.download(src, local_src)
+            etag = None if etag is None else etag.strip("\"")
+            for key, value in (("source_url", src), ("source_etag", etag),
+                               ("source_version", version)):
+                if value is not None:
+                    meta.setdefault(key, value)
+        if _is_url(dst):
+            local_dst = stack.enter_context(_local_copy(dst))
+        report = convert(local_src, local_dst, sign_with=[k for _, k in signers],
+                         compress=compress, allow_objects=allow_objects, metadata=meta,
+                         sandbox=sandbox)
+        if _is_url(dst):
+            _native.upload(local_dst, dst)
+        return dataclasses.replace(report, input=src, output=dst)
