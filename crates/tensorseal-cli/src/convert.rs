@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use tensorseal::{Classify, Compression, PublicKey, TrustPolicy, error_chain};
 use tensorseal_convert::{ConvertOptions, ExportOptions, SandboxMode, ScanVerdict};
 
+mod objects;
+
 #[derive(Debug, Args)]
 pub(crate) struct SandboxArgs {
     /// Fail if the OS sandbox (seccomp + Landlock) cannot be fully applied.
@@ -104,6 +106,10 @@ fn parse_pair(s: &str) -> Result<(String, String), String> {
 }
 
 pub(crate) fn convert(args: ConvertArgs) -> Result<(), Failure> {
+    if crate::remote::url_of(&args.input).is_some() || crate::remote::url_of(&args.output).is_some()
+    {
+        return objects::convert(&args);
+    }
     let mut keys = Vec::with_capacity(args.sign.len());
     for path in &args.sign {
         keys.push(crate::keysource::secret_key(path)?);

@@ -309,3 +309,118 @@ fn s3_urls_that_are_refused_before_any_request() {
         );
     }
 }
+
+fn fixture(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(rel)
+}
+
+#[test]
+fn s3_convert_downloads_pinned_and_uploads_only_a_complete_signed_file() {
+    let Some(s) = server() else { return };
+    let real = std::fs::read(fixture("real/lpips_alex_v0.1.pth")).unwrap();
+    s.put(BUCKET, "legacy/lpips.pth", &real);
+    let src = format!("s3://{BUCKET}/legacy/lpips.pth");
+    let out = format!("s3://{BUCKET}/sealed/lpips.tseal");
+    let sign = vectors().join("test-key.key");
+    let o = s.tensorseal(&[
+        "convert",
+        &src,
+        &out,
+        "--sign",
+        sign.to_str().unwrap(),
+        "--meta",
+        "step=4",
+        "--json",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["input"].as_str(), v["output"].as_str()),
+        (Some(&*src), Some(&*out))
+    );
+    assert_eq!(v["object"]["url"], out.as_str());
+    let etag = v["source_object"]["etag"]
+        .as_str()
+        .unwrap()
+        .trim_matches('"')
+        .to_string();
+    // Signed, verifiable in place, with the source object's URL and ETag in its metadata.
+    let o = s.tensorseal(&["verify", &out, "--trust", &key(), "--min-step", "4"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = s.tensorseal(&["inspect", &out, "--json"]);
+    let meta: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(meta["metadata"]["source_url"], src.as_str(), "{meta}");
+    assert_eq!(meta["metadata"]["source_etag"], etag.as_str());
+    assert_eq!(meta["metadata"]["source_format"], "torch-legacy");
+    // The same bytes as a local conversion with that metadata: nothing lost on the way.
+    let dir = tempfile::tempdir().unwrap();
+    let local = dir.path().join("lpips.tseal");
+    let o = super::run(
+        &[
+            "convert",
+            fixture("real/lpips_alex_v0.1.pth").to_str().unwrap(),
+            local.to_str().unwrap(),
+            "--sign",
+            sign.to_str().unwrap(),
+            "--meta",
+            "step=4",
+            "--meta",
+            &format!("source_url={src}"),
+            "--meta",
+            &format!("source_etag={etag}"),
+        ],
+        dir.path(),
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = s.tensorseal(&["inspect", &out, "--json", "--hash"]);
+    let remote: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        remote["manifest_sha256"],
+        serde_json::from_slice::<serde_json::Value>(
+            &super::run(&["inspect", local.to_str().unwrap(), "--json"], dir.path()).stdout
+        )
+        .unwrap()["manifest_sha256"]
+    );
+
+    // A hostile source: exit 4 as for a local file, and the existing object stays as it was.
+    let hostile = std::fs::read(fixture("hostile/l_payload_in_4th_pickle.pt")).unwrap();
+    s.put(BUCKET, "legacy/hostile.pt", &hostile);
+    let o = s.tensorseal(&[
+        "convert",
+        &format!("s3://{BUCKET}/legacy/hostile.pt"),
+        &out,
+        "--json",
+    ]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("s3://{BUCKET}/legacy/hostile.pt: ")),
+        "{v}"
+    );
+    let o = s.tensorseal(&["verify", &out, "--trust", &key(), "--min-step", "4"]);
+    assert_eq!(
+        code(&o),
+        0,
+        "the earlier object was replaced: {}",
+        stderr(&o)
+    );
+    // A missing source: exit 1 naming it, and nothing written.
+    let o = s.tensorseal(&[
+        "convert",
+        &format!("s3://{BUCKET}/legacy/absent.pt"),
+        &format!("s3://{BUCKET}/sealed/absent.tseal"),
+    ]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("legacy/absent.pt: no such object"),
+        "{}",
+        stderr(&o)
+    );
+    let o = s.tensorseal(&["inspect", &format!("s3://{BUCKET}/sealed/absent.tseal")]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+}

@@ -1,0 +1,245 @@
+//! `convert` with an `s3://` input or output. The conversion itself runs as it does for local
+//! files, in a child `tensorseal convert` on local copies (so it locks itself down as usual);
+//! this process, which the sandbox never restricts, downloads the source before (range GETs
+//! pinned to one object, whose URL, ETag and version id become signed metadata beside
+//! `source_sha256`) and uploads the result after, in one multipart upload completed only after
+//! its last part: nothing appears under the key before, and a failure leaves an existing
+//! object untouched.
+
+use super::{ConvertArgs, attestation_input};
+use crate::failure::Failure;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use tensorseal_store::{ObjectVersion, StoreOptions};
+
+const INVALID: u8 = 1;
+
+fn store_failure(e: &tensorseal_store::StoreError) -> Failure {
+    use tensorseal::Classify as _;
+    Failure::new(e.class().exit_code(), e.to_string()).with_kind(e.kind())
+}
+
+fn object_json(v: &ObjectVersion) -> Value {
+    json!({"url": v.url, "length": v.length, "etag": v.etag, "version": v.version})
+}
+
+/// The last path segment of a URL, for the local copy's name.
+fn file_name(url: &str) -> String {
+    url.rsplit('/')
+        .find(|s| !s.is_empty())
+        .unwrap_or("object")
+        .to_string()
+}
+
+/// Runs `convert` for `args`, whose input or output (or both) is a URL.
+pub(super) fn convert(args: &ConvertArgs) -> Result<(), Failure> {
+    let in_url = crate::remote::url_of(&args.input).map(str::to_string);
+    let out_url = crate::remote::url_of(&args.output).map(str::to_string);
+    if out_url.is_some() && tensorseal_convert::is_folder_output(&args.output) {
+        return Err(Failure::new(
+            INVALID,
+            format!(
+                "{}: a shard set cannot be written to a bucket yet; give OUTPUT a file name",
+                args.output.display()
+            ),
+        ));
+    }
+    if args.attest.is_some()
+        && args
+            .sign
+            .iter()
+            .any(|s| s.to_string_lossy().starts_with("fd:"))
+    {
+        return Err(Failure::new(
+            2,
+            "--attest with an s3:// input or output needs --sign KEY as a path or env:VAR (an \
+             fd: key can be read only once, by the conversion)",
+        ));
+    }
+    let temp = tempfile::Builder::new()
+        .prefix("tensorseal-s3-")
+        .tempdir()
+        .map_err(|e| Failure::new(INVALID, format!("cannot create a temporary folder: {e}")))?;
+    let mut meta = args.meta.clone();
+    let (local_in, source) = match &in_url {
+        Some(url) => {
+            let path = temp.path().join(format!("in-{}", file_name(url)));
+            let file = std::fs::File::create(&path)
+                .map_err(|e| Failure::new(INVALID, format!("{}: {e}", path.display())))?;
+            let got = tensorseal_store::download_file(
+                url,
+                &file,
+                &path.display().to_string(),
+                &StoreOptions::default(),
+            )
+            .map_err(|e| store_failure(&e))?;
+            for (k, v) in [
+                ("source_url", Some(url.clone())),
+                (
+                    "source_etag",
+                    got.etag.as_ref().map(|e| e.trim_matches('"').to_string()),
+                ),
+                ("source_version", got.version.clone()),
+            ] {
+                if let Some(v) = v
+                    && !meta.iter().any(|(mk, _)| mk == k)
+                {
+                    meta.push((k.to_string(), v));
+                }
+            }
+            (path, Some(got))
+        }
+        None => (args.input.clone(), None),
+    };
+    let local_out = match &out_url {
+        Some(url) => temp.path().join(format!("out-{}", file_name(url))),
+        None => args.output.clone(),
+    };
+    let mut report = run_child(args, &local_in, &local_out, &meta)?;
+    let code = report["exit_code"].as_u64().unwrap_or(u64::from(INVALID)) as u8;
+    let rename = |v: &mut Value| {
+        v["input"] = json!(args.input.display().to_string());
+        v["output"] = json!(args.output.display().to_string());
+    };
+    if code != 0 {
+        rename(&mut report);
+        let kind = report["error"]["kind"].as_str().unwrap_or("io").to_string();
+        let message = report["error"]["message"]
+            .as_str()
+            .unwrap_or("conversion failed")
+            .replace(
+                &local_in.display().to_string(),
+                &args.input.display().to_string(),
+            )
+            .replace(
+                &local_out.display().to_string(),
+                &args.output.display().to_string(),
+            );
+        report["error"]["message"] = json!(message);
+        if args.json {
+            crate::output::json(&report);
+        }
+        return Err(Failure::new(code, message).with_kind(static_kind(&kind)));
+    }
+    if let (Some(out), Some(spec)) = (&args.attest, args.sign.first()) {
+        let key = crate::keysource::secret_key(spec)?;
+        let inert: Vec<String> = report["inert_objects"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let input = attestation_input(
+            args,
+            report["source_format"].as_str().unwrap_or(""),
+            report["source_sha256"].as_str().unwrap_or(""),
+            &inert,
+        );
+        crate::attest::write(&local_out, &key, &input, out)?;
+    }
+    let uploaded = match &out_url {
+        Some(url) => Some(
+            tensorseal_store::upload_file(&local_out, url, &StoreOptions::default())
+                .map_err(|e| store_failure(&e))?,
+        ),
+        None => None,
+    };
+    rename(&mut report);
+    if let Some(s) = &source {
+        report["source_object"] = object_json(s);
+    }
+    if let Some(u) = &uploaded {
+        report["object"] = object_json(u);
+    }
+    if args.json {
+        crate::output::json(&report);
+    } else if !args.quiet {
+        eprintln!(
+            "converted {} ({}) -> {}: {} tensors, {} blobs, {} bytes{}",
+            args.input.display(),
+            report["source_format"].as_str().unwrap_or("?"),
+            args.output.display(),
+            report["tensors"],
+            report["blobs"],
+            report["bytes"],
+            if args.sign.is_empty() {
+                ", unsigned".to_string()
+            } else {
+                format!(", signed by {} key(s)", args.sign.len())
+            },
+        );
+    }
+    Ok(())
+}
+
+/// The `--json` kinds a child may report, as the static strings [`Failure`] keeps.
+fn static_kind(kind: &str) -> &'static str {
+    const KINDS: &[&str] = &[
+        "io",
+        "invalid",
+        "malformed",
+        "unsupported",
+        "unsafe",
+        "unknown_objects",
+        "sandbox",
+        "name_collision",
+        "usage",
+    ];
+    KINDS
+        .iter()
+        .find(|k| **k == kind)
+        .copied()
+        .unwrap_or("invalid")
+}
+
+/// `tensorseal convert LOCAL_IN LOCAL_OUT` with the caller's options, in a child process; its
+/// `--json` report. Its standard error (sandbox warnings) is the caller's.
+fn run_child(
+    args: &ConvertArgs,
+    input: &Path,
+    output: &Path,
+    meta: &[(String, String)],
+) -> Result<Value, Failure> {
+    let exe: PathBuf = std::env::current_exe()
+        .map_err(|e| Failure::new(INVALID, format!("cannot find this program to re-run: {e}")))?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("convert")
+        .arg(input)
+        .arg(output)
+        .args(["--json", "--quiet"]);
+    for s in &args.sign {
+        cmd.arg("--sign").arg(s);
+    }
+    if let Some(c) = &args.compress {
+        cmd.arg("--compress").arg(c.to_string());
+    }
+    if args.allow_objects {
+        cmd.arg("--allow-objects");
+    }
+    for (k, v) in meta {
+        cmd.arg("--meta").arg(format!("{k}={v}"));
+    }
+    if args.sandbox.require_sandbox {
+        cmd.arg("--require-sandbox");
+    }
+    if args.sandbox.no_sandbox {
+        cmd.arg("--no-sandbox");
+    }
+    let out = cmd
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| Failure::new(INVALID, format!("cannot run the conversion: {e}")))?;
+    serde_json::from_slice(&out.stdout).map_err(|e| {
+        Failure::new(
+            INVALID,
+            format!(
+                "the conversion exited with {} without a report: {e}",
+                out.status
+            ),
+        )
+    })
+}
