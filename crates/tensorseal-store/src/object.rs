@@ -133,7 +133,12 @@ pub(crate) fn connect(
         url: url.clone(),
         source,
     })?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
+    // Worker threads drive the connections, so that the callers' threads (up to
+    // READ_CONCURRENCY, each blocked on its own range GET) are served in parallel: on a
+    // current-thread runtime only the one caller holding its driver makes progress.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("tensorseal-s3-io")
         .enable_all()
         .build()
         .map_err(StoreError::Runtime)?;
@@ -264,6 +269,11 @@ impl tensorseal::ReadAt for ObjectReader {
             .map_err(StoreError::into_io)?;
         buf.copy_from_slice(&bytes);
         Ok(())
+    }
+
+    /// Every read is a range GET: a whole chunk (16 MiB) per request, not a cache-sized piece.
+    fn piece_size(&self) -> usize {
+        16 << 20
     }
 }
 

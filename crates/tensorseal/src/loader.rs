@@ -386,18 +386,15 @@ impl<R: ReadAt> Loader<R> {
     }
 }
 
-/// Bytes read and hashed together: small enough to still be in the core's cache when hashed,
-/// large enough that the syscalls cost nothing.
-const PIECE: usize = 256 << 10;
-
 /// Reads `buf.len()` bytes at `offset` into `buf` and returns their SHA-256, hashing each piece
-/// right after it is read. The digest is of the bytes in `buf`, the caller's memory, not of a
+/// ([`ReadAt::piece_size`]: for a file, small enough to still be in the core's cache when
+/// hashed) right after it is read. The digest is of the bytes in `buf`, the caller's memory, not of a
 /// second read; hashing while the piece is in cache instead of after the whole chunk saves a
 /// pass over memory (a third of the traffic).
 fn read_hashed(file: &impl ReadAt, buf: &mut [u8], offset: u64) -> Result<Digest, VerifyError> {
     let mut hasher = Sha256::new();
     let mut at = offset;
-    for piece in buf.chunks_mut(PIECE) {
+    for piece in buf.chunks_mut(file.piece_size().max(1)) {
         read_exact_at(file, piece, at)?;
         hasher.update(&*piece);
         at += piece.len() as u64;

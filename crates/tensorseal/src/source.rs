@@ -22,6 +22,13 @@ pub trait ReadAt: Send + Sync {
     fn length(&self) -> io::Result<u64>;
     /// Reads exactly `buf.len()` bytes starting at `offset`.
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// How many bytes one read should ask for when a caller streams through a range, hashing
+    /// as it goes: for a file, a piece small enough to stay in cache between the read and the
+    /// hash (256 KiB: large enough that the syscalls cost nothing); a source where every read
+    /// is a network request says a larger size.
+    fn piece_size(&self) -> usize {
+        256 << 10
+    }
 }
 
 impl ReadAt for File {
