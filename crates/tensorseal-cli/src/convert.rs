@@ -349,8 +349,16 @@ pub(crate) fn scan(args: ScanArgs) -> Result<(), Failure> {
         sandbox: args.sandbox.mode(),
         ..ConvertOptions::default()
     };
-    let outcome = tensorseal_convert::scan(&args.input, &options)
-        .map_err(|e| Failure::of(&args.input, &e))?;
+    // An object is scanned from a local copy, downloaded before the sandbox locks this down.
+    let copy = match crate::remote::url_of(&args.input) {
+        Some(url) => Some(objects::local_copy(url)?),
+        None => None,
+    };
+    let input = copy
+        .as_ref()
+        .map_or(args.input.as_path(), |(_, p)| p.as_path());
+    let outcome =
+        tensorseal_convert::scan(input, &options).map_err(|e| Failure::of(&args.input, &e))?;
     let verdict = outcome.verdict();
     let code = outcome.exit_code();
     if args.json {
@@ -489,11 +497,19 @@ pub(crate) fn export(args: ExportArgs) -> Result<(), Failure> {
         }
         options.policy = TrustPolicy::trusting(keys);
     }
-    let report = if tensorseal::is_shard_set(&args.input) {
-        tensorseal_convert::export_shard_set(&args.input, &args.output, &options)
+    // An object is exported from a local copy (pinned to one object), verified as a file is.
+    let copy = match crate::remote::url_of(&args.input) {
+        Some(url) => Some(objects::local_copy(url)?),
+        None => None,
+    };
+    let input = copy
+        .as_ref()
+        .map_or(args.input.as_path(), |(_, p)| p.as_path());
+    let report = if tensorseal::is_shard_set(input) {
+        tensorseal_convert::export_shard_set(input, &args.output, &options)
             .map_err(|e| Failure::of(&args.input, &e))?
     } else {
-        tensorseal_convert::export(&args.input, &args.output, &options)
+        tensorseal_convert::export(input, &args.output, &options)
             .map_err(|e| Failure::of(&args.input, &e))?
     };
     eprintln!(

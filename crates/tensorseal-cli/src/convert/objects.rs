@@ -32,6 +32,26 @@ fn file_name(url: &str) -> String {
         .to_string()
 }
 
+/// A local copy of the object at `url` (range GETs pinned to one object), in a temporary folder
+/// that lives as long as the returned guard: what `scan` and `export` read for a URL argument.
+pub(super) fn local_copy(url: &str) -> Result<(tempfile::TempDir, PathBuf), Failure> {
+    let temp = tempfile::Builder::new()
+        .prefix("tensorseal-s3-")
+        .tempdir()
+        .map_err(|e| Failure::new(INVALID, format!("cannot create a temporary folder: {e}")))?;
+    let path = temp.path().join(file_name(url));
+    let file = std::fs::File::create(&path)
+        .map_err(|e| Failure::new(INVALID, format!("{}: {e}", path.display())))?;
+    tensorseal_store::download_file(
+        url,
+        &file,
+        &path.display().to_string(),
+        &StoreOptions::default(),
+    )
+    .map_err(|e| store_failure(&e))?;
+    Ok((temp, path))
+}
+
 /// Runs `convert` for `args`, whose input or output (or both) is a URL.
 pub(super) fn convert(args: &ConvertArgs) -> Result<(), Failure> {
     let in_url = crate::remote::url_of(&args.input).map(str::to_string);

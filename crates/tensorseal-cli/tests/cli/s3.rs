@@ -424,3 +424,52 @@ fn s3_convert_downloads_pinned_and_uploads_only_a_complete_signed_file() {
     let o = s.tensorseal(&["inspect", &format!("s3://{BUCKET}/sealed/absent.tseal")]);
     assert_eq!(code(&o), 1, "{}", stderr(&o));
 }
+
+#[test]
+fn s3_scan_and_export_read_a_pinned_copy_of_the_object() {
+    let Some(s) = server() else { return };
+    s.put(
+        BUCKET,
+        "scan/real.pth",
+        &std::fs::read(fixture("real/lpips_alex_v0.1.pth")).unwrap(),
+    );
+    s.put(
+        BUCKET,
+        "scan/hostile.pt",
+        &std::fs::read(fixture("hostile/l_payload_in_4th_pickle.pt")).unwrap(),
+    );
+    let real = format!("s3://{BUCKET}/scan/real.pth");
+    let o = s.tensorseal(&["scan", &real, "--json"]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (v["input"].as_str(), v["verdict"].as_str()),
+        (Some(&*real), Some("safe")),
+        "{v}"
+    );
+    let o = s.tensorseal(&["scan", &format!("s3://{BUCKET}/scan/hostile.pt")]);
+    assert_eq!(code(&o), 4, "{}", stderr(&o));
+    let o = s.tensorseal(&["scan", &format!("s3://{BUCKET}/scan/absent.pt")]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains("no such object"), "{}", stderr(&o));
+
+    s.put(BUCKET, "export/simple.tseal", &simple());
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("simple.safetensors");
+    let url = format!("s3://{BUCKET}/export/simple.tseal");
+    let o = s.tensorseal(&["export", &url, out.to_str().unwrap(), "--trust", &key()]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let bytes = std::fs::read(&out).unwrap();
+    assert!(safetensors::SafeTensors::deserialize(&bytes).is_ok());
+    let mut tampered = simple();
+    tampered[first_blob_offset() + 3] ^= 1;
+    s.put(BUCKET, "export/tampered.tseal", &tampered);
+    let bad = dir.path().join("bad.safetensors");
+    let o = s.tensorseal(&[
+        "export",
+        &format!("s3://{BUCKET}/export/tampered.tseal"),
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 3, "{}", stderr(&o));
+    assert!(!bad.exists());
+}
