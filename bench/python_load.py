@@ -125,30 +125,26 @@ if mode == "load":
     out.update(load=t1 - t0, touch=t2 - t0, cpu=cpu() - c0, rss=rss() - base)
 else:
     n = 200
+    def open_and_list():
+        if case.startswith("tensorseal"):
+            with tensorseal.open(path, trust=[pub], mode=tsmode) as c:
+                return c.names()
+        with safetensors.safe_open(path, framework="pt") as c:
+            return list(c.keys())
     # The first open of the process on its own: nothing remembered yet (key file, parsed key,
     # verified signature), as a process that opens a checkpoint once sees it. The header (or,
-    # for tensorseal, the manifest at the end) is read first so that both come from the page
-    # cache, as in the loop below.
+    # for tensorseal, the manifest at the end) is read again first, so that both come from the
+    # page cache.
     with builtins.open(path, "rb") as f:
         f.read(1 << 20)
         f.seek(max(0, os.path.getsize(path) - (1 << 20)))
         f.read()
     t0 = time.perf_counter()
-    if case.startswith("tensorseal"):
-        with tensorseal.open(path, trust=[pub], mode=tsmode) as c:
-            names = c.names()
-    else:
-        with safetensors.safe_open(path, framework="pt") as c:
-            names = list(c.keys())
+    names = open_and_list()
     out["first_open"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     for _ in range(n):
-        if case.startswith("tensorseal"):
-            with tensorseal.open(path, trust=[pub], mode=tsmode) as c:
-                names = c.names()
-        else:
-            with safetensors.safe_open(path, framework="pt") as c:
-                names = list(c.keys())
+        names = open_and_list()
     out["open"] = (time.perf_counter() - t0) / n
     t0 = time.perf_counter()
     for _ in range(20):

@@ -350,13 +350,8 @@ pub(crate) fn scan(args: ScanArgs) -> Result<(), Failure> {
         ..ConvertOptions::default()
     };
     // An object is scanned from a local copy, downloaded before the sandbox locks this down.
-    let copy = match crate::remote::url_of(&args.input) {
-        Some(url) => Some(objects::local_copy(url)?),
-        None => None,
-    };
-    let input = copy
-        .as_ref()
-        .map_or(args.input.as_path(), |(_, p)| p.as_path());
+    let local = objects::LocalInput::of(&args.input)?;
+    let input = local.path();
     let outcome =
         tensorseal_convert::scan(input, &options).map_err(|e| Failure::of(&args.input, &e))?;
     let verdict = outcome.verdict();
@@ -498,13 +493,8 @@ pub(crate) fn export(args: ExportArgs) -> Result<(), Failure> {
         options.policy = TrustPolicy::trusting(keys);
     }
     // An object is exported from a local copy (pinned to one object), verified as a file is.
-    let copy = match crate::remote::url_of(&args.input) {
-        Some(url) => Some(objects::local_copy(url)?),
-        None => None,
-    };
-    let input = copy
-        .as_ref()
-        .map_or(args.input.as_path(), |(_, p)| p.as_path());
+    let local = objects::LocalInput::of(&args.input)?;
+    let input = local.path();
     let report = if tensorseal::is_shard_set(input) {
         tensorseal_convert::export_shard_set(input, &args.output, &options)
             .map_err(|e| Failure::of(&args.input, &e))?

@@ -10,7 +10,7 @@ use tensorseal_store::{Location, ObjectReader};
 
 /// The URL in `arg`, when it is one (`scheme://...`) rather than a path.
 pub(crate) fn url_of(arg: &Path) -> Option<&str> {
-    arg.to_str().filter(|s| Location::is_url(s))
+    Location::url_of(arg)
 }
 
 /// An error as `verify` reports it: exit code, `--json` kind, message.

@@ -16,8 +16,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::Path;
 use tensorseal::{
-    BlobId, IndexTensor, IndexValue, Loader, Node, SHARD_INDEX_FILE, Tensor, TrustPolicy,
-    WriteOptions, Writer, WrittenFile, bind_shard_set,
+    BlobId, IndexTensor, IndexValue, Loader, Node, SHARD_INDEX_FILE, Tensor, TrustPolicy, Writer,
+    WrittenFile, bind_shard_set,
 };
 
 /// What [`consolidate`] wrote.
@@ -87,20 +87,7 @@ pub fn consolidate(
     let bound = bind_shard_set(set, policy, &options.format_limits)?;
     let loaders: HashMap<&str, &Loader<File>> =
         bound.shards.iter().map(|(f, l)| (f.as_str(), l)).collect();
-    let mut writer = Writer::create(
-        output,
-        WriteOptions {
-            compression: options.compression,
-            limits: options.format_limits.clone(),
-        },
-    )
-    .map_err(|e| match e {
-        tensorseal::WriteError::Io(source) => ConvertError::Io {
-            path: output.to_path_buf(),
-            source,
-        },
-        other => other.into(),
-    })?;
+    let mut writer = crate::convert::create_writer(output, options)?;
     let ix = &bound.shard_index;
     let planner = planner_paths(ix.planner_data.as_ref())?;
     let mut root = Node::Dict(Vec::new());

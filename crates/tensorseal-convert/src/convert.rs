@@ -117,7 +117,26 @@ impl ConvertReport {
     }
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ConvertError + '_ {
+/// The writer of an output file (its temporary file created now) with `options`' compression
+/// and limits; an I/O failure names `output`.
+pub(crate) fn create_writer(
+    output: &Path,
+    options: &ConvertOptions<'_>,
+) -> Result<Writer, ConvertError> {
+    let write = WriteOptions {
+        compression: options.compression,
+        limits: options.format_limits.clone(),
+    };
+    Writer::create(output, write).map_err(|e| match e {
+        tensorseal::WriteError::Io(source) => ConvertError::Io {
+            path: output.to_path_buf(),
+            source,
+        },
+        other => other.into(),
+    })
+}
+
+pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ConvertError + '_ {
     move |source| ConvertError::Io {
         path: path.to_path_buf(),
         source,
@@ -388,17 +407,7 @@ pub fn convert(
     let inputs = Inputs::open(input, &options.limits)?;
 
     // 2. The output's temporary file.
-    let writer_options = WriteOptions {
-        compression: options.compression,
-        limits: options.format_limits.clone(),
-    };
-    let mut writer = Writer::create(output, writer_options).map_err(|e| match e {
-        tensorseal::WriteError::Io(source) => ConvertError::Io {
-            path: output.to_path_buf(),
-            source,
-        },
-        other => other.into(),
-    })?;
+    let mut writer = create_writer(output, options)?;
 
     // 3. Lock down before parsing anything untrusted.
     let mut policy = SandboxPolicy::new(options.sandbox).write_dir_of(output);

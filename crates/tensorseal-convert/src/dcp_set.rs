@@ -12,7 +12,8 @@
 //! case the folder is left empty.
 
 use crate::convert::{
-    BudgetSink, ConvertOptions, Inputs, PRODUCER, check_metadata, folder_digest, pickle_context,
+    BudgetSink, ConvertOptions, Inputs, PRODUCER, check_metadata, create_writer, folder_digest, io,
+    pickle_context,
 };
 use crate::dcp::{DcpEntry, DcpFiles, DcpMetadata, check_tiling, read_chunk, read_metadata};
 use crate::error::ConvertError;
@@ -24,7 +25,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tensorseal::{
     IndexChunk, IndexEntry, IndexTensor, IndexValue, Node, SHARD_INDEX_FILE, ShardBinding,
-    ShardIndex, ShardPlace, Tensor, WriteOptions, Writer, WrittenFile,
+    ShardIndex, ShardPlace, Tensor, WrittenFile,
 };
 
 /// What [`convert_to_shard_set`] wrote.
@@ -83,13 +84,6 @@ fn invalid(member: &str, path: impl Into<String>, what: impl Into<String>) -> Co
         member: member.into(),
         path: path.into(),
         what: what.into(),
-    }
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ConvertError + '_ {
-    move |source| ConvertError::Io {
-        path: path.to_path_buf(),
-        source,
     }
 }
 
@@ -213,7 +207,7 @@ fn write_set(
     metadata.insert("source_sha256".into(), source_sha256.clone());
     metadata.insert("tensorseal.dcp".into(), "index".into());
     let path = output.join(SHARD_INDEX_FILE);
-    let writer = Writer::create(&path, write_options(options)).map_err(write_error(&path))?;
+    let writer = create_writer(&path, options)?;
     let index = writer.finish(index.to_tree(), metadata, &options.signers)?;
     // Complete: the shards stay.
     placed.0.clear();
@@ -339,8 +333,7 @@ fn write_shards(
         let (data_name, data) = files.data[i];
         let name = shard_name(data_name);
         let path = output.join(&name);
-        let mut writer =
-            Writer::create(&path, write_options(options)).map_err(write_error(&path))?;
+        let mut writer = create_writer(&path, options)?;
         let mut sink = BudgetSink::new(&mut writer, limits, data.len() as u64, options.progress);
         let mut root = Vec::with_capacity(items.len());
         for (k, item) in items.iter().enumerate() {
@@ -472,23 +465,6 @@ fn common_metadata(options: &ConvertOptions<'_>) -> BTreeMap<String, String> {
     let mut metadata = options.metadata.clone();
     metadata.insert("producer".into(), PRODUCER.into());
     metadata
-}
-
-fn write_options(options: &ConvertOptions<'_>) -> WriteOptions {
-    WriteOptions {
-        compression: options.compression,
-        limits: options.format_limits.clone(),
-    }
-}
-
-fn write_error(path: &Path) -> impl FnOnce(tensorseal::WriteError) -> ConvertError + '_ {
-    move |e| match e {
-        tensorseal::WriteError::Io(source) => ConvertError::Io {
-            path: path.to_path_buf(),
-            source,
-        },
-        other => other.into(),
-    }
 }
 
 /// Creates the output folder, or checks that an existing one holds no tensorseal files; says

@@ -106,12 +106,6 @@ impl Opened {
     }
 }
 
-/// The `s3://` URL `path` names, if it is one rather than a local path.
-fn url_of(path: &std::path::Path) -> Option<&str> {
-    path.to_str()
-        .filter(|s| tensorseal_store::Location::is_url(s))
-}
-
 /// A file opened under a trust policy: signatures, manifest and metadata are checked, no tensor
 /// byte has been hashed. Blobs are read (and verified) by `read_into`, or in `mmap` mode
 /// verified in place by `map_blobs`.
@@ -157,7 +151,7 @@ pub(crate) fn open(
         policy_file.as_deref(),
     )?;
     let limits = Limits::default();
-    if let Some(url) = url_of(&path) {
+    if let Some(url) = tensorseal_store::Location::url_of(&path) {
         if mapped {
             return Err(errors::invalid(
                 py,
@@ -382,7 +376,7 @@ pub(crate) fn verify<'py>(
         authenticate,
         policy_file.as_deref(),
     )?;
-    let report = if let Some(url) = url_of(&path) {
+    let report = if let Some(url) = tensorseal_store::Location::url_of(&path) {
         let verified = py.detach(|| {
             let loader = tensorseal_store::open_checkpoint(url, &policy, &Limits::default())?;
             let report = tensorseal_store::in_read_pool(|| loader.verify_all())?;

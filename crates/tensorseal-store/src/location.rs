@@ -62,6 +62,22 @@ impl Location {
     pub fn is_url(arg: &str) -> bool {
         arg.contains("://")
     }
+
+    /// The URL a path argument holds, when it is one rather than a local path.
+    pub fn url_of(arg: &std::path::Path) -> Option<&str> {
+        arg.to_str().filter(|s| Location::is_url(s))
+    }
+
+    /// The bucket and key of `url`, which must be an `s3://` URL.
+    pub(crate) fn s3_parts(url: &str) -> Result<(String, String), StoreError> {
+        match Location::parse(url)? {
+            Location::S3 { bucket, key } => Ok((bucket, key)),
+            Location::Local(_) => Err(StoreError::InvalidUrl {
+                url: url.to_string(),
+                what: "not an s3:// URL",
+            }),
+        }
+    }
 }
 
 impl std::fmt::Display for Location {

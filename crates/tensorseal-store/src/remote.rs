@@ -66,13 +66,7 @@ pub fn open_checkpoint(
     policy: &TrustPolicy,
     limits: &Limits,
 ) -> Result<Loader<ObjectReader>, OpenError> {
-    let Location::S3 { bucket, key } = Location::parse(url)? else {
-        return Err(StoreError::InvalidUrl {
-            url: url.to_string(),
-            what: "not an s3:// URL",
-        }
-        .into());
-    };
+    let (bucket, key) = Location::s3_parts(url)?;
     let object = ObjectReader::open(&bucket, &key, &StoreOptions::default())?;
     Ok(Loader::from_source(object, policy, limits)?)
 }

@@ -34,16 +34,6 @@ pub struct ObjectVersion {
     pub version: Option<String>,
 }
 
-fn bucket_and_key(url: &str) -> Result<(String, String), StoreError> {
-    match Location::parse(url)? {
-        Location::S3 { bucket, key } => Ok((bucket, key)),
-        Location::Local(_) => Err(StoreError::InvalidUrl {
-            url: url.to_string(),
-            what: "not an s3:// URL",
-        }),
-    }
-}
-
 /// Uploads the file at `source` to `url` as one multipart upload, completed only after its
 /// last part is stored: until then no object appears under the key (an existing one stays as
 /// it was), and on any failure the upload is aborted. Of two uploads to one key, the one that
@@ -53,7 +43,7 @@ pub fn upload_file(
     url: &str,
     options: &StoreOptions,
 ) -> Result<ObjectVersion, StoreError> {
-    let (bucket, key) = bucket_and_key(url)?;
+    let (bucket, key) = Location::s3_parts(url)?;
     let (store, runtime) = connect(url, &bucket, options)?;
     let local = |e: std::io::Error| StoreError::Local {
         path: source.display().to_string(),
@@ -156,7 +146,7 @@ pub fn download_file(
     dest_name: &str,
     options: &StoreOptions,
 ) -> Result<ObjectVersion, StoreError> {
-    let (bucket, key) = bucket_and_key(url)?;
+    let (bucket, key) = Location::s3_parts(url)?;
     let object = ObjectReader::open(&bucket, &key, options)?;
     let length = object.length();
     let ranges: Vec<u64> = (0..length.div_ceil(DOWNLOAD_RANGE))

@@ -32,15 +32,17 @@ fn file_name(url: &str) -> String {
         .to_string()
 }
 
-/// A local copy of the object at `url` (range GETs pinned to one object), in a temporary folder
-/// that lives as long as the returned guard: what `scan` and `export` read for a URL argument.
-pub(super) fn local_copy(url: &str) -> Result<(tempfile::TempDir, PathBuf), Failure> {
-    let temp = tempfile::Builder::new()
+fn temp_dir() -> Result<tempfile::TempDir, Failure> {
+    tempfile::Builder::new()
         .prefix("tensorseal-s3-")
         .tempdir()
-        .map_err(|e| Failure::new(INVALID, format!("cannot create a temporary folder: {e}")))?;
-    let path = temp.path().join(file_name(url));
-    let file = std::fs::File::create(&path)
+        .map_err(|e| Failure::new(INVALID, format!("cannot create a temporary folder: {e}")))
+}
+
+/// Downloads the object at `url` into the new file `path`, every range GET pinned to the
+/// object first seen; which object it was.
+fn download(url: &str, path: &Path) -> Result<ObjectVersion, Failure> {
+    let file = std::fs::File::create(path)
         .map_err(|e| Failure::new(INVALID, format!("{}: {e}", path.display())))?;
     tensorseal_store::download_file(
         url,
@@ -48,8 +50,36 @@ pub(super) fn local_copy(url: &str) -> Result<(tempfile::TempDir, PathBuf), Fail
         &path.display().to_string(),
         &StoreOptions::default(),
     )
-    .map_err(|e| store_failure(&e))?;
-    Ok((temp, path))
+    .map_err(|e| store_failure(&e))
+}
+
+/// A command's input as a local file: the path itself, or for an `s3://` URL a local copy in a
+/// temporary folder that lives as long as this value. What `scan` and `export` read.
+pub(super) struct LocalInput {
+    path: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl LocalInput {
+    pub(super) fn of(arg: &Path) -> Result<LocalInput, Failure> {
+        let Some(url) = crate::remote::url_of(arg) else {
+            return Ok(LocalInput {
+                path: arg.to_path_buf(),
+                _temp: None,
+            });
+        };
+        let temp = temp_dir()?;
+        let path = temp.path().join(file_name(url));
+        download(url, &path)?;
+        Ok(LocalInput {
+            path,
+            _temp: Some(temp),
+        })
+    }
+
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
 }
 
 /// Runs `convert` for `args`, whose input or output (or both) is a URL.
@@ -77,23 +107,12 @@ pub(super) fn convert(args: &ConvertArgs) -> Result<(), Failure> {
              fd: key can be read only once, by the conversion)",
         ));
     }
-    let temp = tempfile::Builder::new()
-        .prefix("tensorseal-s3-")
-        .tempdir()
-        .map_err(|e| Failure::new(INVALID, format!("cannot create a temporary folder: {e}")))?;
+    let temp = temp_dir()?;
     let mut meta = args.meta.clone();
     let (local_in, source) = match &in_url {
         Some(url) => {
             let path = temp.path().join(format!("in-{}", file_name(url)));
-            let file = std::fs::File::create(&path)
-                .map_err(|e| Failure::new(INVALID, format!("{}: {e}", path.display())))?;
-            let got = tensorseal_store::download_file(
-                url,
-                &file,
-                &path.display().to_string(),
-                &StoreOptions::default(),
-            )
-            .map_err(|e| store_failure(&e))?;
+            let got = download(url, &path)?;
             for (k, v) in [
                 ("source_url", Some(url.clone())),
                 (
