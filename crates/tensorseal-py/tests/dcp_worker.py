@@ -270,6 +270,12 @@ def main():
     with open(os.path.join(job["out"], f"result-{rank}.json"), "w") as f:
         json.dump(results, f)
     dist.destroy_process_group()
+    # Skip interpreter teardown: once in four CI runs (2026-12-03) a rank died there with
+    # SIGABRT ("terminate called without an active exception", from torch's C++ side) after
+    # every operation had run; its outcome is what the tests check, and it is written above.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
