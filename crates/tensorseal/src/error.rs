@@ -28,7 +28,7 @@ pub enum ReadError {
         offset: u64,
     },
     /// A format version this reader does not implement.
-    #[error("file has format version {version}; this reader implements version 1")]
+    #[error("file has format version {version}; this reader implements versions 1 and 2")]
     UnsupportedVersion {
         /// The version in the header.
         version: u32,

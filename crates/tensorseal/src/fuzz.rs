@@ -74,7 +74,7 @@ pub fn format_roundtrip(data: &[u8]) {
             blobs.len() - 1
         });
     });
-    let mut file = layout::header().to_vec();
+    let mut file = layout::header(1).to_vec();
     let mut entries = Vec::new();
     for b in &blobs {
         let offset = file.len() as u64;

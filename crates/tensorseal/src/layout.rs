@@ -5,7 +5,7 @@ use crate::cbor::{self, CborWriter, DecodeLimits, Reader};
 use crate::error::ReadError;
 use crate::keys::PublicKey;
 use crate::limits::{ALIGN, Limits};
-use crate::manifest::{self, Digest, FORMAT_VERSION, R, SchemaError};
+use crate::manifest::{self, Digest, FORMAT_VERSIONS, R, SchemaError};
 
 /// Header magic: `\x89TSEAL\r\n`.
 pub const MAGIC: [u8; 8] = [0x89, b'T', b'S', b'E', b'A', b'L', b'\r', b'\n'];
@@ -18,15 +18,16 @@ pub const FOOTER_LEN: u64 = 64;
 /// Domain separation prefix of the signed message.
 pub const SIGNATURE_DOMAIN: &[u8; 33] = b"tensorseal-manifest-signature-v1\0";
 
-/// The 64 header bytes of a version 1 file.
-pub(crate) fn header() -> [u8; 64] {
+/// The 64 header bytes of a file of format `version`.
+pub(crate) fn header(version: u32) -> [u8; 64] {
     let mut h = [0u8; 64];
     h[..8].copy_from_slice(&MAGIC);
-    h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h[8..12].copy_from_slice(&version.to_le_bytes());
     h
 }
 
-pub(crate) fn check_header(h: &[u8]) -> Result<(), ReadError> {
+/// Checks the header and returns its format version, which the manifest's must then equal.
+pub(crate) fn check_header(h: &[u8]) -> Result<u32, ReadError> {
     if h.len() < 64 || h[..8] != MAGIC {
         return Err(ReadError::BadMagic {
             which: "header",
@@ -34,12 +35,26 @@ pub(crate) fn check_header(h: &[u8]) -> Result<(), ReadError> {
         });
     }
     let version = u32::from_le_bytes(h[8..12].try_into().expect("4 bytes"));
-    if version != FORMAT_VERSION {
+    if !FORMAT_VERSIONS.contains(&version) {
         return Err(ReadError::UnsupportedVersion { version });
     }
     if let Some(i) = h[12..64].iter().position(|&b| b != 0) {
         return Err(ReadError::ReservedNotZero {
             offset: 12 + i as u64,
+        });
+    }
+    Ok(version)
+}
+
+/// Checks that the header's version is the manifest's: 2 exactly when a blob is plane-coded.
+pub(crate) fn check_version(header: u32, manifest: &manifest::Manifest) -> Result<(), ReadError> {
+    if header != manifest.version() {
+        return Err(ReadError::Layout {
+            offset: 8,
+            what: format!(
+                "the header says format version {header}, the manifest is version {}",
+                manifest.version()
+            ),
         });
     }
     Ok(())

@@ -21,6 +21,7 @@ mod reader;
 mod shard_index;
 mod shard_set;
 mod source;
+mod tans;
 mod tree;
 mod verify;
 mod writer;
@@ -36,8 +37,8 @@ pub use layout::{
 pub use limits::{ALIGN, CBOR_LEVELS_PER_TREE_LEVEL, CHUNK, Limits, MAX_SIZE, MAX_TREE_DEPTH_HARD};
 pub use loader::Loader;
 pub use manifest::{
-    BlobEntry, Digest, FORMAT_VERSION, Manifest, ZstdCodec, check_metadata_entry, is_device_name,
-    parse_step,
+    BlobCodec, BlobEntry, Digest, Encoding, FORMAT_VERSION, FORMAT_VERSIONS, Manifest,
+    check_metadata_entry, is_device_name, parse_step,
 };
 pub use mapped::{BlobMemory, MappedLoader};
 pub use mmap::{FileBytes, MapMode, PrivateMap};

@@ -98,7 +98,7 @@ impl<R: ReadAt> Loader<R> {
         }
         let mut header = [0u8; HEADER_LEN as usize];
         read_exact_at(&file, &mut header, 0)?;
-        layout::check_header(&header)?;
+        let version = layout::check_header(&header)?;
         let mut footer_bytes = [0u8; FOOTER_LEN as usize];
         read_exact_at(&file, &mut footer_bytes, len - FOOTER_LEN)?;
         let footer = Footer::parse(&footer_bytes, len, limits)?;
@@ -122,6 +122,7 @@ impl<R: ReadAt> Loader<R> {
             policy,
         )?;
         let manifest = Manifest::from_bytes(&manifest_bytes, footer.manifest_offset, limits)?;
+        layout::check_version(version, &manifest)?;
         if manifest.manifest_offset() != footer.manifest_offset {
             return Err(ReadError::Layout {
                 offset: footer.manifest_offset,
@@ -230,15 +231,14 @@ impl<R: ReadAt> Loader<R> {
         if codec::sha256(&frame) != entry.sha256[i] {
             return Err(self.mismatch(blob, i, offset));
         }
-        let raw =
-            codec::decompress_chunk(&frame, buf.len(), usize::from(c.group)).map_err(|what| {
-                VerifyError::Malformed(ReadError::Decode {
-                    blob,
-                    chunk: i,
-                    offset,
-                    what,
-                })
-            })?;
+        let raw = c.decode_frame(&frame, buf.len()).map_err(|what| {
+            VerifyError::Malformed(ReadError::Decode {
+                blob,
+                chunk: i,
+                offset,
+                what,
+            })
+        })?;
         if codec::sha256(&raw) != c.raw_sha256[i] {
             return Err(self.mismatch(blob, i, offset));
         }

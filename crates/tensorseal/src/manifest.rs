@@ -19,8 +19,13 @@ use std::collections::BTreeMap;
 use encode::encode_manifest;
 pub(crate) use encode::{encode_int, encode_tree};
 
-/// The only format version this crate reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest format version this crate reads and writes. A file is version 2 exactly when one
+/// of its blobs is plane-coded (spec §9), so files without the plane codec stay readable by
+/// version-1 readers.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// Every format version this crate reads.
+pub const FORMAT_VERSIONS: std::ops::RangeInclusive<u32> = 1..=FORMAT_VERSION;
 
 /// A SHA-256 digest.
 pub type Digest = [u8; 32];
@@ -48,14 +53,29 @@ pub struct BlobEntry {
     /// SHA-256 of each stored chunk (raw) or frame (zstd).
     pub sha256: Vec<Digest>,
     /// How the logical bytes were encoded; `None` for raw.
-    pub codec: Option<ZstdCodec>,
+    pub codec: Option<BlobCodec>,
 }
 
-/// A blob stored as zstd frames of byte-grouped chunks (spec §4).
+/// How each logical chunk of a compressed blob is encoded (spec §4.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoding {
+    /// One zstd frame of the byte-grouped chunk (§4.2, §4.3); `group` is 1, 2, 4, 8 or 16.
+    Zstd {
+        /// Byte-grouping width.
+        group: u8,
+    },
+    /// A plane-coded chunk (§4.4, format version 2).
+    Planes {
+        /// How elements are split into planes.
+        layout: crate::planes::PlaneLayout,
+    },
+}
+
+/// A blob stored as one encoded frame per logical chunk (spec §4).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ZstdCodec {
-    /// Byte-grouping width: 1, 2, 4, 8 or 16.
-    pub group: u8,
+pub struct BlobCodec {
+    /// The encoding of every frame.
+    pub encoding: Encoding,
     /// Stored length of each frame.
     pub frames: Vec<u64>,
     /// Logical (decoded) length.
@@ -98,12 +118,30 @@ impl BlobEntry {
         self.offset + self.length
     }
 
-    /// The name of the encoding, as `inspect` shows it: `raw` or `zstd` / `zstd+group<N>`.
+    /// The name of the encoding, as `inspect` shows it: `raw`, `zstd` / `zstd+group<N>`, or
+    /// `planes+<layout>` (`planes+bf16`, `planes+f32`, `planes+bytes<N>`).
     pub fn encoding_name(&self) -> String {
-        match &self.codec {
+        match self.codec.as_ref().map(|c| c.encoding) {
             None => "raw".to_string(),
-            Some(c) if c.group == 1 => "zstd".to_string(),
-            Some(c) => format!("zstd+group{}", c.group),
+            Some(Encoding::Zstd { group: 1 }) => "zstd".to_string(),
+            Some(Encoding::Zstd { group }) => format!("zstd+group{group}"),
+            Some(Encoding::Planes { layout }) => format!("planes+{}", layout.name()),
+        }
+    }
+}
+
+impl BlobCodec {
+    /// Decodes stored frame `frame` into exactly `expected_len` logical bytes. The caller has
+    /// checked the frame's stored digest; the result still has to match `raw_sha256`.
+    ///
+    /// # Errors
+    /// A message saying how the frame is malformed.
+    pub fn decode_frame(&self, frame: &[u8], expected_len: usize) -> Result<Vec<u8>, String> {
+        match self.encoding {
+            Encoding::Zstd { group } => {
+                crate::codec::decompress_chunk(frame, expected_len, usize::from(group))
+            }
+            Encoding::Planes { .. } => crate::planes::decode_chunk(frame, expected_len),
         }
     }
 }
@@ -114,6 +152,11 @@ impl Manifest {
         self.blobs
             .last()
             .map_or(ALIGN, |b| limits::align_up(b.end()).unwrap_or(u64::MAX))
+    }
+
+    /// The format version of a file holding this manifest (spec §9).
+    pub fn version(&self) -> u32 {
+        version_of(&self.blobs)
     }
 
     /// Encodes the manifest canonically and checks the result against every rule a reader
@@ -395,6 +438,16 @@ pub(crate) fn missing(map_at: usize, field: &str) -> Box<SchemaError> {
     SchemaError::new(map_at, format!("missing field {field:?}"))
 }
 
+/// 2 when a blob is plane-coded, else 1: the oldest version that can hold the blobs.
+fn version_of(blobs: &[BlobEntry]) -> u32 {
+    let planes = blobs.iter().any(|b| {
+        b.codec
+            .as_ref()
+            .is_some_and(|c| matches!(c.encoding, Encoding::Planes { .. }))
+    });
+    if planes { 2 } else { 1 }
+}
+
 pub(crate) fn unknown_field(key_at: usize, key: &str, what: &str) -> Box<SchemaError> {
     SchemaError::new(key_at, format!("unknown field {key:?} in {what}"))
 }
@@ -425,8 +478,15 @@ fn decode_manifest(bytes: &[u8], limits: &Limits) -> R<Manifest> {
             "blobs" => blobs = Some(decode_blobs(&mut r, limits).map_err(at("blobs"))?),
             "version" => {
                 let start = r.pos();
-                if uint(&mut r).map_err(at("version"))? != u64::from(FORMAT_VERSION) {
-                    return Err(at("version")(SchemaError::new(start, "version must be 1")));
+                // Keys are in canonical order, so the blobs are known by now.
+                let expected = version_of(blobs.as_deref().unwrap_or_default());
+                if uint(&mut r).map_err(at("version"))? != u64::from(expected) {
+                    return Err(at("version")(SchemaError::new(
+                        start,
+                        format!(
+                            "version must be {expected}: 2 exactly when a blob is plane-coded, else 1"
+                        ),
+                    )));
                 }
                 version = Some(());
             }
@@ -512,6 +572,7 @@ struct CodecFields {
     at: usize,
     name: Option<(String, usize)>,
     group: Option<(u64, usize)>,
+    layout: Option<(u64, usize)>,
     frames: Option<(Vec<u64>, usize)>,
     raw_length: Option<(u64, usize)>,
     raw_sha256: Option<(Vec<Digest>, usize)>,
@@ -594,6 +655,7 @@ fn read_codec(r: &mut Reader<'_>) -> R<CodecFields> {
         at: r.pos(),
         name: None,
         group: None,
+        layout: None,
         frames: None,
         raw_length: None,
         raw_sha256: None,
@@ -605,6 +667,7 @@ fn read_codec(r: &mut Reader<'_>) -> R<CodecFields> {
         match k {
             "name" => c.name = Some((text(r).map_err(at("name"))?.to_string(), value_at)),
             "group" => c.group = Some((uint(r).map_err(at("group"))?, value_at)),
+            "layout" => c.layout = Some((uint(r).map_err(at("layout"))?, value_at)),
             "frames" => c.frames = Some((uints(r).map_err(at("frames"))?, value_at)),
             "raw_length" => c.raw_length = Some((uint(r).map_err(at("raw_length"))?, value_at)),
             "raw_sha256" => {
@@ -616,26 +679,50 @@ fn read_codec(r: &mut Reader<'_>) -> R<CodecFields> {
     Ok(c)
 }
 
-fn check_codec(c: CodecFields, length: u64) -> R<ZstdCodec> {
+fn check_codec(c: CodecFields, length: u64) -> R<BlobCodec> {
     let (name, name_at) = c.name.ok_or_else(|| missing(c.at, "name"))?;
-    if name != "zstd" {
-        return Err(at("name")(SchemaError::new(
-            name_at,
-            format!("unknown codec {name:?}"),
-        )));
-    }
-    let (group, group_at) = c.group.ok_or_else(|| missing(c.at, "group"))?;
-    if ![1, 2, 4, 8, 16].contains(&group) {
-        return Err(at("group")(SchemaError::new(
-            group_at,
-            "group must be 1, 2, 4, 8 or 16",
-        )));
-    }
+    let (encoding, width) = match name.as_str() {
+        "zstd" => {
+            if let Some((_, layout_at)) = c.layout {
+                return Err(unknown_field(layout_at, "layout", "zstd codec"));
+            }
+            let (group, group_at) = c.group.ok_or_else(|| missing(c.at, "group"))?;
+            if ![1, 2, 4, 8, 16].contains(&group) {
+                return Err(at("group")(SchemaError::new(
+                    group_at,
+                    "group must be 1, 2, 4, 8 or 16",
+                )));
+            }
+            (Encoding::Zstd { group: group as u8 }, group)
+        }
+        "planes" => {
+            if let Some((_, group_at)) = c.group {
+                return Err(unknown_field(group_at, "group", "planes codec"));
+            }
+            let (id, layout_at) = c.layout.ok_or_else(|| missing(c.at, "layout"))?;
+            let layout = u8::try_from(id)
+                .ok()
+                .and_then(crate::planes::PlaneLayout::from_id)
+                .ok_or_else(|| {
+                    at("layout")(SchemaError::new(
+                        layout_at,
+                        "layout must be 1, 2, 4, 8, 0x82 or 0x84",
+                    ))
+                })?;
+            (Encoding::Planes { layout }, layout.width() as u64)
+        }
+        _ => {
+            return Err(at("name")(SchemaError::new(
+                name_at,
+                format!("unknown codec {name:?}"),
+            )));
+        }
+    };
     let (raw_length, raw_at) = c.raw_length.ok_or_else(|| missing(c.at, "raw_length"))?;
-    if raw_length == 0 || !raw_length.is_multiple_of(group) || raw_length > limits::MAX_SIZE {
+    if raw_length == 0 || !raw_length.is_multiple_of(width) || raw_length > limits::MAX_SIZE {
         return Err(at("raw_length")(SchemaError::new(
             raw_at,
-            "raw_length must be positive, at most 2^62 and a multiple of group",
+            "raw_length must be positive, at most 2^62 and a whole number of elements",
         )));
     }
     let chunks = limits::chunk_count(raw_length);
@@ -666,8 +753,8 @@ fn check_codec(c: CodecFields, length: u64) -> R<ZstdCodec> {
             "one digest per logical chunk is required",
         )));
     }
-    Ok(ZstdCodec {
-        group: group as u8,
+    Ok(BlobCodec {
+        encoding,
         frames,
         raw_length,
         raw_sha256,

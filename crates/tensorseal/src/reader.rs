@@ -17,6 +17,8 @@ pub(crate) struct Envelope {
     pub(crate) bytes: FileBytes,
     pub(crate) footer: Footer,
     pub(crate) signatures: Vec<SignatureEntry>,
+    /// Format version from the header.
+    pub(crate) version: u32,
 }
 
 impl Envelope {
@@ -45,7 +47,7 @@ impl Envelope {
         if len < HEADER_LEN + FOOTER_LEN {
             return Err(ReadError::TooShort { len });
         }
-        layout::check_header(&bytes[..HEADER_LEN as usize])?;
+        let version = layout::check_header(&bytes[..HEADER_LEN as usize])?;
         let footer = Footer::parse(&bytes[(len - FOOTER_LEN) as usize..], len, limits)?;
         let sig_start = footer.content_length();
         let sig_bytes = &bytes[sig_start as usize..(sig_start + footer.signatures_length) as usize];
@@ -54,6 +56,7 @@ impl Envelope {
             bytes,
             footer,
             signatures,
+            version,
         };
         if codec::sha256(env.manifest_bytes()) != footer.manifest_sha256 {
             return Err(ReadError::ManifestDigestMismatch {
@@ -73,6 +76,7 @@ impl Envelope {
     pub(crate) fn into_checkpoint(self, limits: &Limits) -> Result<Checkpoint, ReadError> {
         let manifest =
             Manifest::from_bytes(self.manifest_bytes(), self.footer.manifest_offset, limits)?;
+        layout::check_version(self.version, &manifest)?;
         let expected = manifest.manifest_offset();
         if expected != self.footer.manifest_offset {
             return Err(ReadError::Layout {
@@ -224,7 +228,8 @@ impl Checkpoint {
         for (i, (offset, len)) in entry.stored_chunks().into_iter().enumerate() {
             let frame = &self.env.bytes[offset as usize..(offset + len) as usize];
             let expected = CHUNK.min(codec.raw_length - i as u64 * CHUNK) as usize;
-            let chunk = codec::decompress_chunk(frame, expected, usize::from(codec.group))
+            let chunk = codec
+                .decode_frame(frame, expected)
                 .map_err(|what| ReadError::Decode {
                     blob,
                     chunk: i,

@@ -341,7 +341,7 @@ pub(crate) fn check_blobs(
         }
         if let Some(c) = &entry.codec {
             let expected = CHUNK.min(c.raw_length - job.chunk as u64 * CHUNK) as usize;
-            return match codec::decompress_chunk(stored, expected, usize::from(c.group)) {
+            return match c.decode_frame(stored, expected) {
                 Ok(raw) if codec::sha256(&raw) == c.raw_sha256[job.chunk] => None,
                 Ok(_) => Some(Err(job)),
                 Err(what) => Some(Ok((job, what))),

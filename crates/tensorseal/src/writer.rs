@@ -8,7 +8,8 @@ use crate::error::{ReadError, VerifyError, WriteError};
 use crate::keys::SecretKey;
 use crate::layout::{self, Footer, SignatureEntry};
 use crate::limits::{self, ALIGN, CHUNK, Limits};
-use crate::manifest::{BlobEntry, Digest, Manifest, ZstdCodec};
+use crate::manifest::{BlobCodec, BlobEntry, Digest, Encoding, Manifest};
+use crate::planes::PlaneLayout;
 use crate::reader::Envelope;
 use crate::tree::{BlobId, Node};
 use rayon::prelude::*;
@@ -29,6 +30,13 @@ pub enum Compression {
         /// zstd level; 1 is best on float weights (higher levels gain nothing measurable).
         level: i32,
     },
+    /// The plane codec (spec §4.4): each chunk's elements split into sign/exponent/mantissa or
+    /// byte planes by dtype, each plane tANS-coded, zstd-coded or raw, whichever is smallest. A
+    /// blob is stored raw only when this saves nothing. Makes a version-2 file.
+    Planes,
+    /// The plane codec where it saves at least 5%, raw elsewhere (keeping zero-copy reads where
+    /// compression would gain little); never bigger than raw.
+    Auto,
 }
 
 /// The zstd levels [`Compression::Zstd`] takes.
@@ -36,19 +44,21 @@ pub const ZSTD_LEVELS: std::ops::RangeInclusive<i32> = 1..=22;
 
 /// A `--compress` / `compress=` value that is not one of the spellings [`Compression`] parses.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("expected none, zstd or zstd=LEVEL with LEVEL in 1..=22, got {0:?}")]
+#[error("expected none, auto, planes, zstd or zstd=LEVEL with LEVEL in 1..=22, got {0:?}")]
 pub struct CompressionSyntaxError(String);
 
 impl std::str::FromStr for Compression {
     type Err = CompressionSyntaxError;
 
     /// The one parser of the compression option, for the CLI's `--compress` and the Python
-    /// package's `compress=` alike: `none`, `zstd` (level 1), `zstd=LEVEL`. `zstd:LEVEL` is
-    /// read too, the spelling the Python package documented first.
+    /// package's `compress=` alike: `none`, `auto`, `planes`, `zstd` (level 1), `zstd=LEVEL`.
+    /// `zstd:LEVEL` is read too, the spelling the Python package documented first.
     fn from_str(s: &str) -> Result<Compression, CompressionSyntaxError> {
         let bad = || CompressionSyntaxError(s.to_string());
         match s {
             "none" => return Ok(Compression::None),
+            "auto" => return Ok(Compression::Auto),
+            "planes" => return Ok(Compression::Planes),
             "zstd" => return Ok(Compression::Zstd { level: 1 }),
             _ => {}
         }
@@ -74,6 +84,8 @@ impl std::fmt::Display for Compression {
         match self {
             Compression::None => f.write_str("none"),
             Compression::Zstd { level } => write!(f, "zstd={level}"),
+            Compression::Planes => f.write_str("planes"),
+            Compression::Auto => f.write_str("auto"),
         }
     }
 }
@@ -217,7 +229,7 @@ impl Writer {
             logical: 0,
             flush: EarlyFlush::default(),
         };
-        w.file.write_all(&layout::header())?;
+        w.file.write_all(&layout::header(1))?;
         w.pos = layout::HEADER_LEN;
         Ok(w)
     }
@@ -273,9 +285,9 @@ impl Writer {
         if data.is_empty() {
             return Err(empty_blob());
         }
-        if let Compression::Zstd { level } = self.options.compression {
+        if self.options.compression != Compression::None {
             let mut source = data;
-            if let Some(id) = self.try_compressed(&mut source, data.len() as u64, dtype, level)? {
+            if let Some(id) = self.try_compressed(&mut source, data.len() as u64, dtype)? {
                 return Ok(id);
             }
         }
@@ -351,8 +363,8 @@ impl Writer {
         if len == 0 {
             return Err(empty_blob());
         }
-        if let Compression::Zstd { level } = self.options.compression
-            && let Some(id) = self.try_compressed(source, len, dtype, level)?
+        if self.options.compression != Compression::None
+            && let Some(id) = self.try_compressed(source, len, dtype)?
         {
             return Ok(id);
         }
@@ -381,16 +393,42 @@ impl Writer {
         self.end_blob(start, len, sha256, None)
     }
 
-    /// Compresses a blob chunk by chunk; if that saves less than 5%, rewinds and returns `None`
-    /// so the caller stores it raw.
+    /// Compresses a blob chunk by chunk; if that saves too little (5%, or nothing for
+    /// [`Compression::Planes`]), rewinds and returns `None` so the caller stores it raw.
     fn try_compressed(
         &mut self,
         source: &mut dyn BlobSource,
         len: u64,
         dtype: DType,
-        level: i32,
     ) -> Result<Option<BlobId>, WriteError> {
-        let group = dtype.swap_width();
+        let (encoding, level, min_saving) = match self.options.compression {
+            Compression::None => return Ok(None),
+            Compression::Zstd { level } => (
+                Encoding::Zstd {
+                    group: dtype.swap_width() as u8,
+                },
+                level,
+                20,
+            ),
+            Compression::Planes => (
+                Encoding::Planes {
+                    layout: PlaneLayout::for_dtype(dtype),
+                },
+                1,
+                u64::MAX,
+            ),
+            Compression::Auto => (
+                Encoding::Planes {
+                    layout: PlaneLayout::for_dtype(dtype),
+                },
+                1,
+                20,
+            ),
+        };
+        let group = match encoding {
+            Encoding::Zstd { group } => u64::from(group),
+            Encoding::Planes { layout } => layout.width() as u64,
+        };
         if !len.is_multiple_of(group) {
             return Err(WriteError::Invalid {
                 what: "blob",
@@ -414,7 +452,14 @@ impl Writer {
             let encoded: Vec<(Vec<u8>, Digest, Digest)> = raws
                 .par_iter()
                 .map(|raw| {
-                    let frame = codec::compress_chunk(raw, group as usize, level)?;
+                    let frame = match encoding {
+                        Encoding::Zstd { group } => {
+                            codec::compress_chunk(raw, usize::from(group), level)?
+                        }
+                        Encoding::Planes { layout } => {
+                            crate::planes::encode_chunk(raw, layout, level)?
+                        }
+                    };
                     let frame_sha = codec::sha256(&frame);
                     Ok((frame, frame_sha, codec::sha256(raw)))
                 })
@@ -427,14 +472,15 @@ impl Writer {
                 raw_sha256.push(raw_sha);
             }
         }
-        // Compression must save at least 5% to be worth losing zero-copy reads.
-        if stored.saturating_mul(20) > len.saturating_mul(19) {
+        // Compression must save at least 1 / `min_saving` of the blob (5% unless the user asked
+        // for planes outright) to be worth losing zero-copy reads; never nothing.
+        if stored >= len || stored > len - len / min_saving {
             self.file.seek(SeekFrom::Start(start))?;
             self.file.set_len(start)?;
             return Ok(None);
         }
-        let codec = ZstdCodec {
-            group: group as u8,
+        let codec = BlobCodec {
+            encoding,
             frames,
             raw_length: len,
             raw_sha256,
@@ -447,7 +493,7 @@ impl Writer {
         start: u64,
         length: u64,
         sha256: Vec<Digest>,
-        codec: Option<ZstdCodec>,
+        codec: Option<BlobCodec>,
     ) -> Result<BlobId, WriteError> {
         let end = start + length;
         let aligned = limits::align_up(end).ok_or_else(|| io::Error::other("file too large"))?;
@@ -480,6 +526,14 @@ impl Writer {
             ext: BTreeMap::new(),
         };
         let bytes = manifest.to_bytes(&self.options.limits)?;
+        if manifest.version() != 1 {
+            // The header was written as version 1 before any blob was known.
+            std::os::unix::fs::FileExt::write_all_at(
+                &self.file,
+                &layout::header(manifest.version()),
+                0,
+            )?;
+        }
         let manifest_sha256 = codec::sha256(&bytes);
         let manifest_offset = self.pos;
         self.file.write_all(&bytes)?;

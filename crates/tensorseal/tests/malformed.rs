@@ -169,11 +169,18 @@ fn header_fields_are_checked() {
             offset: 0
         }
     ));
+    let mut v3 = file.clone();
+    v3[8] = 3;
+    assert!(matches!(
+        open_err(v3),
+        ReadError::UnsupportedVersion { version: 3 }
+    ));
+    // Version 2 is read, but only for files with a plane-coded blob.
     let mut v2 = file.clone();
     v2[8] = 2;
     assert!(matches!(
         open_err(v2),
-        ReadError::UnsupportedVersion { version: 2 }
+        ReadError::Layout { offset: 8, what } if what.contains("manifest is version 1")
     ));
     for at in [12, 40, 63] {
         let mut r = file.clone();

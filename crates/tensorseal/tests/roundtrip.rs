@@ -553,7 +553,12 @@ fn every_dtype_and_shape_round_trips() {
     let mut tree = Node::List(tree);
     for seed in [0, 1] {
         let blobs = attach_blobs(&mut tree, seed);
-        for compression in [Compression::None, Compression::Zstd { level: 3 }] {
+        for compression in [
+            Compression::None,
+            Compression::Zstd { level: 3 },
+            Compression::Planes,
+            Compression::Auto,
+        ] {
             let path = dir.path().join("d.tseal");
             write(&path, &tree, &blobs, &BTreeMap::new(), compression, &[]).unwrap();
             check(&path, &tree, &blobs, &BTreeMap::new());
@@ -582,19 +587,141 @@ fn large_blobs_span_several_chunks() {
         Some(0),
     )));
     let blobs = vec![(blob, DType::F32)];
-    for compression in [Compression::None, Compression::Zstd { level: 1 }] {
+    for compression in [
+        Compression::None,
+        Compression::Zstd { level: 1 },
+        Compression::Planes,
+    ] {
         let path = dir.path().join("l.tseal");
         write(&path, &tree, &blobs, &BTreeMap::new(), compression, &[]).unwrap();
         let ckpt = Checkpoint::open(&path, &Limits::default()).unwrap();
         let entry = &ckpt.manifest().blobs[0];
         assert_eq!(entry.sha256.len(), 3);
         if let Some(c) = &entry.codec {
-            assert_eq!((c.frames.len(), c.raw_sha256.len(), c.group), (3, 3, 4));
+            assert_eq!((c.frames.len(), c.raw_sha256.len()), (3, 3));
+            let expected = match compression {
+                Compression::Planes => tensorseal::Encoding::Planes {
+                    layout: tensorseal::planes::PlaneLayout::F32,
+                },
+                _ => tensorseal::Encoding::Zstd { group: 4 },
+            };
+            assert_eq!(c.encoding, expected);
         }
         let report = ckpt.verify(&TrustPolicy::integrity_only()).unwrap();
         assert_eq!(report.chunks, 3);
         check(&path, &tree, &blobs, &BTreeMap::new());
     }
+}
+
+/// Issue 12: the plane codec is bit-exact on every float pattern that matters (NaN payloads of
+/// both signs, infinities, subnormals, negative zero, all-equal tensors) in every float dtype,
+/// makes a version-2 file exactly when it is used, and a flipped stored bit is caught.
+#[test]
+fn plane_coded_floats_round_trip_bit_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let f32s: Vec<u32> = [
+        0x7fc0_0001u32,
+        0xffc1_2345,
+        0x7f80_0001,
+        0x7f80_0000,
+        0xff80_0000,
+        0x0000_0001,
+        0x807f_ffff,
+        0x8000_0000,
+        0,
+    ]
+    .into_iter()
+    .chain((0..200_000u32).map(|i| ((i as f32 * 0.37).sin() * 0.02).to_bits()))
+    .collect();
+    let f32_bytes: Vec<u8> = f32s.iter().flat_map(|u| u.to_le_bytes()).collect();
+    let bf16_bytes: Vec<u8> = f32s
+        .iter()
+        .flat_map(|u| ((u >> 16) as u16).to_le_bytes())
+        .collect();
+    let every_u16: Vec<u8> = (0..=u16::MAX).flat_map(u16::to_le_bytes).collect();
+    let equal = vec![0x3cu8; 1 << 16];
+    let tensors = [
+        (f32_bytes, DType::F32),
+        (bf16_bytes, DType::BF16),
+        (every_u16.clone(), DType::BF16),
+        (every_u16, DType::F16),
+        (equal.clone(), DType::F8E4M3Fn),
+        (equal, DType::F32),
+    ];
+    let mut nodes = Vec::new();
+    let mut blobs = Vec::new();
+    for (i, (bytes, dtype)) in tensors.into_iter().enumerate() {
+        let n = bytes.len() as u64 / dtype.itemsize();
+        nodes.push(Node::Tensor(Box::new(Tensor::new(dtype, vec![n], Some(i)))));
+        blobs.push((bytes, dtype));
+    }
+    let tree = Node::List(nodes);
+    let path = dir.path().join("p.tseal");
+    write(
+        &path,
+        &tree,
+        &blobs,
+        &BTreeMap::new(),
+        Compression::Planes,
+        &[],
+    )
+    .unwrap();
+    check(&path, &tree, &blobs, &BTreeMap::new());
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(bytes[8], 2, "a plane-coded file is version 2");
+    let ckpt = Checkpoint::open(&path, &Limits::default()).unwrap();
+    assert_eq!(ckpt.manifest().version(), 2);
+    let names: Vec<String> = ckpt
+        .manifest()
+        .blobs
+        .iter()
+        .map(|b| b.encoding_name())
+        .collect();
+    assert_eq!(
+        names,
+        // Every 16-bit pattern once is incompressible: stored raw, never bigger.
+        [
+            "planes+f32",
+            "planes+bf16",
+            "raw",
+            "raw",
+            "planes+bytes1",
+            "planes+f32"
+        ]
+    );
+    let first = &ckpt.manifest().blobs[0];
+    assert!(
+        first.length * 10 < first.logical_length() * 9,
+        "smooth weights compress"
+    );
+    let last = ckpt.manifest().blobs.last().unwrap();
+    assert!(
+        last.length < 300,
+        "an all-equal tensor codes to a few bytes: {}",
+        last.length
+    );
+    let (offset, len) = first.stored_chunks()[0];
+    for at in [offset, offset + len / 2, offset + len - 1] {
+        let mut bad = bytes.clone();
+        bad[at as usize] ^= 0x10;
+        std::fs::write(&path, &bad).unwrap();
+        let ckpt = Checkpoint::open(&path, &Limits::default()).unwrap();
+        assert!(
+            ckpt.verify(&TrustPolicy::integrity_only()).is_err(),
+            "flip at {at}"
+        );
+    }
+    // Without planes the same writer stays at version 1, readable by version-1 readers.
+    write(
+        &path,
+        &tree,
+        &blobs,
+        &BTreeMap::new(),
+        Compression::Zstd { level: 1 },
+        &[],
+    )
+    .unwrap();
+    assert_eq!(std::fs::read(&path).unwrap()[8], 1);
 }
 
 /// Spec §8: the CBOR nesting bound follows from the tree depth (5 levels per tree level), so

@@ -1,7 +1,7 @@
 //! Canonical encoding of the manifest and of nodes (spec §3). The tree is walked with an explicit
 //! stack of tasks, so encoding a deep tree costs heap, not native stack.
 
-use super::{BlobEntry, Digest, FORMAT_VERSION, Manifest, sub_one};
+use super::{BlobEntry, Digest, Encoding, Manifest, sub_one};
 use crate::cbor::{CborWriter, Sink, text_key_order};
 use crate::error::WriteError;
 use crate::limits::Limits;
@@ -31,7 +31,7 @@ pub(crate) fn encode_manifest<S: Sink>(
         encode_blob(w, b);
     }
     w.text("version");
-    w.uint(u64::from(FORMAT_VERSION));
+    w.uint(u64::from(m.version()));
     w.text("metadata");
     let mut entries: Vec<(&String, &String)> = m.metadata.iter().collect();
     entries.sort_by(|a, b| text_key_order(a.0, b.0));
@@ -56,13 +56,23 @@ fn encode_blob<S: Sink>(w: &mut CborWriter<S>, b: &BlobEntry) {
         w.text("codec");
         w.map(5);
         w.text("name");
-        w.text("zstd");
-        w.text("group");
-        w.uint(u64::from(c.group));
+        match c.encoding {
+            Encoding::Zstd { group } => {
+                w.text("zstd");
+                w.text("group");
+                w.uint(u64::from(group));
+            }
+            // Canonical order puts "frames" before "layout" (same length, bytewise).
+            Encoding::Planes { .. } => w.text("planes"),
+        }
         w.text("frames");
         w.array(c.frames.len());
         for &f in &c.frames {
             w.uint(f);
+        }
+        if let Encoding::Planes { layout } = c.encoding {
+            w.text("layout");
+            w.uint(u64::from(layout.id()));
         }
         w.text("raw_length");
         w.uint(c.raw_length);
