@@ -41,6 +41,19 @@ impl FileBytes {
         advise_sequential(self);
     }
 
+    /// Hints the kernel how the mapping will be read (mapped files only; best effort).
+    pub(crate) fn advise(&self, advice: memmap2::Advice) {
+        match self {
+            FileBytes::Mapped(m) => {
+                let _ = m.advise(advice);
+            }
+            FileBytes::Private(p) => {
+                let _ = p.map.advise(advice);
+            }
+            FileBytes::Owned(_) => {}
+        }
+    }
+
     /// The bytes of `range`, borrowing only that range.
     ///
     /// Unlike `&bytes[range]`, which borrows the whole file first, this never creates a reference

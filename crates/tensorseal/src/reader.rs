@@ -97,16 +97,24 @@ impl Envelope {
             manifest.blobs.last().map_or(HEADER_LEN, BlobEntry::end),
             expected,
         ));
-        for (start, end) in gaps {
-            if let Some(i) = self.bytes[start as usize..end as usize]
+        // One page per gap, read alone: a fault in a mapping otherwise reads the device's whole
+        // read-ahead window around it (8 MiB here), and the gaps after compressed blobs, one per
+        // blob, then read the entire file at open, before verification could overlap reading
+        // with hashing (measured: a 224 MB file's open took 0.97 s from a 250 MB/s disk).
+        self.bytes.advise(memmap2::Advice::Random);
+        let padding = gaps.into_iter().try_for_each(|(start, end)| {
+            match self.bytes[start as usize..end as usize]
                 .iter()
                 .position(|&b| b != 0)
             {
-                return Err(ReadError::NonZeroPadding {
+                Some(i) => Err(ReadError::NonZeroPadding {
                     offset: start + i as u64,
-                });
+                }),
+                None => Ok(()),
             }
-        }
+        });
+        self.bytes.advise(memmap2::Advice::Normal);
+        padding?;
         Ok(Checkpoint {
             env: self,
             manifest,
