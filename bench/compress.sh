@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Side-by-side compression of real trained weights (resemblyzer pretrained.pt, FP32 and cast to
-# BF16/FP16) in one run: plain zstd CLI levels 1/3/19, byte-grouped zstd (the format's current
-# encoding) and the plane codec (crates/tensorseal/src/planes.rs) at levels 1/3/19, and ZipNN.
-# Needs network for `pip download`. Usage: TENSORSEAL_VENV=... bash bench/compress.sh
+# Side-by-side compression of real trained weights in one run: resemblyzer 0.1.4's pretrained.pt
+# (a trained checkpoint from its PyPI wheel) as FP32 and cast to BF16 and FP16 (casts keep the
+# real exponent distribution). Compared: plain zstd CLI levels 1/3/19, the format's byte-grouped
+# zstd (levels 1/3/19), the plane codec (spec §4.4, tANS exponent planes) and ZipNN 0.5.4.
+# Then whole checkpoints through `tensorseal convert --compress ...` and a timed verify, for the
+# load-from-a-slow-disk comparison. Needs network for `pip download`.
+# Usage: TENSORSEAL_VENV=... bash bench/compress.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY="${TENSORSEAL_VENV:?set TENSORSEAL_VENV}/bin/python"
@@ -14,16 +17,59 @@ trap 'rm -rf "$W"' EXIT
 "$PY" -m pip install -q --no-deps --target "$W/zp" zipnn==0.5.4 zstandard==0.25.0
 "$PY" bench/compress_planes.py "$W/resemblyzer/pretrained.pt" "$W"
 cargo build -q --release --locked -p tensorseal --example planes_bench
+cargo build -q --release --locked -p tensorseal-cli
+echo "== zstd CLI (whole file, no grouping)"
 for f in fp32 bf16 fp16; do
   n=$(stat -c %s "$W/$f.bin")
   for l in 1 3 19; do
     z=$(zstd -q -c "-$l" "$W/$f.bin" | wc -c)
-    echo "zstd CLI  $f level $l: ratio $(echo "scale=3; $n / $z" | bc)"
+    echo "zstd CLI $f -$l: ratio $(echo "scale=3; $n / $z" | bc)"
   done
 done
-for l in 1 3 19; do
-  echo "== fp32 level $l"; target/release/examples/planes_bench "$W/fp32.bin" f32 "$l"
-  echo "== bf16 level $l"; target/release/examples/planes_bench "$W/bf16.bin" bf16 "$l"
-  echo "== fp16 level $l"; target/release/examples/planes_bench "$W/fp16.bin" bytes2 "$l"
+for k in "fp32 f32" "bf16 bf16" "fp16 bytes2"; do
+  set -- $k
+  echo "== tensorseal codecs, $1"
+  target/release/examples/planes_bench "$W/$1.bin" "$2"
 done
+echo "== ZipNN"
 "$PY" bench/compress_zipnn.py "$W/zp" "$W" 2>&1 | grep -v -i warn
+echo "== whole checkpoints: convert, then verify (warm page cache, all cores)"
+for src in "$W/resemblyzer/pretrained.pt" "$W/bf16.pt"; do
+  for c in none zstd auto; do
+    out="$W/$(basename "$src" .pt)-$c.tseal"
+    target/release/tensorseal convert "$src" "$out" --compress "$c" >/dev/null
+    echo "$(basename "$src") --compress $c: $(stat -c %s "$out") bytes"
+  done
+done
+# Verified load from a slow disk: the page cache dropped before each run, reads throttled by a
+# cgroup-v1 blkio limit on the disk holding $W. Needs root and blkio; skipped otherwise.
+BLK=/sys/fs/cgroup/blkio
+dev=$(lsblk -no MAJ:MIN "$(df --output=source "$W" | tail -1)" 2>/dev/null | head -1 | tr -d ' ' || true)
+if [ -w /proc/sys/vm/drop_caches ] && [ -d "$BLK" ] && [ -n "$dev" ] && mkdir -p "$BLK/tensorseal-bench" 2>/dev/null; then
+  for src in tiled_fp32 tiled_bf16; do
+    for c in none auto; do
+      target/release/tensorseal convert "$W/$src.pt" "$W/$src-$c.tseal" --compress "$c" >/dev/null
+    done
+  done
+  for mbps in 250 500 1000 0; do
+    # A limit of 0 removes the throttle: the disk's own speed.
+    echo "$dev $((mbps * 1000000))" > "$BLK/tensorseal-bench/blkio.throttle.read_bps_device"
+    for src in tiled_fp32 tiled_bf16; do
+      for c in none auto; do
+        f="$W/$src-$c.tseal"
+        best=""
+        for _ in 1 2 3; do
+          sync; echo 3 > /proc/sys/vm/drop_caches
+          t=$(bash -c 'echo $$ > '"$BLK"'/tensorseal-bench/tasks; s=$(date +%s%N);
+            '"$PWD"'/target/release/tensorseal verify '"$f"' --digests-only >/dev/null;
+            echo $(( ($(date +%s%N) - s) / 1000000 ))')
+          if [ -z "$best" ] || [ "$t" -lt "$best" ]; then best=$t; fi
+        done
+        echo "cold verify, disk limit $mbps MB/s (0 = none): $src --compress $c ($(stat -c %s "$f") bytes): ${best} ms"
+      done
+    done
+  done
+  rmdir "$BLK/tensorseal-bench" 2>/dev/null || true
+else
+  echo "cold-cache throttled verify skipped: needs root, /proc/sys/vm/drop_caches and cgroup-v1 blkio"
+fi

@@ -73,9 +73,15 @@ pub(crate) struct ConvertArgs {
     /// Sign with this private key (PKCS#8 PEM: a path, env:VAR or fd:N); repeatable.
     #[arg(long, value_name = "KEY")]
     sign: Vec<PathBuf>,
-    /// Compress blobs: `zstd` (level 1), `zstd=LEVEL` (1-22) or `none`; blobs that do not
-    /// shrink by 5% stay raw.
-    #[arg(long, value_name = "zstd[=LEVEL]", value_parser = str::parse::<Compression>)]
+    /// Compress blobs: `auto` (the plane codec where it saves 5%, raw elsewhere), `planes` (the
+    /// plane codec wherever it saves anything), `zstd` (byte-grouped, level 1), `zstd=LEVEL`
+    /// (1-22) or `none`. Plane-coded files are format version 2; zstd blobs that do not shrink
+    /// by 5% stay raw.
+    #[arg(
+        long,
+        value_name = "auto|planes|zstd[=LEVEL]|none",
+        value_parser = str::parse::<Compression>
+    )]
     compress: Option<Compression>,
     /// Keep instances of unknown classes as inert records (never instantiated) instead of
     /// refusing the file. Code-execution primitives are refused regardless.

@@ -142,6 +142,7 @@ fn show<'b>(
                 );
                 if let Some(c) = &b.codec {
                     m.insert("raw_length".into(), json!(c.raw_length));
+                    m.insert("ratio".into(), json!(ratio(b)));
                     m.insert(
                         "raw_sha256".into(),
                         json!(c.raw_sha256.iter().map(hex::encode).collect::<Vec<_>>()),
@@ -152,7 +153,7 @@ fn show<'b>(
             .collect();
         let value = json!({
             "file": args.file.display().to_string(),
-            "format_version": tensorseal::FORMAT_VERSION,
+            "format_version": manifest.version(),
             "file_length": ckpt.file_length,
             "manifest_sha256": hex::encode(ckpt.manifest_sha256),
             "metadata": manifest.metadata,
@@ -173,7 +174,7 @@ fn show<'b>(
         "file:            {} ({}, format version {})",
         args.file.display(),
         render::bytes(ckpt.file_length),
-        tensorseal::FORMAT_VERSION
+        manifest.version()
     );
     outln!("manifest sha256: {}", hex::encode(ckpt.manifest_sha256));
     outln!("signatures:      {}", ckpt.signatures.len());
@@ -190,6 +191,16 @@ fn show<'b>(
         render::bytes(total),
         manifest.blobs.len()
     );
+    let stored: u64 = manifest.blobs.iter().map(|b| b.length).sum();
+    let logical: u64 = manifest.blobs.iter().map(|b| b.logical_length()).sum();
+    if stored != logical {
+        outln!(
+            "stored:          {} for {} of blobs ({:.3}x)",
+            render::bytes(stored),
+            render::bytes(logical),
+            logical as f64 / stored as f64
+        );
+    }
     for (path, t, hash) in &rows {
         let name = dotted_path(path);
         let name = if name.is_empty() {
@@ -198,7 +209,12 @@ fn show<'b>(
             name
         };
         let storage = match t.blob {
-            Some(b) => format!("blob {b} {}", manifest.blobs[b].encoding_name()),
+            Some(b) => match &manifest.blobs[b] {
+                blob if blob.codec.is_some() => {
+                    format!("blob {b} {} {:.3}x", blob.encoding_name(), ratio(blob))
+                }
+                blob => format!("blob {b} {}", blob.encoding_name()),
+            },
             None => "no data".to_string(),
         };
         let hash = hash
@@ -217,4 +233,9 @@ fn show<'b>(
     render::tree(&mut out, &manifest.root, 0);
     out!("{out}");
     Ok(())
+}
+
+/// Logical over stored length: how much the blob's encoding saves.
+fn ratio(blob: &tensorseal::BlobEntry) -> f64 {
+    blob.logical_length() as f64 / blob.length as f64
 }

@@ -787,3 +787,59 @@ fn convert_a_dcp_folder_to_a_signed_shard_set_when_output_is_a_folder() {
     assert!(stderr(&o).contains("only a torch.distributed.checkpoint folder"));
     assert!(!d.join("other").exists());
 }
+
+/// Issue 12: `--compress planes|auto` on a real trained checkpoint (lpips' FP32 weights) gives a
+/// version-2 file that verifies, whose tensors are bit-exact with the raw conversion's, and whose
+/// blobs `inspect` shows with their ratios.
+#[test]
+fn convert_with_the_plane_codec_is_bit_exact_and_inspect_shows_ratios() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let src = fixture("real/lpips_vgg_v0.1.pth");
+    let o = run(&["convert", &src, "raw.tseal"], d);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let raw = tensorseal::Checkpoint::open(&d.join("raw.tseal"), &Default::default()).unwrap();
+    for mode in ["planes", "auto"] {
+        let out = format!("{mode}.tseal");
+        let o = run(&["convert", &src, &out, "--compress", mode], d);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let o = run(&["verify", &out, "--digests-only"], d);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let o = run(&["inspect", &out, "--json"], d);
+        assert_eq!(code(&o), 0, "{}", stderr(&o));
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["format_version"], 2);
+        let coded: Vec<&Value> = v["blobs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| b["encoding"] == "planes+f32")
+            .collect();
+        assert!(!coded.is_empty(), "{mode}: {}", v["blobs"]);
+        for b in coded {
+            let ratio = b["ratio"].as_f64().unwrap();
+            let expected = b["raw_length"].as_f64().unwrap() / b["length"].as_f64().unwrap();
+            assert!((ratio - expected).abs() < 1e-9 && ratio > 1.0, "{b}");
+        }
+        let text = run(&["inspect", &out], d);
+        let text = String::from_utf8(text.stdout).unwrap();
+        assert!(text.contains("format version 2"), "{text}");
+        assert!(text.contains("planes+f32 1."), "{text}");
+        assert!(text.contains("stored: "), "{text}");
+        let ckpt = tensorseal::Checkpoint::open(&d.join(&out), &Default::default()).unwrap();
+        let (a, b) = (raw.root().tensors(), ckpt.root().tensors());
+        assert_eq!(a.len(), b.len());
+        for ((pa, ta), (pb, tb)) in a.iter().zip(&b) {
+            assert_eq!(pa, pb);
+            assert_eq!(
+                &*raw.tensor_bytes(ta).unwrap(),
+                &*ckpt.tensor_bytes(tb).unwrap(),
+                "{}",
+                tensorseal::dotted_path(pa)
+            );
+        }
+    }
+    let o = run(&["convert", &src, "x.tseal", "--compress", "planes=3"], d);
+    assert_eq!(code(&o), 2, "{}", stderr(&o));
+    assert!(stderr(&o).contains("auto, planes"), "{}", stderr(&o));
+}

@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import tensorseal
+from conftest import FIXTURES
 from deep_compare import assert_same, assert_same_sharing
 from gen import TORCH_DTYPES, Gen
 
@@ -201,6 +202,34 @@ def test_zstd_compresses_and_round_trips(tmp, keys):
     tensorseal.save(obj, tmp / "z.tseal", sign_with=priv, compress="zstd")
     assert (tmp / "z.tseal").stat().st_size < (tmp / "raw.tseal").stat().st_size // 10
     assert_same(tensorseal.load(tmp / "z.tseal", trust=[pub]), obj)
+
+
+@pytest.mark.parametrize("mode", ["auto", "planes"])
+def test_plane_codec_round_trips_every_float_dtype_bit_exact(mode, tmp, keys):
+    """Issue 12: the plane codec through save/load, bit-exact, on real trained weights (the lpips
+    fixture) cast to every float dtype, and on the bit patterns that break careless codecs: NaN
+    payloads of both signs, infinities, subnormals, negative zero, an all-equal tensor."""
+    priv, pub = keys[0]
+    sd = torch.load(FIXTURES / "real" / "lpips_vgg_v0.1.pth", map_location="cpu", weights_only=True)
+    weights = torch.cat([v.flatten().float() for v in sd.values()])
+    specials = torch.tensor([0x7FC00001, -0x3E000000, 0x7F800000, -0x00800000, 1, 0x807FFFFF - (1 << 32),
+                             -(1 << 31), 0], dtype=torch.int64).to(torch.int32).view(torch.float32)
+    obj = {"w": {str(dt): weights.to(dt) for dt in (torch.float32, torch.bfloat16, torch.float16, torch.float64)},
+           "f8": weights.clamp(-400, 400).to(torch.float8_e4m3fn),
+           "specials": specials, "specials_bf16": specials.view(torch.int16).view(torch.bfloat16),
+           "equal": torch.full((100_000,), 0.125, dtype=torch.bfloat16),
+           "ints": torch.arange(100_000, dtype=torch.int64), "step": 7}
+    tensorseal.save(obj, tmp / "raw.tseal")
+    tensorseal.save(obj, tmp / "p.tseal", sign_with=priv, compress=mode)
+    assert (tmp / "p.tseal").read_bytes()[8] == 2, "plane-coded files are format version 2"
+    assert (tmp / "p.tseal").stat().st_size < (tmp / "raw.tseal").stat().st_size * 0.9
+    back = tensorseal.load(tmp / "p.tseal", trust=[pub])
+    assert_same(back, obj)
+    for name, t in [("specials", obj["specials"]), ("specials_bf16", obj["specials_bf16"])]:
+        assert torch.equal(back[name].view(torch.int16 if t.dtype == torch.bfloat16 else torch.int32),
+                           t.view(torch.int16 if t.dtype == torch.bfloat16 else torch.int32)), name
+    assert tensorseal.save(obj, tmp / "again.tseal", sign_with=priv, compress=mode) is None
+    assert (tmp / "again.tseal").read_bytes() == (tmp / "p.tseal").read_bytes(), "deterministic"
 
 
 @pytest.mark.parametrize("value, where", [

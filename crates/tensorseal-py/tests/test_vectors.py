@@ -131,3 +131,92 @@ def test_all_kinds_round_trips_to_the_same_manifest(tmp):
     obj = tensorseal.load(VECTORS / "all-kinds.tseal", trust=[PUB])
     tensorseal.save(obj, tmp / "again.tseal", sign_with=VECTORS / "test-key.key")
     assert_same(tensorseal.load(tmp / "again.tseal", trust=[PUB]), obj)
+
+
+# An independent reading of spec §4.4-4.5, written from the spec's text alone (bit by bit, no
+# speed): if it decodes the vectors to what the library loads, the spec says what the code does.
+SPEC_R, SPEC_B = 12, 1 << 17
+
+
+def spec_tans_decode(body, m):
+    L = 1 << SPEC_R
+    out, at = [], 0
+    for start in range(0, m, SPEC_B):
+        b = min(SPEC_B, m - start)
+        last = body[at]
+        at += 1
+        counts = [0] * 256
+        for s in range(last + 1):
+            c = body[at]
+            if c < 0x80:
+                at += 1
+            else:
+                c = (c & 0x7F) | (body[at + 1] << 7)
+                at += 2
+            counts[s] = c
+        assert sum(counts) == L and counts[last] > 0
+        lengths = [int.from_bytes(body[at + 4 * k:at + 4 * k + 4], "little") for k in range(4)]
+        at += 16
+        sym, p = [0] * L, 0
+        for s in range(256):
+            for _ in range(counts[s]):
+                sym[p] = s
+                p = (p + L // 2 + L // 8 + 3) % L
+        x, nb, base = list(counts), [0] * L, [0] * L
+        for u in range(L):
+            s = sym[u]
+            nb[u] = SPEC_R - (x[s].bit_length() - 1)
+            base[u] = x[s] * 2 ** nb[u] - L
+            x[s] += 1
+        q = -(-b // 4)
+        for k in range(4):
+            data = body[at:at + lengths[k]]
+            at += lengths[k]
+            n = max(0, min(b, (k + 1) * q) - k * q)
+            if n == 0:
+                assert not data
+                continue
+            bits = "".join(format(byte, "08b")[::-1] for byte in data)
+            pos = 0
+
+            def read(c):
+                nonlocal pos
+                assert pos + c <= len(bits), "stream overrun"
+                v = int(bits[pos:pos + c][::-1] or "0", 2)
+                pos += c
+                return v
+
+            state = read(SPEC_R)
+            for _ in range(n):
+                out.append(sym[state])
+                state = base[state] + read(nb[state])
+            assert state == 0 and -(-pos // 8) == len(data) and "1" not in bits[pos:]
+    assert at == len(body)
+    return bytes(out)
+
+
+def test_spec_tans_vector_decodes_by_the_spec_text():
+    body = bytes.fromhex("07000000000080180080080200000002000000020000000200000073"
+                         "0c6e05730c6e05")
+    assert spec_tans_decode(body, 8) == bytes([5, 5, 5, 7] * 2)
+
+
+def test_planes_vector_decodes_by_the_spec_text():
+    """The bf16 blob of planes.tseal (the first, at offset 64): layout 0x82, a tANS exponent
+    plane and a raw sign/mantissa plane, rebuilt by §4.4's bit fields."""
+    data = (VECTORS / "planes.tseal").read_bytes()
+    assert data[8] == 2, "plane-coded files are format version 2"
+    frame = data[64:]
+    assert frame[0] == 0x82
+    m = 128 * 128
+    heads = [(frame[1 + 5 * j], int.from_bytes(frame[2 + 5 * j:6 + 5 * j], "little")) for j in range(2)]
+    assert [h[0] for h in heads] == [2, 0], "exponent tANS-coded, sign and mantissa raw"
+    at = 11
+    exponent = spec_tans_decode(frame[at:at + heads[0][1]], m)
+    at += heads[0][1]
+    rest = frame[at:at + m]
+    words = [((s >> 7) << 15) | (x << 7) | (s & 0x7F) for x, s in zip(exponent, rest)]
+    want = torch.tensor(words, dtype=torch.int32).to(torch.int16).view(torch.bfloat16).reshape(128, 128)
+    got = tensorseal.load(VECTORS / "planes.tseal", trust=[PUB])
+    assert torch.equal(got["bf16"].view(torch.int16), want.view(torch.int16))
+    assert got["f32"].shape == (64, 64) and got["f32"].dtype == torch.float32

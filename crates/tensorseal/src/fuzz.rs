@@ -403,6 +403,26 @@ pub fn planes_decode(data: &[u8]) {
     }
 }
 
+/// `tans_decode`: the first three bytes give a symbol count (little-endian, below 2^18: two
+/// blocks), the rest is a tANS plane body (`crate::tans`, spec §4.5). Decoding must fail cleanly
+/// or fill exactly that many symbols, which re-encode and decode to themselves.
+pub fn tans_decode(data: &[u8]) {
+    let Some((m, body)) = data.split_first_chunk::<3>() else {
+        return;
+    };
+    let m = (usize::from(m[0]) | usize::from(m[1]) << 8 | usize::from(m[2]) << 16) & 0x3_ffff;
+    let mut out = vec![0u8; m];
+    if crate::tans::decode(body, &mut out).is_err() {
+        return;
+    }
+    let plan = crate::tans::Plan::new(&out);
+    let mut again = Vec::new();
+    crate::tans::encode(&out, &plan, &mut again);
+    let mut back = vec![0u8; m];
+    crate::tans::decode(&again, &mut back).expect("own output decodes");
+    assert!(back == out, "tANS round trip differs");
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -413,6 +433,8 @@ mod tests {
             format_reader(data);
             format_manifest(data);
             format_roundtrip(data);
+            tans_decode(data);
+            planes_decode(data);
         }
         // A recipe that exercises most kinds.
         let recipe: Vec<u8> = (0..4096u32)

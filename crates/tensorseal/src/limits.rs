@@ -6,6 +6,10 @@ pub const ALIGN: u64 = 64;
 /// Size of a digest chunk and of a zstd frame's logical content, in bytes (spec §4.1).
 pub const CHUNK: u64 = 1 << 24;
 
+// Plane-coded chunks (spec §4.4-4.5) need no limits of their own: every size a decoder
+// allocates for comes from `CHUNK` and the signed manifest, and the tANS constants (tables of
+// 2^12 states, blocks of 2^17 symbols) are fixed by the format in `tans.rs`.
+
 /// Largest tensor byte size and file length the format allows (spec §2, §1.3).
 pub const MAX_SIZE: u64 = 1 << 62;
 

@@ -141,7 +141,15 @@ impl BlobCodec {
             Encoding::Zstd { group } => {
                 crate::codec::decompress_chunk(frame, expected_len, usize::from(group))
             }
-            Encoding::Planes { .. } => crate::planes::decode_chunk(frame, expected_len),
+            Encoding::Planes { layout } => {
+                if frame.first() != Some(&layout.id()) {
+                    return Err(format!(
+                        "offset 0: the frame's plane layout is not the codec's ({:#04x})",
+                        layout.id()
+                    ));
+                }
+                crate::planes::decode_chunk(frame, expected_len)
+            }
         }
     }
 }

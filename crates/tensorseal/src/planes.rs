@@ -475,6 +475,12 @@ mod tests {
             let out = decode_chunk(&seed[2..], 4096).unwrap();
             assert_eq!(out.len(), 4096);
         }
+        // And the tANS-coded one, cut from spec/vectors/planes.tseal.
+        let seed = include_bytes!("../../../fuzz/corpus/planes_decode/seed_vector_bf16_tans");
+        assert_eq!(decode_chunk(&seed[2..], 32768).unwrap().len(), 32768);
+        let seed = include_bytes!("../../../fuzz/corpus/tans_decode/seed_vector_bf16_exponent");
+        let mut out = vec![0u8; 16384];
+        crate::tans::decode(&seed[3..], &mut out).unwrap();
     }
 
     /// The test vector of spec §4.4.

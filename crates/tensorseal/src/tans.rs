@@ -721,6 +721,19 @@ mod tests {
         assert!(c.iter().all(|&n| n == 16));
     }
 
+    /// The test vector of spec §4.5.
+    #[test]
+    fn spec_vector() {
+        let plane = [5u8, 5, 5, 7, 5, 5, 5, 7];
+        let body = round_trip(&plane);
+        let hex: String = body.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(
+            hex,
+            "07000000000080180080080200000002000000020000000200000073\
+             0c6e05730c6e05"
+        );
+    }
+
     proptest::proptest! {
         #[test]
         fn any_plane_round_trips(plane in proptest::collection::vec(0u8..20, 0..3000)) {

@@ -217,6 +217,40 @@ fn zstd(p: &std::path::Path) -> WrittenFile {
         .unwrap()
 }
 
+/// Plane-coded (format version 2): smooth weight-like values whose exponent planes tANS codes
+/// and whose mantissa planes are stored raw, so no zstd is involved and any implementation of
+/// spec §4.4 can reproduce the bytes.
+fn planes(p: &std::path::Path) -> WrittenFile {
+    let opts = WriteOptions {
+        compression: Compression::Planes,
+        ..Default::default()
+    };
+    let mut w = Writer::create(p, opts).unwrap();
+    // Bell-shaped like trained weights, from a fixed xorshift: no repeats for zstd to find.
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut weight = move || {
+        let mut sum = 0.0f32;
+        for _ in 0..4 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            sum += (x >> 40) as f32 / (1u64 << 24) as f32;
+        }
+        (sum - 2.0) * 0.05
+    };
+    let bf16: Vec<u8> = (0..16384)
+        .flat_map(|_| ((weight().to_bits() >> 16) as u16).to_le_bytes())
+        .collect();
+    let f32: Vec<u8> = (0..4096).flat_map(|_| weight().to_le_bytes()).collect();
+    let a = w.write_blob(&bf16, DType::BF16).unwrap();
+    let b = w.write_blob(&f32, DType::F32).unwrap();
+    let root = Node::Dict(vec![
+        (s("bf16"), tensor(DType::BF16, &[128, 128], Some(a))),
+        (s("f32"), tensor(DType::F32, &[64, 64], Some(b))),
+    ]);
+    w.finish(root, BTreeMap::new(), &[&test_key()]).unwrap()
+}
+
 trait BlobOf {
     fn tensor_blob(self) -> usize;
 }
@@ -235,6 +269,7 @@ const VECTORS: &[(&str, Build)] = &[
     ("simple.tseal", simple),
     ("all-kinds.tseal", all_kinds),
     ("zstd.tseal", zstd),
+    ("planes.tseal", planes),
 ];
 
 #[test]

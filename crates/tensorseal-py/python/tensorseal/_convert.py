@@ -92,7 +92,7 @@ def convert(src, dst, sign_with=None, compress=None, allow_objects=False, metada
     Same input and options give a byte-identical file.
 
     ``sign_with``: private key(s) (PKCS#8 PEM path or bytes). ``compress``: ``None``,
-    ``"zstd"`` or ``"zstd=LEVEL"`` (1-22), as for :func:`tensorseal.save`. ``metadata``: extra signed ``str -> str`` entries;
+    ``"auto"``, ``"planes"``, ``"zstd"`` or ``"zstd=LEVEL"`` (1-22), as for :func:`tensorseal.save`. ``metadata``: extra signed ``str -> str`` entries;
     ``producer``, ``source_format`` and ``source_sha256`` are set by the converter.
     ``allow_objects=True`` keeps instances of unknown classes as inert records instead of
     refusing the file.
