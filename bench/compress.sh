@@ -41,35 +41,18 @@ for src in "$W/resemblyzer/pretrained.pt" "$W/bf16.pt"; do
     echo "$(basename "$src") --compress $c: $(stat -c %s "$out") bytes"
   done
 done
-# Verified load from a slow disk: the page cache dropped before each run, reads throttled by a
-# cgroup-v1 blkio limit on the disk holding $W. Needs root and blkio; skipped otherwise.
-BLK=/sys/fs/cgroup/blkio
+# Verified loads from a slow disk (bench/compress_load.py): page cache dropped before each run,
+# reads throttled by a cgroup-v1 blkio limit. Needs root and blkio; skipped otherwise.
 dev=$(lsblk -no MAJ:MIN "$(df --output=source "$W" | tail -1)" 2>/dev/null | head -1 | tr -d ' ' || true)
-if [ -w /proc/sys/vm/drop_caches ] && [ -d "$BLK" ] && [ -n "$dev" ] && mkdir -p "$BLK/tensorseal-bench" 2>/dev/null; then
+if [ -w /proc/sys/vm/drop_caches ] && [ -d /sys/fs/cgroup/blkio ] && [ -n "$dev" ]; then
+  files=()
   for src in tiled_fp32 tiled_bf16; do
     for c in none auto; do
       target/release/tensorseal convert "$W/$src.pt" "$W/$src-$c.tseal" --compress "$c" >/dev/null
+      files+=("$W/$src-$c.tseal")
     done
   done
-  for mbps in 250 500 1000 0; do
-    # A limit of 0 removes the throttle: the disk's own speed.
-    echo "$dev $((mbps * 1000000))" > "$BLK/tensorseal-bench/blkio.throttle.read_bps_device"
-    for src in tiled_fp32 tiled_bf16; do
-      for c in none auto; do
-        f="$W/$src-$c.tseal"
-        best=""
-        for _ in 1 2 3; do
-          sync; echo 3 > /proc/sys/vm/drop_caches
-          t=$(bash -c 'echo $$ > '"$BLK"'/tensorseal-bench/tasks; s=$(date +%s%N);
-            '"$PWD"'/target/release/tensorseal verify '"$f"' --digests-only >/dev/null;
-            echo $(( ($(date +%s%N) - s) / 1000000 ))')
-          if [ -z "$best" ] || [ "$t" -lt "$best" ]; then best=$t; fi
-        done
-        echo "cold verify, disk limit $mbps MB/s (0 = none): $src --compress $c ($(stat -c %s "$f") bytes): ${best} ms"
-      done
-    done
-  done
-  rmdir "$BLK/tensorseal-bench" 2>/dev/null || true
+  "$PY" bench/compress_load.py target/release/tensorseal "$dev" "${files[@]}"
 else
-  echo "cold-cache throttled verify skipped: needs root, /proc/sys/vm/drop_caches and cgroup-v1 blkio"
+  echo "cold-cache throttled loads skipped: needs root, /proc/sys/vm/drop_caches and cgroup-v1 blkio"
 fi

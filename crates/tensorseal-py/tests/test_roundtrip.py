@@ -214,7 +214,8 @@ def test_plane_codec_round_trips_every_float_dtype_bit_exact(mode, tmp, keys):
     weights = torch.cat([v.flatten().float() for v in sd.values()])
     specials = torch.tensor([0x7FC00001, -0x3E000000, 0x7F800000, -0x00800000, 1, 0x807FFFFF - (1 << 32),
                              -(1 << 31), 0], dtype=torch.int64).to(torch.int32).view(torch.float32)
-    obj = {"w": {str(dt): weights.to(dt) for dt in (torch.float32, torch.bfloat16, torch.float16, torch.float64)},
+    obj = {"w": {str(dt).removeprefix("torch."): weights.to(dt)
+                 for dt in (torch.float32, torch.bfloat16, torch.float16, torch.float64)},
            "f8": weights.clamp(-400, 400).to(torch.float8_e4m3fn),
            "specials": specials, "specials_bf16": specials.view(torch.int16).view(torch.bfloat16),
            "equal": torch.full((100_000,), 0.125, dtype=torch.bfloat16),
@@ -230,6 +231,16 @@ def test_plane_codec_round_trips_every_float_dtype_bit_exact(mode, tmp, keys):
                            t.view(torch.int16 if t.dtype == torch.bfloat16 else torch.int32)), name
     assert tensorseal.save(obj, tmp / "again.tseal", sign_with=priv, compress=mode) is None
     assert (tmp / "again.tseal").read_bytes() == (tmp / "p.tseal").read_bytes(), "deterministic"
+    # The other read paths decode planes too: the mapping loader and one tensor read lazily.
+    assert_same(tensorseal.load(tmp / "p.tseal", trust=[pub], mode="mmap"), obj)
+    with tensorseal.open(tmp / "p.tseal", trust=[pub]) as ckpt:
+        assert torch.equal(ckpt.get("w.bfloat16"), obj["w"]["bfloat16"])
+    # A flipped bit in a plane-coded blob is caught before any tensor is handed out.
+    data = bytearray((tmp / "p.tseal").read_bytes())
+    data[64 + 100] ^= 0x04
+    (tmp / "bad.tseal").write_bytes(bytes(data))
+    with pytest.raises(tensorseal.VerificationError):
+        tensorseal.load(tmp / "bad.tseal", trust=[pub])
 
 
 @pytest.mark.parametrize("value, where", [

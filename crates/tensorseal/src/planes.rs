@@ -210,6 +210,13 @@ fn encode_planes(
     for (j, p) in planes.iter().enumerate() {
         let start = out.len();
         let m = p.len() as u64;
+        if crate::tans::looks_random(p) {
+            out.extend_from_slice(p);
+            let h = 1 + j * HEADER_PER_PLANE;
+            out[h] = RAW;
+            out[h + 1..h + 5].copy_from_slice(&(m as u32).to_le_bytes());
+            continue;
+        }
         let plan = crate::tans::Plan::new(p);
         // Coding a plane the estimate says is near-random would cost time to gain nothing.
         let mut method = RAW;
