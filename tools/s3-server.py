@@ -7,10 +7,26 @@ enabled when its name ends in "-versioned"), prints the
 environment a client needs, one `export NAME=value` line each, then a line `ready`, and serves
 until its standard input closes (so a test that spawns it stops it by dropping the pipe) or it
 is interrupted.
+
+It also starts a fault-injecting proxy in front of moto, whose URL it prints as
+`TENSORSEAL_TEST_FAULT_PROXY`: a client whose `AWS_ENDPOINT_URL` is the proxy talks to moto
+through it, and a test arms faults for the next requests with
+`POST /__fault__?kind=KIND&count=N[&status=CODE][&method=GET][&seconds=S]` (an S3 bucket name
+cannot contain `_`, so the path never collides): `kind=status` answers with CODE and an S3 error
+body without forwarding; `kind=drop` forwards, then sends half the response body and closes the
+connection; `kind=stall` waits S seconds before forwarding. `GET /__fault__` tells how many
+requests each armed fault has hit; `DELETE /__fault__` disarms all.
 """
 
+import http.client
+import json
 import logging
+import socket
 import sys
+import threading
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import boto3
 from moto.server import ThreadedMotoServer
@@ -21,6 +37,102 @@ ENV = {
     "AWS_SECRET_ACCESS_KEY": "tensorseal-test-secret",
     "AWS_REGION": "us-east-1",
 }
+
+
+class Faults:
+    """Faults armed by a test, each for its next `count` matching requests."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.armed = []  # dicts: kind, count, status, method, seconds, hits
+
+    def arm(self, query):
+        q = {k: v[0] for k, v in urllib.parse.parse_qs(query).items()}
+        fault = {"kind": q["kind"], "count": int(q.get("count", "1")), "hits": 0,
+                 "status": int(q.get("status", "503")), "method": q.get("method"),
+                 "seconds": float(q.get("seconds", "0"))}
+        with self.lock:
+            self.armed.append(fault)
+
+    def take(self, method):
+        with self.lock:
+            for f in self.armed:
+                if f["count"] > f["hits"] and f["method"] in (None, method):
+                    f["hits"] += 1
+                    return dict(f)
+        return None
+
+    def report(self):
+        with self.lock:
+            return [{k: f[k] for k in ("kind", "count", "hits")} for f in self.armed]
+
+    def clear(self):
+        with self.lock:
+            self.armed = []
+
+
+def proxy_handler(upstream, faults):
+    host, port = upstream
+
+    class Proxy(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def reply(self, status, body, content_type="application/xml"):
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def handle_any(self):
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            path, _, query = self.path.partition("?")
+            if path == "/__fault__":
+                if self.command == "POST":
+                    faults.arm(query)
+                elif self.command == "DELETE":
+                    faults.clear()
+                return self.reply(200, json.dumps(faults.report()).encode(), "application/json")
+            fault = faults.take(self.command)
+            if fault and fault["kind"] == "status":
+                code = {403: "AccessDenied", 404: "NoSuchKey", 500: "InternalError"}.get(
+                    fault["status"], "SlowDown")
+                return self.reply(fault["status"], (
+                    f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code>"
+                    f"<Message>injected by the test proxy</Message></Error>").encode())
+            if fault and fault["kind"] == "stall":
+                time.sleep(fault["seconds"])
+            conn = http.client.HTTPConnection(host, port, timeout=120)
+            headers = {k: v for k, v in self.headers.items() if k.lower() != "connection"}
+            conn.request(self.command, self.path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            conn.close()
+            self.send_response(resp.status)
+            for k, v in resp.getheaders():
+                if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                    self.send_header(k, v)
+            # A HEAD answer has no body but the object's length.
+            length = resp.getheader("Content-Length") if self.command == "HEAD" else len(data)
+            self.send_header("Content-Length", str(length or 0))
+            self.end_headers()
+            if self.command == "HEAD":
+                return
+            if fault and fault["kind"] == "drop" and data:
+                self.wfile.write(data[: len(data) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            self.wfile.write(data)
+
+        do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = handle_any
+
+    return Proxy
 
 
 def main() -> int:
@@ -43,7 +155,12 @@ def main() -> int:
             s3.put_bucket_versioning(
                 Bucket=bucket, VersioningConfiguration={"Status": "Enabled"}
             )
-    for name, value in {**ENV, "AWS_ENDPOINT_URL": endpoint}.items():
+    proxy = ThreadingHTTPServer(("127.0.0.1", 0), proxy_handler((host, port), Faults()))
+    proxy.daemon_threads = True
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    proxy_url = f"http://127.0.0.1:{proxy.server_address[1]}"
+    for name, value in {**ENV, "AWS_ENDPOINT_URL": endpoint,
+                        "TENSORSEAL_TEST_FAULT_PROXY": proxy_url}.items():
         print(f"export {name}={value}")
     print("ready", flush=True)
     try:

@@ -18,6 +18,8 @@ const VERSIONED: &str = "tensorseal-test-versioned";
 /// server exits when this test binary does and the pipe closes).
 struct Server {
     env: Vec<(String, String)>,
+    /// The fault proxy's `host:port` (tools/s3-server.py).
+    proxy: String,
     python: PathBuf,
     _child: Child,
 }
@@ -48,6 +50,7 @@ fn start() -> Result<Server, String> {
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", python.display()))?;
     let mut env = Vec::new();
+    let mut proxy = String::new();
     let mut lines = BufReader::new(child.stdout.take().expect("piped"));
     loop {
         let mut line = String::new();
@@ -63,11 +66,16 @@ fn start() -> Result<Server, String> {
             break;
         }
         if let Some((k, v)) = line.strip_prefix("export ").and_then(|l| l.split_once('=')) {
-            env.push((k.to_string(), v.to_string()));
+            if k == "TENSORSEAL_TEST_FAULT_PROXY" {
+                proxy = v.trim_start_matches("http://").to_string();
+            } else {
+                env.push((k.to_string(), v.to_string()));
+            }
         }
     }
     Ok(Server {
         env,
+        proxy,
         python,
         _child: child,
     })
@@ -472,4 +480,114 @@ fn s3_scan_and_export_read_a_pinned_copy_of_the_object() {
     ]);
     assert_eq!(code(&o), 3, "{}", stderr(&o));
     assert!(!bad.exists());
+}
+
+impl Server {
+    /// The server's environment with the fault proxy as the endpoint.
+    fn proxied_env(&self) -> Vec<(String, String)> {
+        let mut env: Vec<(String, String)> = self
+            .env
+            .iter()
+            .filter(|(k, _)| k != "AWS_ENDPOINT_URL")
+            .cloned()
+            .collect();
+        env.push(("AWS_ENDPOINT_URL".into(), format!("http://{}", self.proxy)));
+        env
+    }
+
+    /// Sends one control request to the fault proxy and returns its JSON answer (the faults
+    /// armed and how many requests each has hit).
+    fn faults(&self, method: &str, query: &str) -> serde_json::Value {
+        use std::io::Read;
+        let mut c = std::net::TcpStream::connect(&self.proxy).expect("fault proxy");
+        write!(
+            c,
+            "{method} /__fault__?{query} HTTP/1.1\r\nHost: proxy\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut answer = String::new();
+        c.read_to_string(&mut answer).unwrap();
+        let body = answer.split_once("\r\n\r\n").expect("an HTTP answer").1;
+        serde_json::from_str(body).expect("JSON from the fault proxy")
+    }
+
+    fn tensorseal_proxied(&self, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_tensorseal"))
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(self.proxied_env())
+            .output()
+            .expect("run tensorseal")
+    }
+}
+
+/// Issue 10, item 4: through a proxy that injects faults in front of the real server, transient
+/// 5xx answers and connections dropped mid-body are retried to a correct result; persistent 5xx
+/// fail within the retry bound, a stalled server within the request timeout, a 403 at once with
+/// exit 1 naming the URL. Serialized: the proxy's faults are shared.
+#[test]
+fn s3_faults_are_retried_bounded_and_reported() {
+    let Some(s) = server() else { return };
+    use std::time::{Duration, Instant};
+    use tensorseal_store::{ObjectReader, StoreOptions};
+    let bytes = std::fs::read(vectors().join("planes.tseal")).unwrap();
+    s.put(BUCKET, "faults/planes.tseal", &bytes);
+    let url = format!("s3://{BUCKET}/faults/planes.tseal");
+    let options = StoreOptions {
+        config: s.proxied_env(),
+        request_timeout: Duration::from_secs(2),
+        max_retries: 3,
+        retry_budget: Duration::from_secs(20),
+        ..StoreOptions::default()
+    };
+    s.faults("DELETE", "");
+
+    // Two 503s, then a good answer: the read succeeds, and both faults were met.
+    s.faults("POST", "kind=status&status=503&count=2&method=GET");
+    let object = ObjectReader::open(BUCKET, "faults/planes.tseal", &options).unwrap();
+    assert_eq!(object.read_range(64, 4096).unwrap(), &bytes[64..4160]);
+    assert_eq!(s.faults("GET", "")[0]["hits"], 2);
+
+    // Two connections dropped halfway through the body: retried to the exact bytes.
+    s.faults("DELETE", "");
+    s.faults("POST", "kind=drop&count=2&method=GET");
+    let got = object.read_range(0, bytes.len() as u64).unwrap();
+    assert!(got == bytes, "a retried read returns the object's bytes");
+    assert_eq!(s.faults("GET", "")[0]["hits"], 2);
+
+    // A server that keeps failing: an error naming the URL, after the retries, in bounded time.
+    s.faults("DELETE", "");
+    s.faults("POST", "kind=status&status=500&count=1000&method=GET");
+    let t = Instant::now();
+    let e = object.read_range(0, 64).unwrap_err();
+    assert!(t.elapsed() < Duration::from_secs(25), "{:?}", t.elapsed());
+    assert!(e.to_string().starts_with(&url), "{e}");
+    let hits = s.faults("GET", "")[0]["hits"].as_u64().unwrap();
+    assert_eq!(hits, 4, "one request and 3 retries");
+
+    // A stalled server: the request timeout ends each try.
+    s.faults("DELETE", "");
+    s.faults("POST", "kind=stall&seconds=6&count=1000&method=GET");
+    let t = Instant::now();
+    assert!(object.read_range(0, 64).is_err());
+    assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
+    s.faults("DELETE", "");
+
+    // The CLI through the proxy: transient faults of every kind still verify (exit 0)...
+    let key = key();
+    s.faults("POST", "kind=status&status=503&count=2");
+    s.faults("POST", "kind=drop&count=2&method=GET");
+    let o = s.tensorseal_proxied(&["verify", &url, "--trust", &key]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let o = s.tensorseal_proxied(&["inspect", &url]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // ...and access denied is exit 1, naming the URL, without retries.
+    s.faults("DELETE", "");
+    s.faults("POST", "kind=status&status=403&count=1000");
+    let o = s.tensorseal_proxied(&["verify", &url, "--trust", &key]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(stderr(&o).contains(&url), "{}", stderr(&o));
+    assert_eq!(s.faults("GET", "")[0]["hits"], 1, "a 403 is not retried");
+    s.faults("DELETE", "");
 }
