@@ -14,8 +14,10 @@ through it, and a test arms faults for the next requests with
 `POST /__fault__?kind=KIND&count=N[&status=CODE][&method=GET][&seconds=S]` (an S3 bucket name
 cannot contain `_`, so the path never collides): `kind=status` answers with CODE and an S3 error
 body without forwarding; `kind=drop` forwards, then sends half the response body and closes the
-connection; `kind=stall` waits S seconds before forwarding. `GET /__fault__` tells how many
-requests each armed fault has hit; `DELETE /__fault__` disarms all.
+connection; `kind=stall` waits S seconds before forwarding. `GET /__fault__` answers
+`{"faults": [{"kind", "count", "hits"}...], "access_key": ...}`: how many requests each armed
+fault has hit, and the access key id the last signed request used; `DELETE /__fault__` disarms
+all.
 """
 
 import http.client
@@ -45,6 +47,7 @@ class Faults:
     def __init__(self):
         self.lock = threading.Lock()
         self.armed = []  # dicts: kind, count, status, method, seconds, hits
+        self.access_key = None
 
     def arm(self, query):
         q = {k: v[0] for k, v in urllib.parse.parse_qs(query).items()}
@@ -64,7 +67,15 @@ class Faults:
 
     def report(self):
         with self.lock:
-            return [{k: f[k] for k in ("kind", "count", "hits")} for f in self.armed]
+            return {"faults": [{k: f[k] for k in ("kind", "count", "hits")} for f in self.armed],
+                    "access_key": self.access_key}
+
+    def saw(self, authorization):
+        # AWS4-HMAC-SHA256 Credential=AKID/date/region/s3/aws4_request, ...
+        cred = authorization.partition("Credential=")[2].partition("/")[0]
+        if cred:
+            with self.lock:
+                self.access_key = cred
 
     def clear(self):
         with self.lock:
@@ -97,6 +108,7 @@ def proxy_handler(upstream, faults):
                 elif self.command == "DELETE":
                     faults.clear()
                 return self.reply(200, json.dumps(faults.report()).encode(), "application/json")
+            faults.saw(self.headers.get("Authorization", ""))
             fault = faults.take(self.command)
             if fault and fault["kind"] == "status":
                 code = {403: "AccessDenied", 404: "NoSuchKey", 500: "InternalError"}.get(

@@ -21,6 +21,14 @@ pub enum StoreError {
         #[source]
         source: object_store::Error,
     },
+    /// The AWS shared files name a profile that cannot be used (spec: `profile.rs`).
+    #[error("{url}: {what}")]
+    Profile {
+        /// The object's URL.
+        url: String,
+        /// What is wrong, naming the file or profile.
+        what: String,
+    },
     /// A plain-HTTP endpoint that is not on this machine: credentials and data would cross the
     /// network in the clear.
     #[error(

@@ -4,11 +4,13 @@
 mod error;
 mod location;
 mod object;
+mod profile;
 mod remote;
 mod transfer;
 
 pub use error::StoreError;
 pub use location::Location;
 pub use object::{ObjectReader, StoreOptions};
+pub use profile::MAX_PROFILE_FILE;
 pub use remote::{OpenError, READ_CONCURRENCY, in_read_pool, open_checkpoint};
 pub use transfer::{ObjectVersion, PART_SIZE, UPLOAD_CONCURRENCY, download_file, upload_file};

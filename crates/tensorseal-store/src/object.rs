@@ -77,7 +77,7 @@ pub(crate) fn connect(
     options: &StoreOptions,
 ) -> Result<(AmazonS3, tokio::runtime::Runtime), StoreError> {
     let url = url.to_string();
-    let setting = |name: &str| {
+    let given = |name: &str| {
         options
             .config
             .iter()
@@ -86,7 +86,30 @@ pub(crate) fn connect(
             .map(|(_, v)| v.clone())
             .or_else(|| std::env::var(name).ok())
     };
+    // The profile fills in only what the caller and the environment leave unset.
+    let profile = crate::profile::settings(given).map_err(|what| StoreError::Profile {
+        url: url.clone(),
+        what,
+    })?;
+    let setting = |name: &str| {
+        given(name).or_else(|| {
+            profile
+                .iter()
+                .find(|(k, _)| k == name)
+                .map(|(_, v)| v.clone())
+        })
+    };
     let mut builder = AmazonS3Builder::from_env();
+    for (name, value) in &profile {
+        let key = name
+            .to_ascii_lowercase()
+            .parse()
+            .map_err(|source| StoreError::Config {
+                url: url.clone(),
+                source,
+            })?;
+        builder = builder.with_config(key, value);
+    }
     for (name, value) in &options.config {
         let key = name
             .to_ascii_lowercase()

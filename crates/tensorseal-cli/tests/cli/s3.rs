@@ -482,6 +482,9 @@ fn s3_scan_and_export_read_a_pinned_copy_of_the_object() {
     assert!(!bad.exists());
 }
 
+/// Held by each test that arms the fault proxy's faults, which all its clients share.
+static PROXY_FAULTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 impl Server {
     /// The server's environment with the fault proxy as the endpoint.
     fn proxied_env(&self) -> Vec<(String, String)> {
@@ -496,7 +499,7 @@ impl Server {
     }
 
     /// Sends one control request to the fault proxy and returns its JSON answer (the faults
-    /// armed and how many requests each has hit).
+    /// armed, how many requests each has hit, and the access key id last seen).
     fn faults(&self, method: &str, query: &str) -> serde_json::Value {
         use std::io::Read;
         let mut c = std::net::TcpStream::connect(&self.proxy).expect("fault proxy");
@@ -529,6 +532,7 @@ impl Server {
 #[test]
 fn s3_faults_are_retried_bounded_and_reported() {
     let Some(s) = server() else { return };
+    let _serial = PROXY_FAULTS.lock().unwrap_or_else(|e| e.into_inner());
     use std::time::{Duration, Instant};
     use tensorseal_store::{ObjectReader, StoreOptions};
     let bytes = std::fs::read(vectors().join("planes.tseal")).unwrap();
@@ -547,14 +551,14 @@ fn s3_faults_are_retried_bounded_and_reported() {
     s.faults("POST", "kind=status&status=503&count=2&method=GET");
     let object = ObjectReader::open(BUCKET, "faults/planes.tseal", &options).unwrap();
     assert_eq!(object.read_range(64, 4096).unwrap(), &bytes[64..4160]);
-    assert_eq!(s.faults("GET", "")[0]["hits"], 2);
+    assert_eq!(s.faults("GET", "")["faults"][0]["hits"], 2);
 
     // Two connections dropped halfway through the body: retried to the exact bytes.
     s.faults("DELETE", "");
     s.faults("POST", "kind=drop&count=2&method=GET");
     let got = object.read_range(0, bytes.len() as u64).unwrap();
     assert!(got == bytes, "a retried read returns the object's bytes");
-    assert_eq!(s.faults("GET", "")[0]["hits"], 2);
+    assert_eq!(s.faults("GET", "")["faults"][0]["hits"], 2);
 
     // A server that keeps failing: an error naming the URL, after the retries, in bounded time.
     s.faults("DELETE", "");
@@ -563,7 +567,7 @@ fn s3_faults_are_retried_bounded_and_reported() {
     let e = object.read_range(0, 64).unwrap_err();
     assert!(t.elapsed() < Duration::from_secs(25), "{:?}", t.elapsed());
     assert!(e.to_string().starts_with(&url), "{e}");
-    let hits = s.faults("GET", "")[0]["hits"].as_u64().unwrap();
+    let hits = s.faults("GET", "")["faults"][0]["hits"].as_u64().unwrap();
     assert_eq!(hits, 4, "one request and 3 retries");
 
     // A stalled server: the request timeout ends each try.
@@ -588,6 +592,73 @@ fn s3_faults_are_retried_bounded_and_reported() {
     let o = s.tensorseal_proxied(&["verify", &url, "--trust", &key]);
     assert_eq!(code(&o), 1, "{}", stderr(&o));
     assert!(stderr(&o).contains(&url), "{}", stderr(&o));
-    assert_eq!(s.faults("GET", "")[0]["hits"], 1, "a 403 is not retried");
+    assert_eq!(
+        s.faults("GET", "")["faults"][0]["hits"],
+        1,
+        "a 403 is not retried"
+    );
     s.faults("DELETE", "");
+}
+
+/// Issue 10, item 1: credentials, region and endpoint from a named profile in the AWS shared
+/// files, as the AWS CLI reads them, when the environment gives none; the environment wins over
+/// the profile; a missing or unsupported profile is exit 1 naming it.
+#[test]
+fn s3_profiles_from_the_aws_shared_files() {
+    let Some(s) = server() else { return };
+    let _serial = PROXY_FAULTS.lock().unwrap_or_else(|e| e.into_inner());
+    let bytes = simple();
+    s.put(BUCKET, "profile/simple.tseal", &bytes);
+    let url = format!("s3://{BUCKET}/profile/simple.tseal");
+    let dir = tempfile::tempdir().unwrap();
+    let (credentials, config) = (dir.path().join("credentials"), dir.path().join("config"));
+    std::fs::write(
+        &credentials,
+        "[ci]\naws_access_key_id = AKIAPROFILECI\naws_secret_access_key = secret-ci\n",
+    )
+    .unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "[profile ci]\nregion = us-east-1\nendpoint_url = http://{}\n[profile sso]\nsso_session = corp\n",
+            s.proxy
+        ),
+    )
+    .unwrap();
+    let run = |profile: &str, extra: &[(&str, &str)]| {
+        Command::new(env!("CARGO_BIN_EXE_tensorseal"))
+            .args(["verify", &url, "--trust", &key()])
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("HOME", dir.path())
+            .env("AWS_PROFILE", profile)
+            .env("AWS_SHARED_CREDENTIALS_FILE", &credentials)
+            .env("AWS_CONFIG_FILE", &config)
+            .envs(extra.iter().copied())
+            .output()
+            .expect("run tensorseal")
+    };
+    s.faults("DELETE", "");
+    let o = run("ci", &[]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(s.faults("GET", "")["access_key"], "AKIAPROFILECI");
+    // Keys in the environment win over the profile's; its endpoint still applies.
+    let o = run(
+        "ci",
+        &[
+            ("AWS_ACCESS_KEY_ID", "AKIAFROMENV"),
+            ("AWS_SECRET_ACCESS_KEY", "secret-env"),
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(s.faults("GET", "")["access_key"], "AKIAFROMENV");
+    for (profile, says) in [("nope", "\"nope\" is in neither"), ("sso", "sso_session")] {
+        let o = run(profile, &[]);
+        assert_eq!(code(&o), 1, "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains(&url) && stderr(&o).contains(says),
+            "{}",
+            stderr(&o)
+        );
+    }
 }
