@@ -63,6 +63,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(load::verify, m)?)?;
     m.add_function(wrap_pyfunction!(transfer::upload, m)?)?;
     m.add_function(wrap_pyfunction!(transfer::download, m)?)?;
+    m.add_function(wrap_pyfunction!(transfer::list_folder, m)?)?;
     m.add_function(wrap_pyfunction!(save::save, m)?)?;
     m.add_function(wrap_pyfunction!(convert::convert, m)?)?;
     m.add_function(wrap_pyfunction!(convert::scan, m)?)?;

@@ -49,3 +49,11 @@ pub(crate) fn download(
         .map(version)
         .map_err(|e| errors::with_message(py, e.to_string(), &e))
 }
+
+/// The objects directly under the folder `url`: `(name, length)` pairs sorted by name, for the
+/// distributed-checkpoint backend's check that a folder holds exactly the shards its index lists.
+#[pyfunction]
+pub(crate) fn list_folder(py: Python<'_>, url: &str) -> PyResult<Vec<(String, u64)>> {
+    py.detach(|| tensorseal_store::list_folder(url, &StoreOptions::default()))
+        .map_err(|e| errors::with_message(py, e.to_string(), &e))
+}

@@ -29,7 +29,7 @@ import torch.distributed.checkpoint as dcp  # noqa: E402
 
 from dcp_worker import (full_state, fsdp_load, template, untouched,  # noqa: E402
                         vector_state)
-from conftest import REPO, VECTORS  # noqa: E402
+from conftest import REPO, S3_BUCKET, VECTORS  # noqa: E402
 from deep_compare import assert_same  # noqa: E402
 from tensorseal.dcp import INDEX_NAME, SealReader, SealWriter  # noqa: E402
 from tensorseal import dcp as tdcp  # noqa: E402
@@ -646,3 +646,39 @@ def test_cli_consolidates_a_set_saved_at_4_into_the_whole_state(world4, root, tr
 
     assert_same(by_key(tensorseal.load(out, verify=False)), by_key(full_state(1)))
     assert tensorseal.verify(out, digests_only=True).blobs > 0
+
+
+def test_save_to_and_load_from_a_bucket_prefix(s3, root, key_files, trust):
+    """Issue 10 item 1 with issue 9: a 2-rank job saves to ``s3://`` (each shard uploaded whole
+    after it is written, the index last), loads back at world size 2 by range GETs, and refuses
+    to save again into a prefix that holds a checkpoint; world size 1 reloads it and the whole
+    set verifies from the bucket; an object the index does not list is refused."""
+    prefix = "dcp/run-s/step-1"
+    url = f"s3://{S3_BUCKET}/{prefix}"
+    ops = [
+        {"do": "save", "dir": url, "seed": 11, "run_id": "S", "step": 1},
+        {"do": "load", "dir": url, "seed": 11},
+        {"do": "save", "dir": url + "/", "seed": 12},
+    ]
+    results, codes, job_dir = launch(root, "job-s3", 2, ops, key_files)
+    assert codes == [0, 0], logs(job_dir)
+    for rank, res in enumerate(results):
+        assert res[0]["ok"] and res[1]["ok"], (rank, res)
+    refused = [r[2] for r in results]
+    assert not any(r["ok"] for r in refused), refused
+    assert "already holds __0_0.tseal" in refused[0]["message"], refused[0]
+    listed = s3.list_objects_v2(Bucket=S3_BUCKET, Prefix=prefix + "/")["Contents"]
+    assert sorted(o["Key"].rsplit("/", 1)[1] for o in listed) == [
+        "__0_0.tseal", "__1_0.tseal", INDEX_NAME]
+
+    expected = full_state(11)
+    target = template(expected, None)
+    dcp.load(target, storage_reader=SealReader(url, trust=trust))
+    assert_same(target, expected)
+    report = tdcp.verify(url, trust=trust, expect={"run_id": "S"})
+    assert sorted(report.shards) == ["__0_0.tseal", "__1_0.tseal"] and report.step == 1
+
+    s3.put_object(Bucket=S3_BUCKET, Key=f"{prefix}/__5_0.tseal", Body=b"not listed")
+    with pytest.raises(VerificationError) as info:
+        tdcp.verify(url, trust=trust)
+    assert info.value.kind == "shard_unlisted" and "__5_0.tseal" in str(info.value)

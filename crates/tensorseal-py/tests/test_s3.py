@@ -15,43 +15,13 @@ import pytest
 import tensorseal
 from tensorseal import InvalidInputError, VerificationError
 
-from conftest import REPO
+from conftest import REPO, S3_BUCKET
 from deep_compare import assert_same
 
 torch = pytest.importorskip("torch")
 boto3 = pytest.importorskip("boto3")
 
-BUCKET = "tensorseal-py"
-
-
-@pytest.fixture(scope="module")
-def s3():
-    """The server's client; the process environment points tensorseal at it meanwhile."""
-    proc = subprocess.Popen([sys.executable, str(REPO / "tools" / "s3-server.py"), BUCKET],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    env = {}
-    for line in proc.stdout:
-        line = line.strip()
-        if line == "ready":
-            break
-        if line.startswith("export "):
-            k, v = line[len("export "):].split("=", 1)
-            env[k] = v
-    else:
-        proc.kill()
-        pytest.fail("tools/s3-server.py exited before it was ready")
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"])
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        proc.stdin.close()
-        proc.wait(timeout=30)
+BUCKET = S3_BUCKET
 
 
 @pytest.fixture(scope="module")

@@ -170,3 +170,53 @@ pub fn download_file(
         version: object.version().map(str::to_string),
     })
 }
+
+/// Most objects [`list_folder`] reads under one prefix before giving up: a checkpoint folder
+/// holds at most [`tensorseal::MAX_SHARDS`] shards and an index, so this leaves room for other
+/// files while bounding the memory a hostile bucket can make a listing take.
+pub const MAX_LISTED: usize = 4 * tensorseal::MAX_SHARDS;
+
+/// The objects directly under the folder `url` (`s3://BUCKET/PREFIX`, with or without a
+/// trailing `/`): each one's name after the prefix and its length, sorted by name. Objects in
+/// deeper "folders" are skipped. For the distributed-checkpoint backend, which must see every
+/// shard a folder holds, listed or not.
+///
+/// # Errors
+/// A bad URL, the store's refusal, or more than [`MAX_LISTED`] objects under the prefix.
+pub fn list_folder(url: &str, options: &StoreOptions) -> Result<Vec<(String, u64)>, StoreError> {
+    use futures_util::StreamExt;
+    use object_store::ObjectStore;
+    let trimmed = url.trim_end_matches('/');
+    let (bucket, prefix) = Location::s3_parts(trimmed)?;
+    let (store, runtime) = connect(url, &bucket, options)?;
+    let prefix = ObjectPath::from(prefix.as_str());
+    let client = |e| StoreError::from_client(url, e);
+    runtime.block_on(async {
+        let mut listing = store.list(Some(&prefix));
+        let mut out = Vec::new();
+        let mut seen = 0usize;
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(client)?;
+            seen += 1;
+            if seen > MAX_LISTED {
+                return Err(StoreError::InvalidUrl {
+                    url: url.to_string(),
+                    what: "more objects under this prefix than a checkpoint folder may hold",
+                });
+            }
+            let Some(name) = meta
+                .location
+                .as_ref()
+                .strip_prefix(prefix.as_ref())
+                .and_then(|rest| rest.strip_prefix('/'))
+            else {
+                continue;
+            };
+            if !name.is_empty() && !name.contains('/') {
+                out.push((name.to_string(), meta.size));
+            }
+        }
+        out.sort();
+        Ok(out)
+    })
+}

@@ -27,6 +27,12 @@ positioned read per chunk, verified against the signed digests) and copies the r
 into the state dict, so loading at another world size (resharding) works as with DCP's
 ``FileSystemReader``. No pickle is written or read.
 
+The checkpoint location may be a folder in a bucket, ``s3://BUCKET/PREFIX`` (configured as for
+:func:`tensorseal.load`): each rank writes its shard to a local temporary file and uploads it in
+one multipart upload completed after its last part, and the coordinator uploads the index the
+same way, last; the reader lists the prefix to check that it holds exactly the listed shards, and
+reads each rank's chunks by range GETs pinned to the object it verified.
+
 ``VerificationError.kind`` adds, for shard sets: ``shard_missing`` (a listed shard is absent),
 ``shard_unlisted`` (a ``.tseal`` file the index does not list), ``shard_mismatch`` (length or
 manifest digest differs from the index), ``index_invalid`` (a signed index whose content is not
@@ -51,7 +57,7 @@ from torch.distributed.checkpoint.storage import StorageReader, StorageWriter, W
 from torch.futures import Future
 
 from . import _native
-from ._api import _keys, _path, _policy
+from ._api import _is_url, _keys, _local_copy, _path, _policy
 from ._encode import Encoder
 from ._errors import InvalidInputError, UnsupportedError, VerificationError
 from . import _dtypes
@@ -110,8 +116,26 @@ class _Stored:
 
 def _write_tseal(path, pairs, enc, metadata, signers):
     """Writes a tensorseal file whose tree is the dict ``pairs`` (already encoded) and returns
-    ``(length, manifest SHA-256 hex)``; atomically (temporary file, fsync, rename)."""
-    return _native.save(path, ("dict", pairs), enc.sources, metadata, signers, None)
+    ``(length, manifest SHA-256 hex)``; atomically (temporary file, fsync, rename; for an
+    ``s3://`` path a local file, then one multipart upload completed after its last part)."""
+    if not _is_url(path):
+        return _native.save(path, ("dict", pairs), enc.sources, metadata, signers, None)
+    with _local_copy(path) as local:
+        written = _native.save(local, ("dict", pairs), enc.sources, metadata, signers, None)
+        _native.upload(local, path)
+    return written
+
+
+def _join(folder, name):
+    """``folder/name`` for a local folder or an ``s3://`` prefix alike."""
+    return f"{folder.rstrip('/')}/{name}" if _is_url(folder) else os.path.join(folder, name)
+
+
+def _listing(folder):
+    """``{name: length}`` of the files (objects) directly in ``folder``."""
+    if _is_url(folder):
+        return dict(_native.list_folder(folder))
+    return {n: os.stat(os.path.join(folder, n)).st_size for n in os.listdir(folder)}
 
 
 def _meta(kind, run_id, step, **extra):
@@ -177,14 +201,15 @@ class SealWriter(StorageWriter):
         return StorageMeta(checkpoint_id=self.path, save_id=self.save_id)
 
     def prepare_local_plan(self, plan: SavePlan) -> SavePlan:
-        os.makedirs(self.path, exist_ok=True)
+        if not _is_url(self.path):  # a bucket prefix needs no creating
+            os.makedirs(self.path, exist_ok=True)
         return plan
 
     def prepare_global_plan(self, plans: list[SavePlan]) -> list[SavePlan]:
         # On the coordinator, before any rank writes: a folder that already holds shards or an
         # index would mix two checkpoints (and a stale shard would make this one unloadable).
         try:
-            present = sorted(n for n in os.listdir(self.path) if n.endswith(SUFFIX))
+            present = sorted(n for n in _listing(self.path) if n.endswith(SUFFIX))
         except OSError as e:
             raise InvalidInputError(
                 f"{self.path}: cannot list the checkpoint folder: {e}") from None
@@ -231,7 +256,7 @@ class SealWriter(StorageWriter):
             pairs.append((key, node))
             stored.append((item, key, nbytes))
         meta = _meta("shard", self.run_id, self.step, **{"tensorseal.dcp.rank": str(shard.rank)})
-        length, digest = _write_tseal(os.path.join(self.path, shard.file), pairs, enc, meta,
+        length, digest = _write_tseal(_join(self.path, shard.file), pairs, enc, meta,
                                       self._signers)
         fut.set_result([
             WriteResult(index=item.index, size_in_bytes=nbytes,
@@ -255,7 +280,7 @@ class SealWriter(StorageWriter):
         pairs = [(k, enc.node(v, f"index.{k}")) for k, v in tree.items()]
         if enc.sources:  # pragma: no cover - the index holds no tensors by construction
             raise UnsupportedError("the shard index would hold tensor data")
-        _write_tseal(os.path.join(self.path, INDEX_NAME), pairs, enc,
+        _write_tseal(_join(self.path, INDEX_NAME), pairs, enc,
                      _meta("index", self.run_id, self.step), self._signers)
 
     @classmethod
@@ -378,7 +403,7 @@ class SealReader(StorageReader):
         # failure is kept for tensorseal.dcp.load to raise instead.
         self.metadata_error = None
         try:
-            self._index = _read_index(os.path.join(self.path, INDEX_NAME), self._open)
+            self._index = _read_index(_join(self.path, INDEX_NAME), self._open)
         except Exception as e:
             self.metadata_error = e
             raise
@@ -396,7 +421,8 @@ class SealReader(StorageReader):
         self.close()
         listed = {s["file"]: s for s in self._index.shards}
         try:
-            present = {n for n in os.listdir(self.path) if n.endswith(SUFFIX)} - {INDEX_NAME}
+            sizes = _listing(self.path)
+            present = {n for n in sizes if n.endswith(SUFFIX)} - {INDEX_NAME}
         except OSError as e:
             raise InvalidInputError(
                 f"{self.path}: cannot list the checkpoint folder: {e}") from None
@@ -413,8 +439,8 @@ class SealReader(StorageReader):
         opened = {}
         try:
             for name, s in sorted(listed.items()):
-                path = os.path.join(self.path, name)
-                length = os.stat(path).st_size
+                path = _join(self.path, name)
+                length = sizes[name]
                 if length != s["length"]:
                     raise VerificationError(
                         f"{path}: {length} bytes, the signed index says {s['length']} "
@@ -465,7 +491,7 @@ class SealReader(StorageReader):
         native = self._opened.get(name)
         if native is None:  # pragma: no cover - set_up_storage_reader opened every listed shard
             raise VerificationError(f"{self.path}/{name}: shard not verified", "shard_missing")
-        path = os.path.join(self.path, name)
+        path = _join(self.path, name)
         top = native.tree()
         nodes = dict(top[1]) if type(top) is tuple and top[0] == "dict" else {}
         by_key = {}
@@ -564,6 +590,8 @@ class SealReader(StorageReader):
 
     @classmethod
     def validate_checkpoint_id(cls, checkpoint_id) -> bool:
+        if _is_url(checkpoint_id):
+            return True  # a prefix is checked by read_metadata, with the index's signature
         return (isinstance(checkpoint_id, (str, os.PathLike))
                 and os.path.isfile(os.path.join(os.fspath(checkpoint_id), INDEX_NAME)))
 
@@ -725,7 +753,7 @@ def verify(path, trust, *, threshold=1, expect=None, min_step=None) -> ShardSetR
     from ._api import verify as verify_file
 
     reader = SealReader(path, trust, threshold=threshold, expect=expect, min_step=min_step)
-    index_path = os.path.join(reader.path, INDEX_NAME)
+    index_path = _join(reader.path, INDEX_NAME)
     index = verify_file(index_path, trust, threshold=threshold, expect=expect,
                         min_step=min_step)
     md = reader.read_metadata()
@@ -733,7 +761,7 @@ def verify(path, trust, *, threshold=1, expect=None, min_step=None) -> ShardSetR
     reader.close()
     reports = {}
     for s in reader._index.shards:
-        report = verify_file(os.path.join(reader.path, s["file"]), trust, threshold=threshold,
+        report = verify_file(_join(reader.path, s["file"]), trust, threshold=threshold,
                              expect=expect, min_step=min_step)
         if report.manifest_sha256 != s["manifest_sha256"] or report.file_length != s["length"]:
             raise VerificationError(
