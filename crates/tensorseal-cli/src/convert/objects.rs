@@ -86,14 +86,31 @@ impl LocalInput {
 pub(super) fn convert(args: &ConvertArgs) -> Result<(), Failure> {
     let in_url = crate::remote::url_of(&args.input).map(str::to_string);
     let out_url = crate::remote::url_of(&args.output).map(str::to_string);
-    if out_url.is_some() && tensorseal_convert::is_folder_output(&args.output) {
-        return Err(Failure::new(
-            INVALID,
-            format!(
-                "{}: a shard set cannot be written to a bucket yet; give OUTPUT a file name",
-                args.output.display()
-            ),
-        ));
+    let set_output = out_url.is_some() && tensorseal_convert::is_folder_output(&args.output);
+    if let Some(url) = out_url.as_deref().filter(|_| set_output) {
+        // Fail before converting: a prefix that already holds shards would mix two sets.
+        let present: Vec<String> = tensorseal_store::list_folder(url, &StoreOptions::default())
+            .map_err(|e| store_failure(&e))?
+            .into_iter()
+            .map(|(name, _)| name)
+            .filter(|n| n.ends_with(".tseal"))
+            .collect();
+        if !present.is_empty() {
+            return Err(Failure::new(
+                INVALID,
+                format!(
+                    "{url}: the prefix already holds {}: write each shard set to a fresh prefix",
+                    present[..present.len().min(4)].join(", ")
+                ),
+            ));
+        }
+        if args.attest.is_some() {
+            return Err(Failure::new(
+                2,
+                "--attest with a shard set in a bucket is not supported yet: write the set to a \
+                 local folder, attest it, then upload",
+            ));
+        }
     }
     if args.attest.is_some()
         && args
@@ -132,6 +149,10 @@ pub(super) fn convert(args: &ConvertArgs) -> Result<(), Failure> {
         None => (args.input.clone(), None),
     };
     let local_out = match &out_url {
+        // A trailing `/` keeps the child's folder-output rule: it writes a shard set there.
+        Some(_) if set_output => {
+            PathBuf::from(format!("{}/", temp.path().join("out-set").display()))
+        }
         Some(url) => temp.path().join(format!("out-{}", file_name(url))),
         None => args.output.clone(),
     };
@@ -180,18 +201,21 @@ pub(super) fn convert(args: &ConvertArgs) -> Result<(), Failure> {
         crate::attest::write(&local_out, &key, &input, out)?;
     }
     let uploaded = match &out_url {
-        Some(url) => Some(
+        Some(url) if set_output => upload_set(&local_out, url)?,
+        Some(url) => vec![
             tensorseal_store::upload_file(&local_out, url, &StoreOptions::default())
                 .map_err(|e| store_failure(&e))?,
-        ),
-        None => None,
+        ],
+        None => Vec::new(),
     };
     rename(&mut report);
     if let Some(s) = &source {
         report["source_object"] = object_json(s);
     }
-    if let Some(u) = &uploaded {
-        report["object"] = object_json(u);
+    match &uploaded[..] {
+        [u] if !set_output => report["object"] = object_json(u),
+        [] => {}
+        all => report["objects"] = json!(all.iter().map(object_json).collect::<Vec<_>>()),
     }
     if args.json {
         crate::output::json(&report);
@@ -212,6 +236,33 @@ pub(super) fn convert(args: &ConvertArgs) -> Result<(), Failure> {
         );
     }
     Ok(())
+}
+
+/// Uploads the shard set in the local folder `set` to the prefix `url`: every shard, then the
+/// index last, each in one multipart upload completed after its last part, so the prefix holds
+/// a set that verifies only once its index is there. A failure after some shards leaves them
+/// without an index, which no reader accepts (a fresh prefix is needed to try again).
+fn upload_set(set: &Path, url: &str) -> Result<Vec<ObjectVersion>, Failure> {
+    let index = tensorseal::SHARD_INDEX_FILE;
+    let mut names: Vec<String> = std::fs::read_dir(set)
+        .map_err(|e| Failure::new(INVALID, format!("{}: {e}", set.display())))?
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|n| n.ends_with(".tseal") && n != index)
+        .collect();
+    names.sort();
+    names.push(index.to_string());
+    let prefix = url.trim_end_matches('/');
+    names
+        .iter()
+        .map(|name| {
+            tensorseal_store::upload_file(
+                &set.join(name),
+                &format!("{prefix}/{name}"),
+                &StoreOptions::default(),
+            )
+            .map_err(|e| store_failure(&e))
+        })
+        .collect()
 }
 
 /// The `--json` kinds a child may report, as the static strings [`Failure`] keeps.

@@ -662,3 +662,54 @@ fn s3_profiles_from_the_aws_shared_files() {
         );
     }
 }
+
+/// `tensorseal convert DCP_DIR s3://BUCKET/PREFIX/`: the shard set is converted locally under
+/// the sandbox, then every shard and the index (last) are uploaded whole; a prefix that already
+/// holds a set is refused before converting.
+#[test]
+fn s3_convert_a_dcp_folder_to_a_shard_set_in_a_bucket() {
+    let Some(s) = server() else { return };
+    let dcp = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../tensorseal-convert/tests/data/dcp/two_rank");
+    let signer = vectors().join("test-key.key");
+    let url = format!("s3://{BUCKET}/sets/run-1/");
+    let o = s.tensorseal(&[
+        "convert",
+        dcp.to_str().unwrap(),
+        &url,
+        "--sign",
+        signer.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let uploaded: Vec<&str> = report["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["url"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        uploaded.last(),
+        Some(&&*format!("{url}index.tseal")),
+        "index last"
+    );
+    let options = tensorseal_store::StoreOptions {
+        config: s.env.clone(),
+        ..Default::default()
+    };
+    let listed = tensorseal_store::list_folder(&url, &options).unwrap();
+    let names: Vec<&str> = listed.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["__0_0.tseal", "__1_0.tseal", "index.tseal"]);
+    for name in names {
+        let o = s.tensorseal(&["verify", &format!("{url}{name}"), "--trust", &key()]);
+        assert_eq!(code(&o), 0, "{name}: {}", stderr(&o));
+    }
+    let o = s.tensorseal(&["convert", dcp.to_str().unwrap(), &url]);
+    assert_eq!(code(&o), 1, "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("already holds __0_0.tseal"),
+        "{}",
+        stderr(&o)
+    );
+}
