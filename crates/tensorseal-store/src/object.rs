@@ -235,17 +235,38 @@ impl ObjectReader {
 
     /// Reads `len` bytes at `offset` with one range GET pinned to the object first seen.
     pub fn read_range(&self, offset: u64, len: u64) -> Result<Vec<u8>, StoreError> {
-        if len == 0 {
-            return Ok(Vec::new());
-        }
-        let end = offset.checked_add(len).filter(|&e| e <= self.length);
-        let Some(end) = end else {
+        // Checked before allocating: a range past the object's end is refused, not reserved.
+        if offset.checked_add(len).is_none_or(|end| end > self.length) {
             return Err(StoreError::ShortRead {
                 url: self.url.clone(),
                 offset,
                 wanted: len,
                 got: self.length.saturating_sub(offset),
             });
+        }
+        let mut buf = vec![0u8; len as usize];
+        self.read_into(offset, &mut buf)?;
+        Ok(buf)
+    }
+
+    /// Fills `buf` from `offset` with one range GET pinned to the object first seen, copying
+    /// the body's pieces straight into `buf` as they arrive (collecting them first, then
+    /// copying, cost two extra passes over every byte: 0.2 s of a 1 GiB load on two cores).
+    pub fn read_into(&self, offset: u64, buf: &mut [u8]) -> Result<(), StoreError> {
+        use futures_util::StreamExt;
+        let len = buf.len() as u64;
+        if len == 0 {
+            return Ok(());
+        }
+        let short = |got: u64| StoreError::ShortRead {
+            url: self.url.clone(),
+            offset,
+            wanted: len,
+            got,
+        };
+        let end = offset.checked_add(len).filter(|&e| e <= self.length);
+        let Some(end) = end else {
+            return Err(short(self.length.saturating_sub(offset)));
         };
         let options = GetOptions {
             if_match: Some(self.etag.clone()),
@@ -253,31 +274,34 @@ impl ObjectReader {
             range: Some(GetRange::Bounded(offset..end)),
             ..GetOptions::default()
         };
-        let bytes = self
-            .runtime
-            .block_on(async {
-                self.store
-                    .get_opts(&self.path, options)
-                    .await?
-                    .bytes()
-                    .await
-            })
-            .map_err(|e| match e {
-                object_store::Error::Precondition { .. } => StoreError::Changed {
-                    url: self.url.clone(),
-                    etag: self.etag.clone(),
-                },
-                e => StoreError::from_client(&self.url, e),
-            })?;
-        if bytes.len() as u64 != len {
-            return Err(StoreError::ShortRead {
+        let client = |e| match e {
+            object_store::Error::Precondition { .. } => StoreError::Changed {
                 url: self.url.clone(),
-                offset,
-                wanted: len,
-                got: bytes.len() as u64,
-            });
-        }
-        Ok(bytes.to_vec())
+                etag: self.etag.clone(),
+            },
+            e => StoreError::from_client(&self.url, e),
+        };
+        self.runtime.block_on(async {
+            let mut body = self
+                .store
+                .get_opts(&self.path, options)
+                .await
+                .map_err(client)?
+                .into_stream();
+            let mut got = 0usize;
+            while let Some(piece) = body.next().await {
+                let piece = piece.map_err(client)?;
+                let Some(dest) = buf.get_mut(got..got + piece.len()) else {
+                    return Err(short((got + piece.len()) as u64));
+                };
+                dest.copy_from_slice(&piece);
+                got += piece.len();
+            }
+            if got != buf.len() {
+                return Err(short(got as u64));
+            }
+            Ok(())
+        })
     }
 }
 
@@ -287,11 +311,7 @@ impl tensorseal::ReadAt for ObjectReader {
     }
 
     fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
-        let bytes = self
-            .read_range(offset, buf.len() as u64)
-            .map_err(StoreError::into_io)?;
-        buf.copy_from_slice(&bytes);
-        Ok(())
+        self.read_into(offset, buf).map_err(StoreError::into_io)
     }
 
     /// Every read is a range GET: a whole chunk (16 MiB) per request, not a cache-sized piece.
