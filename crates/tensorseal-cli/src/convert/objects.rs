@@ -112,18 +112,23 @@ pub(super) fn convert(args: &ConvertArgs) -> Result<(), Failure> {
             ));
         }
     }
-    if args.attest.is_some()
-        && args
-            .sign
-            .iter()
-            .any(|s| s.to_string_lossy().starts_with("fd:"))
-    {
-        return Err(Failure::new(
-            2,
-            "--attest with an s3:// input or output needs --sign KEY as a path or env:VAR (an \
-             fd: key can be read only once, by the conversion)",
-        ));
-    }
+    // An fd: key can be read only once, and both the conversion (in the child) and the
+    // attestation (here) need it: read it here and hand it to the child on its standard input.
+    let fd_keys: Vec<usize> = (0..args.sign.len())
+        .filter(|&i| args.sign[i].to_string_lossy().starts_with("fd:"))
+        .collect();
+    let handed = match &fd_keys[..] {
+        [] => None,
+        [i] if args.attest.is_some() => Some((*i, crate::keysource::secret_key(&args.sign[*i])?)),
+        [..] if args.attest.is_none() => None,
+        _ => {
+            return Err(Failure::new(
+                2,
+                "--attest with an s3:// input or output takes at most one fd: key (it is handed \
+                 to the conversion on its standard input); give the others as paths or env:VAR",
+            ));
+        }
+    };
     let temp = temp_dir()?;
     let mut meta = args.meta.clone();
     let (local_in, source) = match &in_url {
@@ -153,10 +158,11 @@ pub(super) fn convert(args: &ConvertArgs) -> Result<(), Failure> {
         Some(_) if set_output => {
             PathBuf::from(format!("{}/", temp.path().join("out-set").display()))
         }
-        Some(url) => temp.path().join(format!("out-{}", file_name(url))),
+        // The object's own name: an attestation names its subject by the file's name.
+        Some(url) => temp.path().join(file_name(url)),
         None => args.output.clone(),
     };
-    let mut report = run_child(args, &local_in, &local_out, &meta)?;
+    let mut report = run_child(args, &local_in, &local_out, &meta, handed.as_ref())?;
     let code = report["exit_code"].as_u64().unwrap_or(u64::from(INVALID)) as u8;
     let rename = |v: &mut Value| {
         v["input"] = json!(args.input.display().to_string());
@@ -183,7 +189,14 @@ pub(super) fn convert(args: &ConvertArgs) -> Result<(), Failure> {
         return Err(Failure::new(code, message).with_kind(static_kind(&kind)));
     }
     if let (Some(out), Some(spec)) = (&args.attest, args.sign.first()) {
-        let key = crate::keysource::secret_key(spec)?;
+        let read;
+        let key = match &handed {
+            Some((0, key)) => key,
+            _ => {
+                read = crate::keysource::secret_key(spec)?;
+                &read
+            }
+        };
         let inert: Vec<String> = report["inert_objects"]
             .as_array()
             .map(|a| {
@@ -198,7 +211,7 @@ pub(super) fn convert(args: &ConvertArgs) -> Result<(), Failure> {
             report["source_sha256"].as_str().unwrap_or(""),
             &inert,
         );
-        crate::attest::write(&local_out, &key, &input, out)?;
+        crate::attest::write(&local_out, key, &input, out)?;
     }
     let uploaded = match &out_url {
         Some(url) if set_output => upload_set(&local_out, url)?,
@@ -286,12 +299,14 @@ fn static_kind(kind: &str) -> &'static str {
 }
 
 /// `tensorseal convert LOCAL_IN LOCAL_OUT` with the caller's options, in a child process; its
-/// `--json` report. Its standard error (sandbox warnings) is the caller's.
+/// `--json` report. Its standard error (sandbox warnings) is the caller's. `handed`: the
+/// `--sign` argument at that index already read here, given to the child as `fd:0`.
 fn run_child(
     args: &ConvertArgs,
     input: &Path,
     output: &Path,
     meta: &[(String, String)],
+    handed: Option<&(usize, tensorseal::SecretKey)>,
 ) -> Result<Value, Failure> {
     let exe: PathBuf = std::env::current_exe()
         .map_err(|e| Failure::new(INVALID, format!("cannot find this program to re-run: {e}")))?;
@@ -300,8 +315,11 @@ fn run_child(
         .arg(input)
         .arg(output)
         .args(["--json", "--quiet"]);
-    for s in &args.sign {
-        cmd.arg("--sign").arg(s);
+    for (i, s) in args.sign.iter().enumerate() {
+        match handed {
+            Some((h, _)) if *h == i => cmd.arg("--sign").arg("fd:0"),
+            _ => cmd.arg("--sign").arg(s),
+        };
     }
     if let Some(c) = &args.compress {
         cmd.arg("--compress").arg(c.to_string());
@@ -318,11 +336,36 @@ fn run_child(
     if args.sandbox.no_sandbox {
         cmd.arg("--no-sandbox");
     }
-    let out = cmd
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .map_err(|e| Failure::new(INVALID, format!("cannot run the conversion: {e}")))?;
+    let cannot =
+        |e: std::io::Error| Failure::new(INVALID, format!("cannot run the conversion: {e}"));
+    let out = match handed {
+        None => cmd
+            .stdin(Stdio::null())
+            .stderr(Stdio::inherit())
+            .output()
+            .map_err(cannot)?,
+        Some((_, key)) => {
+            let pem = key
+                .to_pem()
+                .map_err(|e| Failure::new(INVALID, format!("cannot hand the key on: {e}")))?;
+            let mut child = cmd
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit())
+                .spawn()
+                .map_err(cannot)?;
+            // The child reads its key before anything else; dropping the pipe ends its input.
+            let written = child
+                .stdin
+                .take()
+                .map(|mut stdin| std::io::Write::write_all(&mut stdin, pem.as_bytes()));
+            let out = child.wait_with_output().map_err(cannot)?;
+            if let Some(Err(e)) = written {
+                return Err(cannot(e));
+            }
+            out
+        }
+    };
     serde_json::from_slice(&out.stdout).map_err(|e| {
         Failure::new(
             INVALID,

@@ -713,3 +713,49 @@ fn s3_convert_a_dcp_folder_to_a_shard_set_in_a_bucket() {
         stderr(&o)
     );
 }
+
+/// `convert ... s3://... --sign fd:N --attest OUT`: the one-shot key is read once by the parent
+/// and handed to the conversion, and the attestation names and digests the uploaded object.
+#[test]
+fn s3_convert_with_an_fd_key_and_an_attestation() {
+    let Some(s) = server() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let att = dir.path().join("x.intoto.jsonl");
+    let url = format!("s3://{BUCKET}/attested/x.tseal");
+    let key_file = vectors().join("test-key.key");
+    // Process substitution: fd 3 is a pipe, readable exactly once.
+    let script = format!(
+        "exec 3< <(cat '{}'); exec '{}' convert '{}' '{url}' --sign fd:3 --attest '{}' --json",
+        key_file.display(),
+        env!("CARGO_BIN_EXE_tensorseal"),
+        fixture("numpy/be_i4.npy").display(),
+        att.display()
+    );
+    let o = Command::new("bash")
+        .args(["-c", &script])
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(s.env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let options = tensorseal_store::StoreOptions {
+        config: s.env.clone(),
+        ..Default::default()
+    };
+    let object =
+        tensorseal_store::ObjectReader::open(BUCKET, "attested/x.tseal", &options).unwrap();
+    let bytes = object.read_range(0, object.length()).unwrap();
+    let envelope: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&att).unwrap()).unwrap();
+    use base64ct::Encoding as _;
+    let payload = base64ct::Base64::decode_vec(envelope["payload"].as_str().unwrap()).unwrap();
+    let statement: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(statement["subject"][0]["name"], "x.tseal");
+    assert_eq!(
+        statement["subject"][0]["digest"]["sha256"],
+        hex::encode(tensorseal::sha256(&bytes)).as_str()
+    );
+    let o = s.tensorseal(&["verify", &url, "--trust", &key()]);
+    assert_eq!(code(&o), 0, "signed with the fd key: {}", stderr(&o));
+}
