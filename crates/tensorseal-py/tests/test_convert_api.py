@@ -372,8 +372,9 @@ def test_convert_sandbox_report_matches_the_cli(tmp):
 
 
 @needs_cli
-@pytest.mark.parametrize("spelling", ["none", "zstd", "zstd=3", "zstd:3", "zstd=22", "zstd=0",
-                                      "zstd=23", "zstd=+3", "zstd=", "gzip", "ZSTD"])
+@pytest.mark.parametrize("spelling", ["none", "auto", "planes", "zstd", "zstd=3", "zstd:3",
+                                      "zstd=22", "zstd=0", "zstd=23", "zstd=+3", "zstd=", "gzip",
+                                      "ZSTD", "planes=1", "AUTO"])
 def test_compress_spellings_mean_the_same_in_cli_and_python(spelling, tmp):
     # One parser in the library serves both front ends: the same spellings are accepted, and an
     # accepted one writes the same file.
@@ -382,7 +383,8 @@ def test_compress_spellings_mean_the_same_in_cli_and_python(spelling, tmp):
     report, exc = attempt(src, tmp / "py.tseal", compress=spelling, sandbox="off")
     if code == 2:
         assert isinstance(exc, tensorseal.InvalidInputError), (spelling, err)
-        assert "compress must be None, or expected none, zstd or zstd=LEVEL" in str(exc)
+        assert ("compress must be None, or expected none, auto, planes, zstd or zstd=LEVEL"
+                in str(exc))
         assert not (tmp / "py.tseal").exists()
     else:
         assert code == 0 and exc is None, (spelling, err, exc)
