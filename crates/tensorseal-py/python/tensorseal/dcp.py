@@ -57,7 +57,7 @@ from torch.distributed.checkpoint.storage import StorageReader, StorageWriter, W
 from torch.futures import Future
 
 from . import _native
-from ._api import _is_url, _keys, _local_copy, _path, _policy
+from ._api import _is_url, _keys, _local_copy, _path, _policy, compression
 from ._encode import Encoder
 from ._errors import InvalidInputError, UnsupportedError, VerificationError
 from . import _dtypes
@@ -114,14 +114,14 @@ class _Stored:
     shard_manifest_sha256: str = ""
 
 
-def _write_tseal(path, pairs, enc, metadata, signers):
+def _write_tseal(path, pairs, enc, metadata, signers, compress=None):
     """Writes a tensorseal file whose tree is the dict ``pairs`` (already encoded) and returns
     ``(length, manifest SHA-256 hex)``; atomically (temporary file, fsync, rename; for an
     ``s3://`` path a local file, then one multipart upload completed after its last part)."""
     if not _is_url(path):
-        return _native.save(path, ("dict", pairs), enc.sources, metadata, signers, None)
+        return _native.save(path, ("dict", pairs), enc.sources, metadata, signers, compress)
     with _local_copy(path) as local:
-        written = _native.save(local, ("dict", pairs), enc.sources, metadata, signers, None)
+        written = _native.save(local, ("dict", pairs), enc.sources, metadata, signers, compress)
         _native.upload(local, path)
     return written
 
@@ -163,9 +163,13 @@ class SealWriter(StorageWriter):
     unless ``allow_objects=True``: then it is stored as an inert :class:`tensorseal.Object`
     record (class name, ``__reduce_ex__`` arguments and state), which loading gives back as that
     record, never importing the class.
+
+    ``compress``: as for :func:`tensorseal.save` (``None``, ``"auto"``, ``"planes"``, ``"zstd"``,
+    ``"zstd=LEVEL"``); each rank's shard is compressed on that rank, chunk by chunk.
     """
 
-    def __init__(self, path, sign_with, run_id=None, step=None, allow_objects=False):
+    def __init__(self, path, sign_with, run_id=None, step=None, allow_objects=False,
+                 compress=None):
         super().__init__()
         self.path = _path(path)
         self._signers = _keys(sign_with, "sign_with")
@@ -178,6 +182,7 @@ class SealWriter(StorageWriter):
         self.run_id = run_id
         self.step = step
         self.allow_objects = bool(allow_objects)
+        self.compress = compression(compress)
         self.is_coordinator = False
         self.save_id = uuid.uuid4().hex
 
@@ -257,7 +262,7 @@ class SealWriter(StorageWriter):
             stored.append((item, key, nbytes))
         meta = _meta("shard", self.run_id, self.step, **{"tensorseal.dcp.rank": str(shard.rank)})
         length, digest = _write_tseal(_join(self.path, shard.file), pairs, enc, meta,
-                                      self._signers)
+                                      self._signers, self.compress)
         fut.set_result([
             WriteResult(index=item.index, size_in_bytes=nbytes,
                         storage_data=_Stored(shard.file, key, length, digest))
@@ -792,7 +797,7 @@ def _unwrap(e, reader=None):
 
 
 def save(state_dict, path, sign_with, *, run_id=None, step=None, allow_objects=False,
-         **kwargs):
+         compress=None, **kwargs):
     """``torch.distributed.checkpoint.save`` through :class:`SealWriter` (``kwargs`` go to it:
     ``process_group``, ``planner``, ...), raising tensorseal's exception (for instance the
     :class:`tensorseal.UnsupportedError` naming a value that cannot be stored) instead of DCP's
@@ -800,7 +805,7 @@ def save(state_dict, path, sign_with, *, run_id=None, step=None, allow_objects=F
     from torch.distributed.checkpoint import save as dcp_save
 
     writer = SealWriter(path, sign_with=sign_with, run_id=run_id, step=step,
-                        allow_objects=allow_objects)
+                        allow_objects=allow_objects, compress=compress)
     try:
         return dcp_save(state_dict, storage_writer=writer, **kwargs)
     except BaseException as e:
