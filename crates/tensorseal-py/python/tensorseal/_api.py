@@ -441,7 +441,7 @@ def save(obj, path, sign_with=None, compress=None, metadata=None, allow_objects=
     wherever it saves anything), ``"zstd"`` (byte-grouped zstd, level 1) or ``"zstd=LEVEL"``
     (1-22; ``"zstd:LEVEL"`` is read too), as ``tensorseal convert --compress`` takes it; with
     ``"auto"`` and zstd a tensor is stored raw unless compressing saves 5%. Plane-coded files
-    are format version 2 (readable by tensorseal 0.2 on). ``metadata``: signed ``str -> str``
+    are format version 2 (readable by this release on). ``metadata``: signed ``str -> str``
     entries (spec §5: e.g. ``run_id``, ``step``).
 
     Deterministic: the same object gives a byte-identical file. Set elements are ordered by
