@@ -100,17 +100,8 @@ pub(crate) fn connect(
         })
     };
     let mut builder = AmazonS3Builder::from_env();
-    for (name, value) in &profile {
-        let key = name
-            .to_ascii_lowercase()
-            .parse()
-            .map_err(|source| StoreError::Config {
-                url: url.clone(),
-                source,
-            })?;
-        builder = builder.with_config(key, value);
-    }
-    for (name, value) in &options.config {
+    // The profile's settings first, so that the caller's override them.
+    for (name, value) in profile.iter().chain(&options.config) {
         let key = name
             .to_ascii_lowercase()
             .parse()

@@ -233,13 +233,5 @@ pub(crate) fn map_private(file: &File) -> io::Result<PrivateMap> {
 
 /// Hints the kernel that `range` of a mapped file is about to be read in order.
 pub(crate) fn advise_sequential(bytes: &FileBytes) {
-    match bytes {
-        FileBytes::Mapped(m) => {
-            let _ = m.advise(memmap2::Advice::Sequential);
-        }
-        FileBytes::Private(p) => {
-            let _ = p.map.advise(memmap2::Advice::Sequential);
-        }
-        FileBytes::Owned(_) => {}
-    }
+    bytes.advise(memmap2::Advice::Sequential);
 }

@@ -209,41 +209,11 @@ fn encode_planes(
     out.resize(1 + w * HEADER_PER_PLANE, 0);
     for (j, p) in planes.iter().enumerate() {
         let start = out.len();
-        let m = p.len() as u64;
-        if crate::tans::looks_random(p) {
-            out.extend_from_slice(p);
-            let h = 1 + j * HEADER_PER_PLANE;
-            out[h] = RAW;
-            out[h + 1..h + 5].copy_from_slice(&(m as u32).to_le_bytes());
-            continue;
-        }
-        let plan = crate::tans::Plan::new(p);
-        // Coding a plane the estimate says is near-random would cost time to gain nothing.
-        let mut method = RAW;
-        if plan.estimate() < m - m / 100 {
-            crate::tans::encode(p, &plan, &mut out);
-            if ((out.len() - start) as u64) < m {
-                method = TANS;
-            } else {
-                out.truncate(start);
-            }
-        }
-        // Below 2 bits a symbol a plane is mostly one value, where zstd's runs beat any
-        // order-0 code; on small planes tANS's table costs more than zstd's, and trying is
-        // cheap.
-        if !p.is_empty() && (m < SMALL_PLANE || plan.estimate() * 8 < 2 * m) {
-            let z = zstd_plane(p, level)?;
-            let current = if method == RAW {
-                m
-            } else {
-                (out.len() - start) as u64
-            };
-            if (z.len() as u64) < current {
-                out.truncate(start);
-                out.extend_from_slice(&z);
-                method = ZSTD;
-            }
-        }
+        let method = if crate::tans::looks_random(p) {
+            RAW
+        } else {
+            code_plane(p, level, &mut out)?
+        };
         if method == RAW {
             out.extend_from_slice(p);
         }
@@ -253,6 +223,40 @@ fn encode_planes(
         out[h + 1..h + 5].copy_from_slice(&len.to_le_bytes());
     }
     Ok(out)
+}
+
+/// Appends `p` tANS- or zstd-coded to `out`, whichever is smaller and smaller than `p`, and
+/// returns that method; returns [`RAW`] with nothing appended when neither is.
+fn code_plane(p: &[u8], level: i32, out: &mut Vec<u8>) -> std::io::Result<u8> {
+    let start = out.len();
+    let m = p.len() as u64;
+    let plan = crate::tans::Plan::new(p);
+    // Coding a plane the estimate says is near-random would cost time to gain nothing.
+    let mut method = RAW;
+    if plan.estimate() < m - m / 100 {
+        crate::tans::encode(p, &plan, out);
+        if ((out.len() - start) as u64) < m {
+            method = TANS;
+        } else {
+            out.truncate(start);
+        }
+    }
+    // Below 2 bits a symbol a plane is mostly one value, where zstd's runs beat any order-0
+    // code; on small planes tANS's table costs more than zstd's, and trying is cheap.
+    if !p.is_empty() && (m < SMALL_PLANE || plan.estimate() * 8 < 2 * m) {
+        let z = zstd_plane(p, level)?;
+        let current = if method == RAW {
+            m
+        } else {
+            (out.len() - start) as u64
+        };
+        if (z.len() as u64) < current {
+            out.truncate(start);
+            out.extend_from_slice(&z);
+            method = ZSTD;
+        }
+    }
+    Ok(method)
 }
 
 /// Decodes one chunk into exactly `expected_len` bytes. Every length comes from `expected_len`;

@@ -99,13 +99,7 @@ fn server() -> Option<&'static Server> {
 
 impl Server {
     fn tensorseal(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_tensorseal"))
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .output()
-            .expect("run tensorseal")
+        run_with(args, self.env.iter().cloned())
     }
 
     /// Uploads `body` with boto3, the client users would upload with.
@@ -124,6 +118,17 @@ impl Server {
         child.stdin.take().unwrap().write_all(body).unwrap();
         assert!(child.wait().unwrap().success(), "upload of {key}");
     }
+}
+
+/// The CLI with `args` and only `PATH` and `env` in its environment.
+fn run_with(args: &[&str], env: impl IntoIterator<Item = (String, String)>) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tensorseal"))
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env)
+        .output()
+        .expect("run tensorseal")
 }
 
 fn simple() -> Vec<u8> {
@@ -515,13 +520,7 @@ impl Server {
     }
 
     fn tensorseal_proxied(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_tensorseal"))
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-            .envs(self.proxied_env())
-            .output()
-            .expect("run tensorseal")
+        run_with(args, self.proxied_env())
     }
 }
 
